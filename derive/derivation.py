@@ -19,6 +19,7 @@ from collections import defaultdict
 from dataclasses import dataclass
 
 import sympy
+from sympy.core.symbol import Str
 
 from .graph import Affine, Elementwise, adjoint
 
@@ -143,7 +144,7 @@ class Diag(sympy.Function):
 
 
 class Block(sympy.Function):
-    """``Block(W, p)``: the columns of ``W`` that act on part ``p``."""
+    """``Block(W, p)``: the columns of ``W`` that act on part ``p`` (both ``Str``)."""
 
     is_commutative = False
 
@@ -164,7 +165,7 @@ def state_jacobians(cell: Cell) -> list[Jacobian]:
             new: list[list[sympy.Expr]] = []
             if isinstance(node, Affine):
                 for p in node.parts:
-                    new += [[Block(sympy.Symbol(node.weight), sympy.Symbol(p)), *path] for path in paths.get(p, [])]
+                    new += [[Block(Str(node.weight), Str(p)), *path] for path in paths.get(p, [])]
             else:
                 for name in node.arguments():
                     partial = sympy.diff(node.expr, sympy.Symbol(name)).xreplace(cached)

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import sympy
+from sympy.core.symbol import Str
 
 from .functions import ACTIVATIONS
 
@@ -77,7 +78,8 @@ class WeightT(sympy.Function):
     in LaTeX).
     """
 
-    nargs = 3
+    is_commutative = True  # a vector, multiplied elementwise like any other
+    nargs = 3  # (Str weight, Str part, adjoint): names, not symbols, so substitution leaves them be
 
     @property
     def weight(self) -> str:
@@ -111,11 +113,13 @@ class Affine:
     def vjp(self, d_target: sympy.Symbol) -> dict[str, sympy.Expr]:
         """δp += W_pᵀ δz for each part p (the weight and bias gradients are
         sums over time, see :class:`derive.derivation.WeightGrad`)."""
-        return {p: WeightT(sympy.Symbol(self.weight), sympy.Symbol(p), d_target) for p in self.parts}
+        return {p: WeightT(Str(self.weight), Str(p), d_target) for p in self.parts}
 
 
 class Concat(sympy.Function):
     """``Concat(W, p1, p2, …)`` is ``W [p1; p2; …]``, printed as such."""
+
+    is_commutative = True
 
 
 @dataclass(frozen=True)

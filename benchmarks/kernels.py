@@ -1,0 +1,246 @@
+"""Time the generated NumPy kernels against PyTorch's CPU modules.
+
+For each cell, shape and dtype: the forward and the forward+backward of the
+generated kernel and of the nearest PyTorch module (``gru_simple`` and
+``gru`` have none; ``nn.GRU`` stands in), and the *GEMM floor*: the matrix
+products the cell needs, timed alone with NumPy in the same run. The table
+gives medians over ``--repeat`` interleaved rounds, the ratio kernel/torch
+and the fraction of the floor (floor time / kernel time: 1.0 would mean the
+kernel spends all its time in unavoidable GEMMs).
+
+The products come from the cell's structure (``cell.nodes``): every input
+part of every affine node goes into one GEMM over all time steps,
+(T·B, n_x) × (n_x, G·n_h); each other part vector p (c(t−1), Gr ⊙ c(t−1), …)
+costs one GEMM per step, (B, n_h) × (n_h, k_p·n_h), k_p the number of
+affine nodes acting on p. Backward: the transposed GEMM per step and part,
+one GEMM for dxs, and one weight-gradient GEMM per part over the stacked
+steps.
+
+Both sides run with the same thread count (``--threads``, default 1):
+threadpoolctl limits NumPy's BLAS, ``torch.set_num_threads`` limits torch.
+One thread is the default because the per-step products are small (B × n_h
+by n_h × k·n_h), where a second thread mostly adds synchronisation, and a
+single thread makes repeated runs stable on a shared 2-core machine.
+
+Run::
+
+    python benchmarks/kernels.py              # full run
+    python benchmarks/kernels.py --quick      # smoke run, a few seconds
+
+This machine may set ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``, which can
+slow a current NumPy's OpenBLAS; the script prints them and what
+threadpoolctl reports, and leaves them alone. To measure without them::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE python benchmarks/kernels.py
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from threadpoolctl import threadpool_info, threadpool_limits
+
+import derive
+from derive import kernels
+from derive.graph import Affine
+from derive.interop.torch import to_torch
+
+SHAPES = [(100, 32, 64, 128), (20, 4, 8, 16)]  # T, B, n_x, n_h
+DTYPES = [np.float32, np.float64]
+NEAREST_MODULE = {"rnn": "rnn", "gru_simple": "gru_torch", "gru": "gru_torch", "gru_torch": "gru_torch", "lstm": "lstm"}
+
+
+@dataclass(frozen=True)
+class Gemm:
+    """One matrix product (m, k) × (k, n), done ``count`` times."""
+
+    m: int
+    k: int
+    n: int
+    count: int = 1
+
+
+def gemm_floor(cell: derive.Cell, T: int, B: int, n_x: int, n_h: int) -> tuple[list[Gemm], list[Gemm]]:
+    """The forward and backward matrix products of ``cell`` at this shape."""
+    input_nodes, per_part = 0, {}
+    for node in cell.nodes:
+        if isinstance(node, Affine):
+            for part in node.parts:
+                if cell.vectors[part].role == "input":
+                    input_nodes += 1
+                else:
+                    per_part[part] = per_part.get(part, 0) + 1
+    G = input_nodes
+    forward = [Gemm(T * B, n_x, G * n_h)] + [Gemm(B, n_h, k * n_h, T) for k in per_part.values()]
+    backward = [Gemm(B, k * n_h, n_h, T) for k in per_part.values()]  # δ part(t) = W_pᵀ δz(t), each step
+    backward += [Gemm(T * B, G * n_h, n_x)]  # dxs, all steps at once
+    backward += [Gemm(G * n_h, T * B, n_x)] + [Gemm(k * n_h, T * B, n_h) for k in per_part.values()]  # dW
+    return forward, backward
+
+
+def gemm_runner(gemms: list[Gemm], dtype: type, rng: np.random.Generator) -> Callable[[], None]:
+    """A callable doing exactly ``gemms`` into preallocated outputs."""
+    operands = [(rng.standard_normal((g.m, g.k)).astype(dtype), rng.standard_normal((g.k, g.n)).astype(dtype),
+                 np.empty((g.m, g.n), dtype), g.count) for g in gemms]
+
+    def run() -> None:
+        for a, b, out, count in operands:
+            for _ in range(count):
+                np.matmul(a, b, out=out)
+
+    return run
+
+
+def calibrated(fn: Callable[[], object], min_seconds: float) -> Callable[[], float]:
+    """A timer of ``fn`` that loops it enough times to last ``min_seconds``;
+    returns seconds per call."""
+    fn()  # warm up (allocations, torch's lazy init)
+    loops, elapsed = 1, 0.0
+    while True:
+        start = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            break
+        loops *= 2
+
+    def sample() -> float:
+        start = time.perf_counter()
+        for _ in range(loops):
+            fn()
+        return (time.perf_counter() - start) / loops
+
+    return sample
+
+
+def cases(name: str, T: int, B: int, n_x: int, n_h: int, dtype: type) -> dict[str, Callable[[], object]]:
+    """The callables to time for one cell, shape and dtype."""
+    rng = np.random.default_rng(0)
+    kernel = kernels.load(name)
+    params = kernel.init_params(n_x, n_h, seed=0, dtype=dtype)
+    xs = rng.standard_normal((T, B, n_x)).astype(dtype)
+    dys = rng.standard_normal((T, B, n_h)).astype(dtype)
+
+    def kernel_fb() -> None:
+        _, cache = kernel.forward(params, xs)
+        kernel.backward(cache, dys)
+
+    nearest = NEAREST_MODULE[name]
+    module = to_torch(nearest, kernels.load(nearest).init_params(n_x, n_h, seed=0, dtype=dtype))
+    xs_t, dys_t = torch.from_numpy(xs), torch.from_numpy(dys)
+
+    def torch_fwd() -> None:
+        with torch.no_grad():
+            module(xs_t)
+
+    def torch_fb() -> None:
+        x = xs_t.detach().requires_grad_(True)
+        module.zero_grad(set_to_none=True)
+        module(x)[0].backward(dys_t)
+
+    forward, backward = gemm_floor(derive.cell(name), T, B, n_x, n_h)
+    return {
+        "kernel fwd": lambda: kernel.forward(params, xs),
+        "torch fwd": torch_fwd,
+        "gemm fwd": gemm_runner(forward, dtype, rng),
+        "kernel f+b": kernel_fb,
+        "torch f+b": torch_fb,
+        "gemm f+b": gemm_runner(forward + backward, dtype, rng),
+    }
+
+
+def measure(fns: dict[str, Callable[[], object]], repeat: int, min_seconds: float) -> dict[str, float]:
+    """Median seconds per call of each callable, the callables interleaved
+    in every round so that drifts of the machine hit them all alike."""
+    timers = {k: calibrated(f, min_seconds) for k, f in fns.items()}
+    samples: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, timer in timers.items():
+            samples[k].append(timer())
+    return {k: statistics.median(v) for k, v in samples.items()}
+
+
+def time_derive_build() -> str:
+    """Wall time of ``derive build`` into a scratch root (the checkout is not touched)."""
+    exe = shutil.which("derive")
+    command = [exe, "build"] if exe else [sys.executable, "-m", "derive.cli", "build"]
+    with tempfile.TemporaryDirectory() as root:
+        start = time.perf_counter()
+        done = subprocess.run([*command, "--root", root], capture_output=True, text=True)
+        elapsed = time.perf_counter() - start
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        return f"failed (exit {done.returncode}): {last}"
+    return f"{elapsed:.2f} s ({len(done.stdout.splitlines())} files written)"
+
+
+def describe_environment(threads: int) -> list[str]:
+    lines = [f"numpy {np.__version__}, torch {torch.__version__}, {os.cpu_count()} CPUs, threads = {threads}"]
+    for var in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OMP_NUM_THREADS"):
+        lines.append(f"  {var} = {os.environ.get(var, '(unset)')}")
+    for lib in threadpool_info():
+        lines.append(
+            f"  {lib['user_api']}: {lib['internal_api']} {lib.get('version') or ''} "
+            f"{lib.get('architecture') or ''} num_threads={lib['num_threads']} ({os.path.basename(lib['filepath'])})"
+        )
+    lines.append(f"  torch: {torch.get_num_threads()} threads, {torch.backends.cpu.get_cpu_capability()}")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="small shape, float64, 3 rounds of short samples")
+    parser.add_argument("--threads", type=int, default=1, help="threads for both NumPy's BLAS and torch (default 1)")
+    parser.add_argument("--repeat", type=int, default=None, help="interleaved rounds; the median is reported (default 7, quick 3)")
+    parser.add_argument("--cells", nargs="+", default=list(derive.NAMES), choices=derive.NAMES)
+    args = parser.parse_args(argv)
+    repeat = args.repeat or (3 if args.quick else 7)
+    shapes, dtypes = (SHAPES[1:], [np.float64]) if args.quick else (SHAPES, DTYPES)
+    min_seconds = 0.01 if args.quick else 0.05
+
+    torch.set_num_threads(args.threads)
+    with threadpool_limits(limits=args.threads, user_api="blas"):
+        print("\n".join(describe_environment(args.threads)))
+        print(f"derive build: {time_derive_build()}\n")
+        header = (
+            f"{'cell':<11} {'T':>4} {'B':>3} {'n_x':>4} {'n_h':>4} {'dtype':<8}|"
+            f"{'kernel fwd':>11} {'torch fwd':>10} {'ratio':>6} {'floor':>6} |"
+            f"{'kernel f+b':>11} {'torch f+b':>10} {'ratio':>6} {'floor':>6}"
+        )
+        print(header)
+        print("-" * len(header))
+        for T, B, n_x, n_h in shapes:
+            for dtype in dtypes:
+                for name in args.cells:
+                    t = measure(cases(name, T, B, n_x, n_h, dtype), repeat, min_seconds)
+                    print(
+                        f"{name:<11} {T:>4} {B:>3} {n_x:>4} {n_h:>4} {np.dtype(dtype).name:<8}|"
+                        f"{_ms(t['kernel fwd'])} {_ms(t['torch fwd'], 10)} {t['kernel fwd'] / t['torch fwd']:>6.2f}"
+                        f" {t['gemm fwd'] / t['kernel fwd']:>6.2f} |"
+                        f"{_ms(t['kernel f+b'])} {_ms(t['torch f+b'], 10)} {t['kernel f+b'] / t['torch f+b']:>6.2f}"
+                        f" {t['gemm f+b'] / t['kernel f+b']:>6.2f}",
+                        flush=True,
+                    )
+        print("\ntimes in ms (median); ratio = kernel / torch (gru_simple, gru: against nn.GRU);"
+              " floor = time of the cell's GEMMs alone / kernel time")
+    return 0
+
+
+def _ms(seconds: float, width: int = 11) -> str:
+    return f"{seconds * 1e3:>{width}.3f}"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,54 @@
+"""Every generated file, and the two commands that keep them in sync.
+
+``derive build`` writes them; ``derive check`` compares the committed files
+with what the equations give now and names each stale one. Generation is
+deterministic, so a fresh checkout is up to date byte for byte.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from .cells import NAMES, cell
+from .render.numpy_kernel import generate
+
+PACKAGE = Path(__file__).resolve().parent
+
+
+def default_root() -> Path:
+    """The project checkout this package lives in."""
+    return PACKAGE.parent
+
+
+def artefacts() -> dict[str, Callable[[], str]]:
+    """Relative path → a function giving the file's current content."""
+    return {f"derive/kernels/{name}.py": (lambda name=name: generate(cell(name))) for name in NAMES}
+
+
+def build(root: str | Path | None = None) -> list[Path]:
+    """Write every generated file under ``root``; return the paths written."""
+    root = Path(root) if root is not None else default_root()
+    written = []
+    for rel, make in artefacts().items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        content = make()
+        if not path.exists() or path.read_text(encoding="utf-8") != content:
+            path.write_text(content, encoding="utf-8")
+        written.append(path)
+    return written
+
+
+def check(root: str | Path | None = None) -> list[str]:
+    """One line per generated file that is missing or differs from what the
+    equations give now; empty when everything is up to date."""
+    root = Path(root) if root is not None else default_root()
+    problems = []
+    for rel, make in artefacts().items():
+        path = root / rel
+        if not path.exists():
+            problems.append(f"missing: {rel}")
+        elif path.read_text(encoding="utf-8") != make():
+            problems.append(f"stale: {rel}")
+    return problems

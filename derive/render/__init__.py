@@ -1,0 +1,1 @@
+"""Renderers: LaTeX, plain text, NumPy code, diagrams."""

@@ -1,0 +1,478 @@
+"""Diagrams of a cell, drawn from its equation graph as standalone SVG.
+
+Nothing is drawn by hand: :func:`svg` walks ``cell.nodes``. An affine node
+becomes a box ``W_r [·,·] + b_r`` fed by its parts; an elementwise node is
+taken apart into its operations (σ and tanh boxes, ⊙ and + circles, a
+``1−`` box for 1 − G). x(t) enters at the bottom, the previous states on
+the left; the new states leave on the right to the next step, the output
+at the top. Layout: longest-path layers, dummy nodes on long edges,
+barycenter ordering, positions by isotonic regression, orthogonal edges
+on their own tracks between layers. Same cell, same bytes.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from xml.sax.saxutils import escape
+
+import sympy
+
+from ..cell import Cell
+from ..functions import sigmoid
+from ..graph import Affine
+
+LANGS: tuple[str, ...] = ("en", "fr")
+
+# Words keyed by role, never by cell; a gate's role by its subscript.
+WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "Cell {name}: the graph of one step's equations", "sep": ": ",
+        "input": "input", "prev": "previous state", "next": "to the next step", "output": "output",
+        "affine": "weights on the concatenation", "gate": "logistic σ (a gate)", "act": "activation",
+        "mul": "Hadamard product", "add": "sum", "oneminus": "complement", "neg": "opposite",
+        "gate_u": "update gate", "gate_r": "relevance (reset) gate", "gate_z": "update gate, z = 1 − Gu",
+        "gate_i": "input gate", "gate_f": "forget gate", "gate_o": "output gate", "gate_": "gate",
+        "candidate": "candidate", "d_in": "Inputs at the bottom: {}.", "d_prev": "Previous states, entering "
+        "on the left: {}.", "d_next": "New states, leaving on the right to the next step: {}.",
+        "d_out": "Output at the top: {}.",
+    },
+    "fr": {
+        "title": "Cellule {name} : le graphe des équations d'une étape", "sep": " : ",
+        "input": "entrée", "prev": "état précédent", "next": "vers l'étape suivante", "output": "sortie",
+        "affine": "poids sur la concaténation", "gate": "logistique σ (une porte)", "act": "activation",
+        "mul": "produit de Hadamard", "add": "somme", "oneminus": "complément", "neg": "opposé",
+        "gate_u": "porte de mise à jour", "gate_r": "porte de pertinence (reset)",
+        "gate_z": "porte de mise à jour, z = 1 − Gu", "gate_i": "porte d'entrée", "gate_f": "porte d'oubli",
+        "gate_o": "porte de sortie", "gate_": "porte", "candidate": "candidat", "d_in": "Entrées en bas : {}.",
+        "d_prev": "États précédents, entrant à gauche : {}.",
+        "d_next": "Nouveaux états, sortant à droite vers l'étape suivante : {}.", "d_out": "Sortie en haut : {}.",
+    },
+}
+
+# Mid-tone fills at low opacity read on white and on Material's slate alike.
+FILLS = {"affine": ("#5c6bc0", 0.22), "gate": ("#f59e0b", 0.32), "act": ("#26a69a", 0.3)}
+TERMINALS = ("input", "state_in", "state_out", "output")
+FONT, SMALL = 14.0, 11.0
+Runs = list[tuple[str, bool]]  # (text, is subscript)
+
+
+def _runs(name: str, suffix: str = "") -> Runs:
+    """``G_r`` → G with subscript r; ``W_{hx}`` → W with subscript hx."""
+    base, _, sub = name.replace("{", "").replace("}", "").partition("_")
+    return [r for r in [(base, False), (sub, True), (suffix, False)] if r[0]]
+
+
+def _plain(runs: Runs) -> str:
+    """Plain text, the way the thread writes it: Gu, h(t)."""
+    return "".join(t for t, _ in runs)
+
+
+def _width(runs: Runs, size: float = FONT) -> float:
+    """An estimate of the rendered width (no font metrics at build time)."""
+    return sum(len(t) * (0.75 if sub else 1.0) for t, sub in runs) * 0.62 * size
+
+
+@dataclass
+class _Node:
+    """One drawn node: an operation, a terminal or a dummy on a long edge."""
+
+    kind: str  # one of TERMINALS, affine gate act mul add oneminus neg, dummy
+    runs: Runs
+    vector: str = ""  # the cell vector it computes, as data-node
+    tag: Runs = field(default_factory=list)  # that vector's name, on the right
+    caption: str = ""
+    preds: list[int] = field(default_factory=list)
+    layer: int = 0
+    x: float = 0.0
+    y: float = 0.0
+
+    @property
+    def round(self) -> bool:
+        return self.kind in ("mul", "add")
+
+    @property
+    def size(self) -> tuple[float, float]:
+        """Width and height of the shape itself."""
+        if self.kind == "dummy" or self.round:
+            return (24.0, 24.0) if self.round else (0.0, 0.0)
+        pads = {"affine": (18, 28), "gate": (16, 26), "act": (16, 26)} | dict.fromkeys(TERMINALS, (18, 24))
+        pad, h = pads.get(self.kind, (12, 22))
+        return max(30.0, _width(self.runs) + pad), float(h)
+
+    @property
+    def extent(self) -> tuple[float, float, float, float]:
+        """Left, right, above, below: the room it needs around (x, y)."""
+        w, h = self.size
+        left = right = max(w, _width([(self.caption, False)], SMALL)) / 2
+        if self.tag:
+            right = w / 2 + 6 + _width(self.tag)
+        cap = 15.0 if self.caption else 0.0
+        return (left, right, h / 2 + cap, h / 2) if self.kind == "output" else (left, right, h / 2, h / 2 + cap)
+
+
+class _Diagram:
+    """The graph of one cell, layered, ordered and placed."""
+
+    def __init__(self, cell: Cell, words: dict[str, str]) -> None:
+        self.cell, self.words = cell, words
+        self.nodes: list[_Node] = []
+        self.make: dict[str, int] = {}  # vector name -> node that computes it
+        self.roles: list[tuple[Runs, str]] = []  # (name, role) of gates and candidates
+        self._build()
+        self._layer()
+        self._order()
+        self._place()
+
+    # -- the graph, from the equations ---------------------------------------
+    def _add(self, kind: str, label: str | Runs, preds: list[int], **kw: object) -> int:
+        runs = [(label, False)] if isinstance(label, str) else label
+        self.nodes.append(_Node(kind, runs, preds=preds, **kw))  # type: ignore[arg-type]
+        return len(self.nodes) - 1
+
+    def _build(self) -> None:
+        cell, w, vec = self.cell, self.words, self.cell.vectors
+        for name in cell.inputs:
+            self.make[name] = self._add("input", _runs(vec[name].latex, "(t)"), [], vector=name, caption=w["input"])
+        for s in cell.states:
+            runs = _runs(vec[s.prev].latex, "(t−1)")
+            self.make[s.prev] = self._add("state_in", runs, [], vector=s.prev, caption=w["prev"])
+        states = {s.name for s in cell.states}
+        for node in cell.nodes:
+            if isinstance(node, Affine):
+                dots = f"[{','.join('·' * len(node.parts))}]" if len(node.parts) > 1 else "·"
+                runs = _runs(node.weight, f" {dots}") + ([(" + ", False)] + _runs(node.bias) if node.bias else [])
+                self.make[node.target] = self._add("affine", runs, [self.make[p] for p in node.parts],
+                                                   vector=node.target)
+                continue
+            self.make[node.target] = root = self._expr(node.expr, {})
+            top = self.nodes[root]
+            top.vector = node.target
+            gate = isinstance(node.expr, sigmoid)
+            label = _runs(vec[node.target].latex, "" if gate else "(t)")
+            if node.show and node.target not in states:  # a state is named by its arrow on the right
+                top.tag = label
+                sub = label[1][0] if gate and len(label) > 1 else ""
+                if gate or top.kind == "act":
+                    self.roles.append((label, w.get("gate_" + sub, w["gate_"]) if gate else w["candidate"]))
+        out = self.make[cell.output]
+        self.output = self._add("output", _runs(vec[cell.output].latex, "(t)"), [out], caption=w["output"])
+        self.state_out = [(self.make[s.name], _runs(vec[s.name].latex, "(t)")) for s in cell.states]
+
+    def _expr(self, e: sympy.Expr, memo: dict[sympy.Expr, int]) -> int:
+        """The node computing subexpression ``e`` (shared within one equation)."""
+        if isinstance(e, sympy.Symbol):
+            return self.make[e.name]
+        if e not in memo:
+            memo[e] = self._op(e, memo)
+        return memo[e]
+
+    def _op(self, e: sympy.Expr, memo: dict[sympy.Expr, int]) -> int:
+        const, terms = e.as_coeff_add() if isinstance(e, sympy.Add) else (0, ())
+        if const != 0 and len(terms) == 1 and terms[0].could_extract_minus_sign():  # 1 − G: one node, as on paper
+            return self._add("oneminus", f"{const}−", [self._expr(-terms[0], memo)])
+        coeff = e.as_coeff_mul()[0] if isinstance(e, sympy.Mul) else 1
+        if const != 0 or coeff not in (1, -1) or not isinstance(e, (sympy.Function, sympy.Mul, sympy.Add)):
+            raise ValueError(f"cell {self.cell.name!r}: no drawing for {e} ({type(e).__name__})")
+        args = [self._expr(a, memo) for a in e.args if not a.is_Number]
+        if isinstance(e, sympy.Function):
+            return self._add("gate", "σ", args) if isinstance(e, sigmoid) else self._add("act", type(e).__name__, args)
+        if isinstance(e, sympy.Add):
+            return self._add("add", "+", args)
+        node = self._add("mul", "⊙", args) if len(args) > 1 else args[0]
+        return self._add("neg", "−", [node]) if coeff == -1 else node
+
+    # -- layout --------------------------------------------------------------
+    def _layer(self) -> None:
+        """Longest path from the inputs; then operations (not the gates' own
+        boxes) and previous states move up next to their first consumer.
+        Long edges get one dummy per (source, layer), shared by its edges."""
+        succs: list[list[int]] = [[] for _ in self.nodes]
+        for i, n in enumerate(self.nodes):
+            n.layer = 1 + max((self.nodes[p].layer for p in n.preds), default=-1)
+            for p in n.preds:
+                succs[p].append(i)
+        for i in reversed(range(self.output)):  # creation order is topological
+            n = self.nodes[i]
+            on_affine = n.kind in ("gate", "act") and self.nodes[n.preds[0]].kind == "affine"
+            fixed = n.kind in ("input", "affine") or on_affine
+            if succs[i] and not fixed:
+                n.layer = min(self.nodes[s].layer for s in succs[i]) - 1
+        self.nodes[self.output].layer = 1 + max(n.layer for n in self.nodes[: self.output])
+        self.chains: list[list[int]] = []  # a source, then its dummies upwards
+        self.up: dict[int, list[int]] = {}
+        self.down: dict[int, list[int]] = {}
+        for s, targets in enumerate(succs):
+            chain = {self.nodes[s].layer: s}
+            for layer in range(self.nodes[s].layer + 1, max((self.nodes[t].layer for t in targets), default=0)):
+                chain[layer] = self._add("dummy", [], [], layer=layer)
+                self._link(chain[layer - 1], chain[layer])
+            if len(chain) > 1:
+                self.chains.append(list(chain.values()))
+            for t in targets:
+                self._link(chain[self.nodes[t].layer - 1], t)
+        self.layers: list[list[int]] = [[] for _ in range(self.nodes[self.output].layer + 1)]
+        for i, n in enumerate(self.nodes):
+            self.layers[n.layer].append(i)
+
+    def _link(self, a: int, b: int) -> None:
+        self.up.setdefault(a, []).append(b)
+        self.down.setdefault(b, []).append(a)
+
+    def _order(self) -> None:
+        """Barycenter sweeps (keeping the best), then swaps of neighbours
+        while they remove crossings. Previous states stay leftmost and the
+        nodes of new states rightmost: their side arrows cross nothing."""
+        last = {i for i, _ in self.state_out}
+        group = [0 if n.kind == "state_in" else 2 if i in last else 1 for i, n in enumerate(self.nodes)]
+        pos = {i: k for layer in self.layers for k, i in enumerate(layer)}
+
+        def sort(layer: list[int], nbrs: dict[int, list[int]]) -> None:
+            bary = {i: sum(pos[j] for j in nbrs[i]) / len(nbrs[i]) if nbrs.get(i) else pos[i] for i in layer}
+            layer.sort(key=lambda i: (group[i], bary[i], pos[i]))
+            pos.update({i: k for k, i in enumerate(layer)})
+
+        for layer in self.layers:
+            sort(layer, {})
+        best = (self._crossings(), [list(layer) for layer in self.layers])
+        for _ in range(6):
+            for layers, nbrs in ((self.layers[1:], self.down), (self.layers[-2::-1], self.up)):
+                for layer in layers:
+                    sort(layer, nbrs)
+                best = min(best, (self._crossings(), [list(layer) for layer in self.layers]))
+        crossings, self.layers = best
+        improved = True
+        while improved and crossings:
+            improved = False
+            for layer, k in [(layer, k) for layer in self.layers for k in range(len(layer) - 1)]:
+                if group[layer[k]] == group[layer[k + 1]]:
+                    layer[k], layer[k + 1] = layer[k + 1], layer[k]
+                    now = self._crossings()
+                    if now < crossings:
+                        crossings, improved = now, True
+                    else:
+                        layer[k], layer[k + 1] = layer[k + 1], layer[k]
+
+    def _crossings(self) -> int:
+        """Edge crossings between adjacent layers, counted on the orders."""
+        pos = {i: k for layer in self.layers for k, i in enumerate(layer)}
+        edges = [(pos[u], pos[v], self.nodes[u].layer) for u, vs in self.up.items() for v in vs]
+        return sum(a[2] == b[2] and (a[0] - b[0]) * (a[1] - b[1]) < 0 for a, b in itertools.combinations(edges, 2))
+
+    def _seps(self, layer: list[int]) -> list[float]:
+        ns = [self.nodes[i] for i in layer]
+        return [a.extent[1] + b.extent[0] + (26 if a.kind != "dummy" != b.kind else 12) for a, b in zip(ns, ns[1:])]
+
+    def _place(self) -> None:
+        """x: each node as near as it can be to its neighbours' ports,
+        keeping its layer's order and spacing (isotonic regression); then
+        long edges straightened and sources put under a port."""
+        for layer in self.layers:
+            for i, x in zip(layer, _pav([0.0] * len(layer), self._seps(layer))):
+                self.nodes[i].x = x
+        for _ in range(8):
+            for layers, below in ((self.layers[1:], True), (self.layers[-2::-1], False)):
+                for layer in layers:
+                    aims = [[self.nodes[j].x - self._dx(i, j) for j in self.down.get(i, [])] if below else
+                            [self.nodes[j].x + self._dx(j, i) for j in self.up.get(i, [])] for i in layer]
+                    want = [sum(a) / len(a) if a else self.nodes[i].x for a, i in zip(aims, layer)]
+                    weights = [4.0 if self.nodes[i].kind == "dummy" else 1.0 for i in layer]  # long edges straight
+                    for i, x in zip(layer, _pav(want, self._seps(layer), weights)):
+                        self.nodes[i].x = x
+        index = {i: (layer, k) for layer in self.layers for k, i in enumerate(layer)}
+        for source, *dummies in self.chains * 3:  # a chain moved may make room for another
+            rooms = [self._room(*index[i]) for i in dummies]
+            lo, hi = max(r[0] for r in rooms), min(r[1] for r in rooms)
+            for i in dummies if lo <= hi + 0.01 else []:
+                self.nodes[i].x = min(max(self.nodes[source].x, lo), max(lo, hi))
+        for layer in self.layers:  # a source right under one of its ports feeds it without a bend
+            for k, i in enumerate(layer):
+                here = self.nodes[i].x
+                ports = [self.nodes[v].x + self._dx(v, i) for v in self.up.get(i, []) if not self.nodes[i].preds]
+                x = min(ports, key=lambda p: abs(p - here), default=here)
+                lo, hi = self._room(layer, k)
+                self.nodes[i].x = x if abs(x - here) < 32 and lo <= x <= hi else here
+        shift = 34 - min(n.x - n.extent[0] for n in self.nodes)
+        for n in self.nodes:
+            n.x += shift
+
+    def _room(self, layer: list[int], k: int) -> tuple[float, float]:
+        """Where the k-th node of ``layer`` may go without nearing its neighbours."""
+        seps = self._seps(layer)
+        lo = self.nodes[layer[k - 1]].x + seps[k - 1] if k else -1e9
+        return lo, self.nodes[layer[k + 1]].x - seps[k] if k + 1 < len(layer) else 1e9
+
+    def _dx(self, v: int, u: int) -> float:
+        """Offset of the port where ``u`` enters ``v``: the bottom is shared
+        in the order of the sources' x, so these edges do not cross."""
+        ins = sorted(self.down[v], key=lambda j: (self.nodes[j].x, j))
+        return (ins.index(u) - (len(ins) - 1) / 2) * min(12.0, (self.nodes[v].size[0] - 10) / max(1, len(ins) - 1))
+
+    def port(self, v: int, u: int) -> tuple[float, float]:
+        node, dx = self.nodes[v], self._dx(v, u)
+        return node.x + dx, node.y + ((144 - dx * dx) ** 0.5 if node.round else node.size[1] / 2)
+
+    def route(self) -> tuple[list[tuple[str, bool]], list[tuple[float, float]], float]:
+        """Sets every node's y; returns the edges as (path data, has an
+        arrowhead), the junction dots and the bottom of the drawing."""
+        gaps = [_tracks(self, [u for u in layer if any(abs(self.port(v, u)[0] - self.nodes[u].x) > 0.5
+                                                        for v in self.up.get(u, []))]) for layer in self.layers[:-1]]
+        y, band_bottom = 24.0, {}
+        for k in reversed(range(len(self.layers))):
+            ext = [self.nodes[i].extent for i in self.layers[k]]
+            above, below = max(e[2] for e in ext), max(e[3] for e in ext)
+            for i in self.layers[k]:
+                self.nodes[i].y = y + above
+            band_bottom[k] = y + above + below
+            y = band_bottom[k] + (28 + 10 * max(0, len(gaps[k - 1]) - 1) if k else 0)
+        edges: list[tuple[str, bool]] = []
+        dots: list[tuple[float, float]] = []
+        for k, tracks in enumerate(gaps):
+            for u in self.layers[k]:
+                ux, uy = self.nodes[u].x, self.nodes[u].y - self.nodes[u].size[1] / 2
+                ends = [(self.port(v, u), self.nodes[v].kind != "dummy") for v in self.up.get(u, [])]
+                if u not in tracks:  # straight up
+                    edges += [(f"M{_f(ux)},{_f(uy)}V{_f(vy)}", head) for (_, vy), head in ends]
+                    continue
+                # one trunk, one track, one drop per target: no segment drawn twice
+                ty, xs = band_bottom[k + 1] + 14 + 10 * tracks[u], [ux] + [vx for (vx, _), _ in ends]
+                edges.append((f"M{_f(ux)},{_f(uy)}V{_f(ty)}M{_f(min(xs))},{_f(ty)}H{_f(max(xs))}", False))
+                edges += [(f"M{_f(vx)},{_f(ty)}V{_f(vy)}", head) for (vx, vy), head in ends]
+                dots += [(x, ty) for x in sorted(set(xs)) if min(xs) < x < max(xs)]
+        return edges, dots, y
+
+
+def _tracks(d: _Diagram, buses: list[int]) -> dict[int, int]:
+    """A track per bus (a source whose edges bend) in a gap between two
+    layers, 0 nearest the upper layer, in the order with fewest crossings."""
+    drops = {u: [d.port(v, u)[0] for v in d.up[u]] for u in buses}
+    span = {u: (min([d.nodes[u].x, *drops[u]]), max([d.nodes[u].x, *drops[u]])) for u in buses}
+
+    def crossings(order: tuple[int, ...]) -> int:  # a above b: a's trunk and b's drops cross the other track
+        return sum((span[b][0] < d.nodes[a].x < span[b][1]) + sum(span[a][0] < x < span[a][1] for x in drops[b])
+                   for a, b in itertools.combinations(order, 2))
+
+    buses = sorted(buses, key=lambda u: (d.nodes[u].x, u))
+    best = min(itertools.permutations(buses) if len(buses) <= 6 else [tuple(buses)], key=crossings)
+    return {u: t for t, u in enumerate(best)}
+
+
+def _pav(want: list[float], seps: list[float], weights: list[float] | None = None) -> list[float]:
+    """The positions nearest ``want`` (weighted least squares) with
+    x[i+1] − x[i] ≥ seps[i]: pool-adjacent-violators on shifted values."""
+    offs = list(itertools.accumulate(seps, initial=0.0))
+    blocks: list[list[float]] = []  # [weighted sum, weight, count]
+    for w, o, k in zip(want, offs, weights or [1.0] * len(want)):
+        blocks.append([k * (w - o), k, 1])
+        while len(blocks) > 1 and blocks[-2][0] / blocks[-2][1] > blocks[-1][0] / blocks[-1][1]:
+            s, k2, c = blocks.pop()
+            blocks[-1] = [blocks[-1][0] + s, blocks[-1][1] + k2, blocks[-1][2] + c]
+    flat = [s / k for s, k, c in blocks for _ in range(int(c))]
+    return [v + o for v, o in zip(flat, offs)]
+
+
+def _f(v: float) -> str:
+    """A coordinate, rounded for stable output."""
+    s = f"{v:.1f}"
+    return s[:-2] if s.endswith(".0") else s
+
+
+def _text(runs: Runs, x: float, y: float, size: float = FONT, anchor: str = "middle") -> str:
+    """``runs`` as one <text>, subscripts lowered with dy (portable, unlike baseline-shift)."""
+    out, low = [], False
+    for t, sub in runs:
+        shift = ' dy="4"' if sub and not low else ' dy="-4"' if low and not sub else ""
+        small = f' font-size="{_f(size * 0.75)}"' if sub else ""
+        out.append(f"<tspan{shift}{small}>{escape(t)}</tspan>")
+        low = sub
+    return f'<text x="{_f(x)}" y="{_f(y)}" font-size="{_f(size)}" text-anchor="{anchor}">{"".join(out)}</text>'
+
+
+def _node_svg(n: _Node) -> str:
+    """The shape, its label, caption and tag, in a group named after the vector."""
+    (w, h), stroke = n.size, ' stroke="currentColor" stroke-width="1.2"'
+    if n.round:
+        shape = f'<circle cx="{_f(n.x)}" cy="{_f(n.y)}" r="{_f(w / 2)}" fill="currentColor" fill-opacity="0.06"'
+        shape += f"{stroke}/>"
+    else:
+        fill, alpha = FILLS.get(n.kind, ("currentColor", 0.0 if n.kind in TERMINALS else 0.06))
+        shape = (f'<rect x="{_f(n.x - w / 2)}" y="{_f(n.y - h / 2)}" width="{_f(w)}" height="{_f(h)}" '
+                 f'rx="{_f(h / 2 if n.kind in TERMINALS else 4)}" fill="{fill}" fill-opacity="{alpha}"{stroke}/>')
+    parts = [shape, _text(n.runs, n.x, n.y + 5)]
+    if n.caption:
+        y = n.y - h / 2 - 5 if n.kind == "output" else n.y + h / 2 + 13  # the output's caption above it
+        parts.append(_text([(n.caption, False)], n.x, y, SMALL))
+    if n.tag:
+        parts.append(_text(n.tag, n.x + w / 2 + 6, n.y + 5, anchor="start"))
+    data = f' data-node="{n.vector}"' if n.vector else ""
+    return f'<g class="node {n.kind}"{data}>{"".join(parts)}</g>'
+
+
+def _legend(d: _Diagram, w: dict[str, str], top: float, width: float) -> tuple[list[str], float]:
+    """Swatches of the kinds of node drawn, then (on a new line) the role
+    of each gate and candidate; wrapped to ``width``. Returns the end y."""
+    kinds = ("affine", "gate", "act", "mul", "add", "oneminus", "neg")
+    first = {k: next((n for n in d.nodes if n.kind == k), None) for k in kinds}
+    swatches = [_Node(k, [("W", False)] if k == "affine" else n.runs) for k, n in first.items() if n]
+    groups = [[(n, [(w[n.kind], False)]) for n in swatches],
+              [(None, r + [(w["sep"] + role, False)]) for r, role in d.roles]]
+    out, y = ['<g class="legend">'], top
+    for group in filter(None, groups):
+        x = 12.0
+        for n, runs in group:
+            sw = n.size[0] + 8 if n else 0.0
+            if x > 12 and x + sw + _width(runs, 12) > width - 12:
+                x, y = 12.0, y + 30
+            if n:
+                n.x, n.y = x + n.size[0] / 2, y
+                out.append(_node_svg(n))
+            out.append(_text(runs, x + sw, y + 4, 12, "start"))
+            x += sw + _width(runs, 12) + 24
+        y += 30
+    return out + ["</g>"], y - 6
+
+
+def svg(cell: Cell, lang: str = "en") -> str:
+    """The diagram of ``cell`` as a standalone SVG string labelled in
+    ``lang`` ("en" or "fr"): deterministic, no external reference, sized
+    to its content and as wide as its container allows."""
+    if lang not in WORDS:
+        raise ValueError(f"lang: expected one of {', '.join(map(repr, LANGS))}, got {lang!r}")
+    w = WORDS[lang]
+    d = _Diagram(cell, w)
+    edges, dots, bottom = d.route()
+    right = max(n.x + n.extent[1] for n in d.nodes) + 40
+    ends = [_Node("state_out", runs, caption=w["next"], y=d.nodes[i].y) for i, runs in d.state_out]
+    for (i, _), end in zip(d.state_out, ends):  # new states leave on the right, to the next step
+        end.x = right + end.extent[0]
+        edges.append((f"M{_f(d.nodes[i].x + d.nodes[i].size[0] / 2)},{_f(end.y)}H{_f(end.x - end.size[0] / 2)}", True))
+    edges += [(f"M4,{_f(n.y)}H{_f(n.x - n.size[0] / 2)}", True) for n in d.nodes if n.kind == "state_in"]
+    width = max([380.0] + [e.x + e.extent[1] + 12 for e in ends])
+    legend, height = _legend(d, w, bottom + 26, width)
+    desc = " ".join([
+        w["d_in"].format(", ".join(_plain(d.nodes[d.make[x]].runs) for x in cell.inputs)),
+        w["d_prev"].format(", ".join(_plain(d.nodes[d.make[s.prev]].runs) for s in cell.states)),
+        *(f"{_plain(r)}{w['sep']}{role}." for r, role in d.roles),
+        w["d_next"].format(", ".join(_plain(r) for _, r in d.state_out)),
+        w["d_out"].format(_plain(d.nodes[d.output].runs)),
+    ])
+    uid = f"derive-{cell.name}-{lang}"
+    arrow = f"{uid}-arrow"
+    return "\n".join([
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_f(width)} {_f(height)}" width="100%" '
+        f'style="max-width:{_f(width * 1.15)}px;height:auto" role="img" aria-labelledby="{uid}-title {uid}-desc" '
+        'font-family="system-ui, sans-serif" fill="currentColor">',
+        f'<title id="{uid}-title">{escape(w["title"].format(name=cell.name))}</title>',
+        f'<desc id="{uid}-desc">{escape(desc)}</desc>',
+        f'<defs><marker id="{arrow}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
+        'markerUnits="userSpaceOnUse" orient="auto-start-reverse"><path d="M0,1L10,5L0,9z" fill="currentColor"/>'
+        "</marker></defs>",
+        '<g class="edges" fill="none" stroke="currentColor" stroke-width="1.4">',
+        *(f'<path d="{p}"' + (f' marker-end="url(#{arrow})"' if head else "") + "/>" for p, head in edges),
+        "</g>",
+        '<g class="junctions">', *(f'<circle cx="{_f(x)}" cy="{_f(y)}" r="2.5"/>' for x, y in dots), "</g>",
+        '<g class="nodes">', *(_node_svg(n) for n in d.nodes + ends if n.kind != "dummy"), "</g>",
+        *legend,
+        "</svg>",
+        "",
+    ])

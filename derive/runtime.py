@@ -1,0 +1,199 @@
+"""What the generated kernels share: a stable σ and the input checks.
+
+Every check raises a ``ValueError`` naming the argument, the expected and
+the received: ``xs: expected shape (T, B, 3) with n_x = 3 from
+params['W_r'], got (5, 2, 4)``. Sizes are written as in the cells: ``"n_h"``,
+``"n_x"``, and ``"n_h+n_x"`` for a matrix acting on a concatenation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+"""The dtypes kernels accept; float16 is refused (σ and tanh lose too much)."""
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    """σ(z) = 1 / (1 + e^(−z)) computed as ½ (1 + tanh(z / 2)).
+
+    tanh saturates instead of overflowing, so |z| = 1e4 gives no warning,
+    and one ufunc pass is several times faster than an ``np.where`` over two
+    stable branches. The dtype of ``z`` (float32 or float64) is kept.
+    """
+    z = np.asarray(z)
+    out = np.empty_like(z, dtype=z.dtype if z.dtype.kind == "f" else np.float64)
+    half = out.dtype.type(0.5)
+    np.multiply(z, half, out=out)
+    np.tanh(out, out=out)
+    out += out.dtype.type(1.0)
+    out *= half
+    return out
+
+
+@dataclass(frozen=True)
+class Sizes:
+    """The sizes read from the parameters: ``values["n_x"]`` and the
+    parameter each was read from (``origin["n_x"] == "W_r"``)."""
+
+    values: dict[str, int]
+    origin: dict[str, str] = field(default_factory=dict)
+
+    def __getitem__(self, name: str) -> int:
+        return self.values[name]
+
+    def why(self, *names: str) -> str:
+        """`` with n_x = 3 from params['W_r']`` — where the expected sizes come from."""
+        parts = [f"{n} = {self.values[n]} from params[{self.origin[n]!r}]" for n in names if n in self.origin]
+        return " with " + ", ".join(parts) if parts else ""
+
+
+def check_params(
+    params: Mapping[str, np.ndarray], expected: Mapping[str, Sequence[int | str]], dtype: np.dtype | None = None
+) -> tuple[Sizes, np.dtype]:
+    """Check ``params`` against ``expected`` shapes; return the sizes and the dtype.
+
+    ``expected`` maps each key to a shape whose entries are ints or size
+    names (``("n_h", "n_h+n_x")``). A size name takes its value from the
+    first parameter (in ``expected``'s order) where it can be read; every
+    other parameter must agree. All parameters must share one float dtype
+    (``dtype`` if given) and hold finite values.
+    """
+    if not isinstance(params, Mapping):
+        raise ValueError(f"params: expected a dict of arrays with keys {list(expected)}, got {type(params).__name__}")
+    missing = [k for k in expected if k not in params]
+    extra = [k for k in params if k not in expected]
+    if missing or extra:
+        detail = (f" (missing {missing})" if missing else "") + (f" (unexpected {extra})" if extra else "")
+        raise ValueError(f"params: expected keys {list(expected)}, got {list(params)}{detail}")
+    arrays = {k: np.asarray(params[k]) for k in expected}
+    for key, array in arrays.items():
+        if len(expected[key]) != array.ndim:
+            raise ValueError(f"params[{key!r}]: expected shape {_spec(expected[key])}, got {array.shape}")
+    sizes = _read_sizes(arrays, expected)
+    for key, array in arrays.items():
+        want = tuple(_size(entry, sizes.values) for entry in expected[key])
+        if array.shape != want:
+            names = [t for entry in expected[key] if isinstance(entry, str) for t in entry.split("+")]
+            raise ValueError(
+                f"params[{key!r}]: expected shape {want} = {_spec(expected[key])}{sizes.why(*dict.fromkeys(names))}, got {array.shape}"
+            )
+    first = next(iter(arrays))
+    dtype = np.dtype(dtype) if dtype is not None else arrays[first].dtype
+    for key, array in arrays.items():
+        _check_dtype(f"params[{key!r}]", array, dtype, f" like params[{first!r}]")
+        _check_finite(f"params[{key!r}]", array)
+    return sizes, dtype
+
+
+def check_sequence(
+    name: str,
+    array: np.ndarray,
+    shape: Sequence[int | None],
+    dtype: np.dtype | None = None,
+    *,
+    dims: Sequence[str] = ("T", "B", "n"),
+    why: str = "",
+) -> np.ndarray:
+    """Check a (T, B, n) sequence such as ``xs`` or ``dys``; return it as an array.
+
+    ``shape`` has ``None`` for a free size (shown by its label from
+    ``dims``); ``why`` explains the fixed ones (``Sizes.why``, or
+    ``" like ys"``). The dtype must be float32 or float64 (``dtype`` if
+    given) and the values finite. Free sizes must be at least 1.
+    """
+    array = np.asarray(array)
+    shown = "(" + ", ".join(str(s) if s is not None else d for s, d in zip(shape, dims)) + ")"
+    if array.ndim != len(shape):
+        raise ValueError(f"{name}: expected rank {len(shape)}, shape {shown}{why}, got shape {array.shape}")
+    for got, want in zip(array.shape, shape):
+        if (want is None and got < 1) or (want is not None and got != want):
+            raise ValueError(f"{name}: expected shape {shown}{why}, got {array.shape}")
+    _check_dtype(name, array, dtype, " like params")
+    _check_finite(name, array)
+    return array
+
+
+def check_states(
+    name: str,
+    states: Mapping[str, np.ndarray] | None,
+    names: Sequence[str],
+    shape: tuple[int, ...],
+    dtype: np.dtype,
+    *,
+    dims: str = "(B, n_h)",
+) -> dict[str, np.ndarray]:
+    """Check a dict of states (``state0``, ``dstate``); ``None`` means zeros.
+
+    Returns ``{state: array}`` for every name in ``names``, each of
+    ``shape`` and ``dtype``, finite.
+    """
+    if states is None:
+        return {s: np.zeros(shape, dtype) for s in names}
+    if not isinstance(states, Mapping):
+        raise ValueError(f"{name}: expected None or a dict with keys {list(names)}, got {type(states).__name__}")
+    if set(states) != set(names):
+        raise ValueError(f"{name}: expected keys {list(names)}, got {list(states)}")
+    out = {s: np.asarray(states[s]) for s in names}
+    for s, array in out.items():
+        if array.shape != tuple(shape):
+            raise ValueError(f"{name}[{s!r}]: expected shape {tuple(shape)} = {dims}, got {array.shape}")
+        _check_dtype(f"{name}[{s!r}]", array, dtype, " like params")
+        _check_finite(f"{name}[{s!r}]", array)
+    return out
+
+
+def init_uniform(rng: np.random.Generator, shape: tuple[int, ...], bound: float, dtype: np.dtype) -> np.ndarray:
+    """Uniform(−bound, bound) values drawn in float64 then cast, so that a
+    seed gives the same parameters up to rounding in either dtype."""
+    return rng.uniform(-bound, bound, size=shape).astype(dtype)
+
+
+def _read_sizes(arrays: Mapping[str, np.ndarray], expected: Mapping[str, Sequence[int | str]]) -> Sizes:
+    """Bind each size name to the first dimension that determines it
+    (a sum with one unknown term binds that term)."""
+    values: dict[str, int] = {}
+    origin: dict[str, str] = {}
+    progress = True
+    while progress:
+        progress = False
+        for key, spec in expected.items():
+            for entry, got in zip(spec, arrays[key].shape):
+                terms = entry.split("+") if isinstance(entry, str) else []
+                unknown = [t for t in terms if t not in values]
+                if len(unknown) == 1:
+                    value = got - sum(values[t] for t in terms if t in values)
+                    if value < 1:
+                        raise ValueError(f"params[{key!r}]: expected shape {_spec(spec)}, sizes ≥ 1, got {arrays[key].shape}")
+                    values[unknown[0]], origin[unknown[0]] = value, key
+                    progress = True
+    return Sizes(values, origin)
+
+
+def _size(entry: int | str, values: Mapping[str, int]) -> int:
+    return entry if isinstance(entry, int) else sum(values[t] for t in entry.split("+"))
+
+
+def _spec(spec: Sequence[int | str]) -> str:
+    return str(tuple(spec)).replace("'", "")
+
+
+def _check_dtype(label: str, array: np.ndarray, dtype: np.dtype | None, like: str) -> None:
+    if array.dtype not in FLOAT_DTYPES:
+        raise ValueError(f"{label}: expected dtype float32 or float64, got {array.dtype}")
+    if dtype is not None and array.dtype != dtype:
+        raise ValueError(f"{label}: expected dtype {np.dtype(dtype)}{like}, got {array.dtype}")
+
+
+def _check_finite(label: str, array: np.ndarray) -> None:
+    finite = np.isfinite(array)
+    if not finite.all():
+        bad = np.argwhere(~finite)
+        n_nan = int(np.isnan(array).sum())
+        raise ValueError(
+            f"{label}: expected finite values, got {n_nan} NaN and {len(bad) - n_nan} inf "
+            f"(first at index {tuple(int(i) for i in bad[0])})"
+        )

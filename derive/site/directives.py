@@ -1,0 +1,292 @@
+"""The ``{{ derive: KIND ARGS }}`` directives of the site's Markdown pages.
+
+A directive stands alone on its line and asks for something derived from a
+cell, so that no formula, table of shapes or kernel listing is typed by hand:
+
+- ``{{ derive: forward CELL }}``, ``backward``, ``jacobian``: display math,
+  ``cell.latex(KIND)``;
+- ``{{ derive: equation CELL TARGET }}``: display math, one forward equation;
+- ``{{ derive: sigmoid }}``: display math, σ and its derivative;
+- ``{{ derive: params CELL }}``: a Markdown table of the parameters and shapes;
+- ``{{ derive: diagram CELL }}``: inline SVG from ``derive.render.diagram``;
+- ``{{ derive: kernel CELL }}``: the generated ``derive/kernels/CELL.py``;
+- ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``.
+
+:func:`expand` turns a page's Markdown into Markdown in which each directive
+is either plain Markdown (tables, code blocks) or a *slot*: a token alone in
+its paragraph that the hook later replaces with typeset math or SVG, once
+Markdown is done with the page (so Markdown never sees KaTeX's HTML).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from .katex import Formula
+
+if TYPE_CHECKING:
+    from ..cell import Cell
+
+DIRECTIVE_LINE = re.compile(r"^(?P<indent>[ \t]*)\{\{\s*derive\s*:(?P<body>[^{}]*)\}\}[ \t]*$")
+DIRECTIVE_ANYWHERE = re.compile(r"\{\{\s*derive\s*:")
+FENCE_OPEN = re.compile(r"^[ \t]*(?P<fence>`{3,}|~{3,})")
+PLOT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+SLOT_TOKEN = "derive-slot-{:04d}"
+SLOT_PATTERN = re.compile(r"derive-slot-\d{4}")
+
+LATEX_KINDS = ("forward", "backward", "jacobian")
+ARITY = {
+    "forward": 1,
+    "backward": 1,
+    "jacobian": 1,
+    "equation": 2,
+    "sigmoid": 0,
+    "params": 1,
+    "diagram": 1,
+    "kernel": 1,
+    "plot": 1,
+}
+TABLE_HEADERS = {
+    "en": ("Parameter", "Shape", "Column blocks"),
+    "fr": ("Paramètre", "Forme", "Blocs de colonnes"),
+}
+SIZE_LATEX = {"n_x": "n_x", "n_h": "n_h"}
+
+
+class DirectiveError(Exception):
+    """A directive that cannot be expanded; the message names the page,
+    the line and the directive."""
+
+
+@dataclass(frozen=True)
+class Directive:
+    """One ``{{ derive: … }}`` line of a page."""
+
+    kind: str
+    args: tuple[str, ...]
+    page: str
+    line: int  # 1-based
+
+    @property
+    def text(self) -> str:
+        return "{{ derive: " + " ".join((self.kind, *self.args)) + " }}"
+
+    @property
+    def label(self) -> str:
+        """``"forward gru"``: what the built page records in ``data-derive``."""
+        return " ".join((self.kind, *self.args))
+
+    def error(self, reason: str) -> DirectiveError:
+        return DirectiveError(f"{self.page}:{self.line}: {self.text}: {reason}")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """A directive's output that goes in after Markdown: display math to
+    typeset (``formula``) or ready HTML (``html``)."""
+
+    token: str
+    directive: Directive
+    formula: Formula | None = None
+    html: str | None = None
+
+
+@dataclass
+class Expansion:
+    """A page's Markdown with its directives expanded, and its slots."""
+
+    markdown: str
+    slots: list[Slot] = field(default_factory=list)
+
+
+def _default_cell(name: str) -> Cell:
+    import derive
+
+    return derive.cell(name)
+
+
+@dataclass(frozen=True)
+class Sources:
+    """Where directives get what they show. Tests swap ``cell`` for a
+    modified cell to see that a changed equation changes the page."""
+
+    docs_dir: Path
+    cell: Callable[[str], Cell] = _default_cell
+    kernels_dir: Path = Path(__file__).resolve().parent.parent / "kernels"
+
+
+def expand(markdown: str, *, page: str, lang: str, sources: Sources) -> Expansion:
+    """Expand every directive of ``markdown`` (the page ``page``, in
+    language ``lang``); directives inside fenced code blocks are left alone.
+
+    Raises :class:`DirectiveError` for an unknown directive, a wrong number
+    of arguments, an unknown cell or a missing file, and for a directive
+    that does not stand alone on its line.
+    """
+    out: list[str] = []
+    expansion = Expansion("")
+    fence: str | None = None
+    for number, line in enumerate(markdown.split("\n"), start=1):
+        opening = FENCE_OPEN.match(line)
+        if fence is not None:
+            if opening and opening["fence"][0] == fence[0] and len(opening["fence"]) >= len(fence) and not line.strip().strip(fence[0]):
+                fence = None
+            out.append(line)
+            continue
+        if opening:
+            fence = opening["fence"]
+            out.append(line)
+            continue
+        match = DIRECTIVE_LINE.match(line)
+        if not match:
+            if DIRECTIVE_ANYWHERE.search(line):
+                raise DirectiveError(
+                    f"{page}:{number}: a derive directive must stand alone on its line: {line.strip()!r}"
+                )
+            out.append(line)
+            continue
+        words = match["body"].split()
+        if not words:
+            raise DirectiveError(f"{page}:{number}: empty derive directive")
+        directive = Directive(words[0], tuple(words[1:]), page, number)
+        indent = match["indent"]
+        block = _expand_one(directive, lang, sources, expansion)
+        out.extend(["", *(indent + b if b else "" for b in block), ""])
+    expansion.markdown = "\n".join(out)
+    return expansion
+
+
+def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion) -> list[str]:
+    """The Markdown lines that replace directive ``d``."""
+    if d.kind not in ARITY:
+        raise d.error(f"unknown directive {d.kind!r}; known: {', '.join(ARITY)}")
+    if len(d.args) != ARITY[d.kind]:
+        raise d.error(f"{d.kind!r} takes {ARITY[d.kind]} argument(s), got {len(d.args)}")
+
+    def slot(*, formula: Formula | None = None, html: str | None = None) -> list[str]:
+        token = SLOT_TOKEN.format(len(expansion.slots))
+        expansion.slots.append(Slot(token, d, formula, html))
+        return [token]
+
+    try:
+        if d.kind == "sigmoid":
+            return slot(formula=Formula(_latex_module(d).sigmoid_latex(), True))
+        if d.kind == "plot":
+            svg = _plot_file(d, lang, sources).read_text(encoding="utf-8")
+            return slot(html=inline_svg(svg, f"{d.args[0]}-{len(expansion.slots)}"))
+        cell = _cell(d, sources)
+        if d.kind in LATEX_KINDS:
+            return slot(formula=Formula(cell.latex(d.kind), True))
+        if d.kind == "equation":
+            target = d.args[1]
+            if not any(n.target == target for n in cell.nodes):
+                known = ", ".join(n.target for n in cell.nodes if n.show)
+                raise d.error(f"cell {cell.name!r} has no equation for {target!r}; shown equations: {known}")
+            return slot(formula=Formula(_latex_module(d).equation_latex(cell, target), True))
+        if d.kind == "params":
+            return params_table(cell, lang)
+        if d.kind == "kernel":
+            return kernel_block(d, cell.name, sources)
+        # diagram
+        svg = _diagram_module(d).svg(cell, lang)
+        return slot(html=inline_svg(svg, f"{cell.name}-{len(expansion.slots)}"))
+    except DirectiveError:
+        raise
+    except Exception as exc:  # a renderer failed: say which directive asked for it
+        raise d.error(f"{type(exc).__name__}: {exc}") from exc
+
+
+def _cell(d: Directive, sources: Sources) -> Cell:
+    try:
+        return sources.cell(d.args[0])
+    except KeyError as exc:  # derive.UnknownCellError lists the known cells
+        raise d.error(str(exc)) from exc
+
+
+def _latex_module(d: Directive):  # noqa: ANN202 - a module
+    try:
+        return importlib.import_module("derive.render.latex")
+    except ModuleNotFoundError as exc:
+        raise d.error(f"derive.render.latex is not available ({exc})") from exc
+
+
+def _diagram_module(d: Directive):  # noqa: ANN202 - a module
+    try:
+        return importlib.import_module("derive.render.diagram")
+    except ModuleNotFoundError as exc:
+        raise d.error(f"derive.render.diagram is not available, so no diagram can be drawn ({exc})") from exc
+
+
+def _plot_file(d: Directive, lang: str, sources: Sources) -> Path:
+    name = d.args[0]
+    if not PLOT_NAME.match(name):
+        raise d.error(f"bad plot name {name!r} (letters, digits, '_', '-', '.')")
+    path = sources.docs_dir / "assets" / "generated" / "experiments" / f"{name}.{lang}.svg"
+    if not path.is_file():
+        raise d.error(f"missing plot file {path} (generated by the experiments)")
+    return path
+
+
+def params_table(cell: Cell, lang: str) -> list[str]:
+    """The cell's parameters as a Markdown table: name, shape, and for a
+    matrix on a concatenation, its column blocks (state columns first)."""
+    name_h, shape_h, blocks_h = TABLE_HEADERS.get(lang, TABLE_HEADERS["en"])
+    rows = [f"| {name_h} | {shape_h} | {blocks_h} |", "|---|---|---|"]
+    for param in cell.params.values():
+        rows_l = SIZE_LATEX[param.rows]
+        if param.is_bias:
+            shape = rows_l
+        elif len(param.cols) == 1:
+            shape = rf"{rows_l} \times {SIZE_LATEX[param.cols[0]]}"
+        else:
+            shape = rf"{rows_l} \times ({' + '.join(SIZE_LATEX[c] for c in param.cols)})"
+        blocks = "—"
+        if not param.is_bias and len(param.cols) > 1:
+            base, _, sub = param.name.partition("_")
+            parts = [rf"{base}_{{{sub}{label}}}" for label, _ in cell.weight_blocks(param.name)]
+            blocks = "$[" + r",\ ".join(parts) + "]$"
+        rows.append(f"| ${param.latex}$ | ${shape}$ | {blocks} |")
+    return rows
+
+
+def kernel_block(d: Directive, cell_name: str, sources: Sources) -> list[str]:
+    """The committed kernel module of the cell as a fenced Python block."""
+    path = sources.kernels_dir / f"{cell_name}.py"
+    if not path.is_file():
+        raise d.error(f"missing generated kernel {path} (run `derive build`)")
+    code = path.read_text(encoding="utf-8").rstrip("\n")
+    longest = max((len(m) for m in re.findall(r"`+", code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f'{fence} python title="derive/kernels/{cell_name}.py"', *code.split("\n"), fence]
+
+
+_SVG_PROLOGUE = re.compile(r"<\?xml[^>]*\?>|<!DOCTYPE[^>]*>|<!--.*?-->|<metadata>.*?</metadata>", re.S)
+
+
+def inline_svg(svg: str, prefix: str) -> str:
+    """An SVG document made fit to sit inside an HTML page.
+
+    The XML prologue, comments and ``<metadata>`` go (matplotlib puts
+    external RDF namespaces there), and every ``id`` is prefixed, with the
+    references to it, so that two figures on one page never share an id.
+    """
+    svg = _SVG_PROLOGUE.sub("", svg).strip()
+    if not svg.startswith("<svg"):
+        raise ValueError(f"not an SVG document: {svg[:60]!r}")
+    prefix = re.sub(r"[^A-Za-z0-9_-]", "-", prefix)
+    ids = set(re.findall(r'\sid="([^"]+)"', svg))
+    if ids:
+        names = "|".join(re.escape(i) for i in sorted(ids, key=len, reverse=True))
+        svg = re.sub(rf'(\sid=")({names})"', lambda m: f'{m[1]}{prefix}-{m[2]}"', svg)
+        svg = re.sub(rf"#({names})(?![A-Za-z0-9_.:-])", lambda m: f"#{prefix}-{m[1]}", svg)
+    return svg
+
+
+def leftover_tokens(html: str) -> list[str]:
+    """Slot tokens still present in ``html`` (each should be replaced)."""
+    return SLOT_PATTERN.findall(html)

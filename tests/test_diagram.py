@@ -1,0 +1,274 @@
+"""The SVG diagrams: drawn from each cell's equation graph, in both languages.
+
+Counts are computed from the cells' equations, never typed here; the
+geometry checks (no shapes overlapping, no edge through a shape, every
+arrowhead on a shape) read the coordinates back from the SVG.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+import os
+import re
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+
+import pytest
+import sympy
+
+import derive
+from derive.cell import Cell, CellBuilder
+from derive.functions import sigmoid
+from derive.graph import Affine, Elementwise
+from derive.render.diagram import LANGS, WORDS, svg
+
+NS = {"s": "http://www.w3.org/2000/svg"}
+CASES = [(name, lang) for name in derive.NAMES for lang in LANGS]
+
+
+def parse(text: str) -> ET.Element:
+    return ET.fromstring(text)
+
+
+def nodes(root: ET.Element) -> list[ET.Element]:
+    """The drawn nodes of the graph (the legend's swatches excluded)."""
+    return root.findall("s:g[@class='nodes']/s:g", NS)
+
+
+def of_kind(root: ET.Element, kind: str) -> list[ET.Element]:
+    return [g for g in nodes(root) if g.get("class") == f"node {kind}"]
+
+
+def text(elem: ET.Element) -> str:
+    return "".join(elem.itertext())
+
+
+def subexpressions(cell: Cell) -> list[sympy.Expr]:
+    return [e for n in cell.nodes if isinstance(n, Elementwise) for e in sympy.preorder_traversal(n.expr)]
+
+
+def hadamard_products(cell: Cell) -> int:
+    """Products of two or more vectors in the cell's elementwise equations."""
+    return sum(isinstance(e, sympy.Mul) and sum(not a.is_Number for a in e.args) > 1 for e in subexpressions(cell))
+
+
+@pytest.mark.parametrize(("name", "lang"), CASES)
+def test_parses_with_title_and_description(name: str, lang: str) -> None:
+    root = parse(svg(derive.cell(name), lang))
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    assert root.get("width") == "100%" and len(root.get("viewBox").split()) == 4
+    title, desc = root.find("s:title", NS), root.find("s:desc", NS)
+    assert title is not None and name in title.text
+    assert desc is not None and len(desc.text) > 60
+    assert root.get("aria-labelledby") == f"{title.get('id')} {desc.get('id')}"
+
+
+@pytest.mark.parametrize(("name", "lang"), CASES)
+def test_standalone_and_theme_neutral(name: str, lang: str) -> None:
+    s = svg(derive.cell(name), lang)
+    assert not re.search(r"href|<image|@import|@font-face|url\((?!#)", s)
+    assert re.findall(r"https?://[^\"]*", s) == ["http://www.w3.org/2000/svg"]
+    assert "\n\n" not in s  # a blank line would end a raw HTML block in Markdown
+    # Lines and text follow the page's colour (light or dark); fills are translucent tints.
+    for elem in parse(s).iter():
+        assert elem.get("stroke") in (None, "currentColor", "none")
+        if elem.get("fill") not in (None, "none", "currentColor"):
+            assert re.fullmatch(r"#[0-9a-f]{6}", elem.get("fill")) and float(elem.get("fill-opacity")) < 0.4
+        if elem.tag.endswith("text"):
+            assert elem.get("fill") is None
+
+
+def test_deterministic_across_calls_and_processes() -> None:
+    here = {(n, lang): svg(derive.cell(n), lang) for n, lang in CASES}
+    assert here == {(n, lang): svg(derive.cell(n), lang) for n, lang in CASES}
+    code = (
+        "import json, derive\nfrom derive.render.diagram import svg\n"
+        f"print(json.dumps([svg(derive.cell(n), l) for n, l in {CASES!r}]))"
+    )
+    env = dict(os.environ, PYTHONHASHSEED="12345")
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout
+    assert json.loads(out) == [here[c] for c in CASES]
+
+
+@pytest.mark.parametrize(("name", "lang"), CASES)
+def test_a_node_for_every_vector_and_operation(name: str, lang: str) -> None:
+    cell = derive.cell(name)
+    root = parse(svg(cell, lang))
+    drawn = {g.get("data-node"): g for g in nodes(root) if g.get("data-node")}
+    assert len(drawn) == sum(1 for g in nodes(root) if g.get("data-node"))  # one node per vector
+    for vector in [*cell.inputs, *(s.prev for s in cell.states), *(n.target for n in cell.nodes)]:
+        assert vector in drawn, vector
+    for node in cell.nodes:
+        if isinstance(node, Affine):  # "W_r [·,·] + b_r": weight and bias, subscripts as tspans
+            label = text(drawn[node.target])
+            assert node.weight.replace("_", "") in label and node.bias.replace("_", "") in label
+    subs = subexpressions(cell)
+    assert len(of_kind(root, "mul")) == hadamard_products(cell)
+    assert hadamard_products(cell) >= (0 if name == "rnn" else 2)  # the count above is not vacuous
+    assert len(of_kind(root, "gate")) == sum(isinstance(e, sigmoid) for e in subs)
+    assert len(of_kind(root, "act")) == sum(isinstance(e, sympy.tanh) for e in subs)
+    assert len(of_kind(root, "add")) == sum(isinstance(e, sympy.Add) and e.as_coeff_add()[0] == 0 for e in subs)
+    assert len(of_kind(root, "oneminus")) == sum(isinstance(e, sympy.Add) and e.as_coeff_add()[0] == 1 for e in subs)
+    assert len(of_kind(root, "state_in")) == len(of_kind(root, "state_out")) == len(cell.states)
+    assert len(of_kind(root, "input")) == len(cell.inputs) and len(of_kind(root, "output")) == 1
+
+
+@pytest.mark.parametrize(("name", "lang"), CASES)
+def test_shown_vectors_are_named_and_hidden_ones_are_not(name: str, lang: str) -> None:
+    cell = derive.cell(name)
+    root = parse(svg(cell, lang))
+    drawn = {g.get("data-node"): g for g in nodes(root) if g.get("data-node")}
+    states = {s.name for s in cell.states}
+    for node in cell.nodes:
+        if isinstance(node, Elementwise):
+            tags = [text(t) for t in drawn[node.target].findall("s:text", NS)[1:]]
+            named = node.show and node.target not in states
+            assert bool(tags) == named, node.target
+            if named:
+                assert tags[0].startswith(cell.vectors[node.target].latex.replace("_", ""))
+    ends = [text(g) for g in of_kind(root, "state_out")]
+    assert ends == [f"{cell.vectors[s.name].latex}(t){WORDS[lang]['next']}" for s in cell.states]
+
+
+@pytest.mark.parametrize("name", derive.NAMES)
+def test_labels_in_the_page_language(name: str) -> None:
+    en, fr = (text(parse(svg(derive.cell(name), lang))) for lang in ("en", "fr"))  # what a reader sees
+    gated = any(isinstance(e, sigmoid) for e in subexpressions(derive.cell(name)))
+    for key in ("input", "prev", "next", "output", "affine") + (("gate", "mul") if gated else ()):
+        assert WORDS["fr"][key] in fr and WORDS["fr"][key] not in en, key
+        assert WORDS["en"][key] in en and WORDS["en"][key] not in fr, key
+    assert "Cellule" in fr and "Entrées en bas" in fr and "Cell " in en and "Inputs at the bottom" in en
+
+
+def test_gate_roles_come_from_the_gate_names() -> None:
+    roles = {name: text(parse(svg(derive.cell(name))).find("s:g[@class='legend']", NS)) for name in derive.NAMES}
+    assert "Gu: update gate" in roles["gru_simple"] and "Gr" not in roles["gru_simple"]
+    assert "Gr: relevance (reset) gate" in roles["gru"] and "Gz: update gate, z = 1 − Gu" in roles["gru_torch"]
+    assert all(f"G{g}: {r} gate" in roles["lstm"] for g, r in (("i", "input"), ("f", "forget"), ("o", "output")))
+    assert "porte d'oubli" in svg(derive.cell("lstm"), "fr")
+
+
+def test_unknown_language_lists_the_known_ones() -> None:
+    with pytest.raises(ValueError, match=r"'en', 'fr'.*'de'"):
+        svg(derive.cell("gru"), "de")
+
+
+def gated_rnn(extra_gate: bool) -> Cell:
+    """A small cell built here: a plain RNN, or one with a gate Gq mixing
+    the candidate with the previous state."""
+    b = CellBuilder("tiny", "Tiny", "A test cell.")
+    x, a_prev = b.input("x"), b.state("a")
+    if not extra_gate:
+        b.node("a", sympy.tanh(b.affine("z_a", "W_a", [a_prev, x], "b_a")))
+        return b.build(output="a")
+    q = b.node("Gq", sigmoid(b.affine("z_q", "W_q", [a_prev, x], "b_q")), latex="G_q")
+    h = b.node("h", sympy.tanh(b.affine("z_a", "W_a", [a_prev, x], "b_a")))
+    b.node("a", q * h + (1 - q) * a_prev)
+    return b.build(output="a")
+
+
+def test_a_modified_cell_changes_the_drawing() -> None:
+    plain, gated = svg(gated_rnn(False)), svg(gated_rnn(True))
+    assert plain != gated
+    p, g = parse(plain), parse(gated)
+    assert (len(of_kind(p, "mul")), len(of_kind(g, "mul"))) == (0, 2)
+    assert (len(of_kind(p, "gate")), len(of_kind(g, "gate"))) == (0, 1)
+    assert "Wq" not in text(p) and "Wq" in text(g)
+    assert "Gq: gate" in text(g.find("s:g[@class='legend']", NS))  # an unknown gate letter: a generic role
+
+
+def test_an_operation_it_cannot_draw_is_an_error() -> None:
+    b = CellBuilder("squares", "Squares", "A cell with a power.")
+    x, a_prev = b.input("x"), b.state("a")
+    h = b.node("h", sympy.tanh(b.affine("z_a", "W_a", [a_prev, x], "b_a")))
+    b.node("a", h**2)
+    with pytest.raises(ValueError, match="no drawing for h\\*\\*2"):
+        svg(b.build(output="a"))
+
+
+# -- geometry ---------------------------------------------------------------
+Box = tuple[float, float, float, float, bool]  # x0, y0, x1, y1, is a circle
+
+
+def shapes(root: ET.Element) -> list[Box]:
+    out = []
+    for g in nodes(root):
+        for r in g.findall("s:rect", NS):
+            x, y, w, h = (float(r.get(k)) for k in ("x", "y", "width", "height"))
+            out.append((x, y, x + w, y + h, False))
+        for c in g.findall("s:circle", NS):
+            cx, cy, r = (float(c.get(k)) for k in ("cx", "cy", "r"))
+            out.append((cx - r, cy - r, cx + r, cy + r, True))
+    return out
+
+
+def segments(d: str) -> list[tuple[float, float, float, float]]:
+    """The axis-parallel segments of a path made of M, H and V commands."""
+    segs, x, y = [], 0.0, 0.0
+    for cmd, a, b in re.findall(r"([MHV])(-?[\d.]+)(?:,(-?[\d.]+))?", d):
+        if cmd == "M":
+            x, y = float(a), float(b)
+            continue
+        nx, ny = (float(a), y) if cmd == "H" else (x, float(a))
+        segs.append((x, y, nx, ny))
+        x, y = nx, ny
+    return segs
+
+
+def enters(seg: tuple[float, float, float, float], box: Box) -> bool:
+    """Whether the segment passes through the inside of the shape (touching its outline is fine)."""
+    x0, y0, x1, y1, round_ = box
+    lo_x, hi_x, lo_y, hi_y = min(seg[0], seg[2]), max(seg[0], seg[2]), min(seg[1], seg[3]), max(seg[1], seg[3])
+    if round_:
+        cx, cy, r = (x0 + x1) / 2, (y0 + y1) / 2, (x1 - x0) / 2
+        if lo_x == hi_x:  # vertical: the chord at that x
+            half = math.sqrt(max(0.0, r * r - (lo_x - cx) ** 2))
+            return half > 0.6 and lo_y < cy + half - 0.6 and hi_y > cy - half + 0.6
+        half = math.sqrt(max(0.0, r * r - (lo_y - cy) ** 2))
+        return half > 0.6 and lo_x < cx + half - 0.6 and hi_x > cx - half + 0.6
+    return lo_x < x1 - 0.6 and hi_x > x0 + 0.6 and lo_y < y1 - 0.6 and hi_y > y0 + 0.6
+
+
+@pytest.mark.parametrize("name", derive.NAMES)
+def test_no_overlaps_and_arrows_land_on_shapes(name: str) -> None:
+    root = parse(svg(derive.cell(name)))
+    boxes = shapes(root)
+    _, _, width, height = map(float, root.get("viewBox").split())
+    assert all(0 <= b[0] and b[2] <= width and 0 <= b[1] and b[3] <= height for b in boxes)
+    for a, b in itertools.combinations(boxes, 2):
+        assert a[2] + 4 <= b[0] or b[2] + 4 <= a[0] or a[3] + 4 <= b[1] or b[3] + 4 <= a[1], (a, b)
+    paths = root.findall("s:g[@class='edges']/s:path", NS)
+    assert len(paths) > 3
+    for p in paths:
+        segs = segments(p.get("d"))
+        for seg, box in itertools.product(segs, boxes):
+            assert not enters(seg, box), (p.get("d"), box)
+        if p.get("marker-end"):  # the tip touches a shape's outline
+            x, y = segs[-1][2], segs[-1][3]
+            assert any(touches(x, y, box) for box in boxes), p.get("d")
+
+
+def touches(x: float, y: float, box: Box) -> bool:
+    x0, y0, x1, y1, round_ = box
+    if round_:
+        return abs(math.hypot(x - (x0 + x1) / 2, y - (y0 + y1) / 2) - (x1 - x0) / 2) < 0.6
+    on_h = x0 - 0.1 <= x <= x1 + 0.1 and min(abs(y - y0), abs(y - y1)) < 0.6
+    on_v = y0 - 0.1 <= y <= y1 + 0.1 and min(abs(x - x0), abs(x - x1)) < 0.6
+    return on_h or on_v
+
+
+@pytest.mark.parametrize("name", derive.NAMES)
+def test_no_two_edges_drawn_on_top_of_each_other(name: str) -> None:
+    """Collinear pieces of different edges would be read as one wire."""
+    segs = [s for p in parse(svg(derive.cell(name))).findall("s:g[@class='edges']/s:path", NS)
+            for s in segments(p.get("d"))]
+    for a, b in itertools.combinations(segs, 2):
+        for axis in (0, 1):  # 0: vertical pieces (same x), 1: horizontal ones (same y)
+            other = 1 - axis
+            if a[axis] == a[axis + 2] and b[axis] == b[axis + 2] and abs(a[axis] - b[axis]) < 1:
+                overlap = min(max(a[other], a[other + 2]), max(b[other], b[other + 2])) - max(
+                    min(a[other], a[other + 2]), min(b[other], b[other + 2]))
+                assert overlap < 1, (a, b)

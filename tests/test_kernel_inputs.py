@@ -1,0 +1,200 @@
+"""What the kernels do with bad, float32 and extreme inputs.
+
+Bad input raises a ValueError naming the argument, the expected and the
+received; float32 stays float32; pre-activations of ±1e4 and 10,000 steps
+give finite values with no numpy warning (the suite runs with warnings as
+errors, and nothing here suppresses them).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+import derive
+from derive import kernels
+
+N_X, N_H, T, B = 7, 5, 4, 3  # distinct sizes, so that a message's numbers say which is meant
+BAD_N_X = 11
+
+
+def _setup(cell_name: str, dtype=np.float64):
+    kernel = kernels.load(cell_name)
+    params = kernel.init_params(N_X, N_H, seed=3, dtype=dtype)
+    xs = np.random.default_rng(0).normal(size=(T, B, N_X)).astype(dtype)
+    states = [s.name for s in derive.cell(cell_name).states]
+    return kernel, params, xs, states
+
+
+def _raises(call, argument: str, *expected_and_received: str) -> str:
+    """Run ``call``; it must raise a ValueError whose message names
+    ``argument`` and contains every string of ``expected_and_received``."""
+    with pytest.raises(ValueError) as info:
+        call()
+    message = str(info.value)
+    assert argument in message, f"message does not name {argument!r}: {message}"
+    for text in expected_and_received:
+        assert re.search(rf"(?<![\w.]){re.escape(text)}(?![\w])", message), f"{text!r} missing from: {message}"
+    return message
+
+
+@pytest.fixture(params=derive.NAMES)
+def cell_name(request: pytest.FixtureRequest) -> str:
+    return request.param
+
+
+def test_xs_of_wrong_rank(cell_name: str) -> None:
+    kernel, params, xs, _ = _setup(cell_name)
+    message = _raises(lambda: kernel.forward(params, xs.ravel()), "xs", str(xs.ravel().shape))
+    assert re.search(r"\b3\b|T, B", message), f"expected rank or shape missing from: {message}"
+
+
+def test_xs_of_wrong_size(cell_name: str) -> None:
+    kernel, params, _, _ = _setup(cell_name)
+    bad = np.zeros((T, B, BAD_N_X))
+    _raises(lambda: kernel.forward(params, bad), "xs", str(N_X), str(bad.shape))
+
+
+def test_params_of_another_size(cell_name: str) -> None:
+    """params made for n_x = 11 do not fit xs of n_x = 7: either may be named."""
+    kernel, _, xs, _ = _setup(cell_name)
+    params = kernel.init_params(BAD_N_X, N_H)
+    with pytest.raises(ValueError, match=rf"(xs|params).*\b{BAD_N_X}\b.*\b{N_X}\b|(xs|params).*\b{N_X}\b.*\b{BAD_N_X}\b"):
+        kernel.forward(params, xs)
+
+
+def test_param_of_wrong_shape(cell_name: str) -> None:
+    kernel, params, xs, _ = _setup(cell_name)
+    key = next(k for k, v in params.items() if v.ndim == 1)  # a bias: (n_h,)
+    params[key] = np.zeros(N_H + 1)
+    _raises(lambda: kernel.forward(params, xs), key, f"({N_H},)", f"({N_H + 1},)")
+
+
+def test_missing_param(cell_name: str) -> None:
+    kernel, params, xs, _ = _setup(cell_name)
+    key = list(params)[-1]
+    del params[key]
+    _raises(lambda: kernel.forward(params, xs), "params", key)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+def test_non_finite_xs(cell_name: str, bad: float) -> None:
+    kernel, params, xs, _ = _setup(cell_name)
+    xs[1, 2, 3] = bad
+    _raises(lambda: kernel.forward(params, xs), "xs", "finite", "NaN" if np.isnan(bad) else "inf")
+
+
+def test_non_finite_param(cell_name: str) -> None:
+    kernel, params, xs, _ = _setup(cell_name)
+    key = list(params)[0]
+    params[key][0, 0] = np.nan
+    _raises(lambda: kernel.forward(params, xs), key, "finite", "NaN")
+
+
+@pytest.mark.parametrize("dtype", [np.int64, np.float16, np.complex128])
+def test_xs_of_non_float_dtype(cell_name: str, dtype: type) -> None:
+    kernel, params, xs, _ = _setup(cell_name)
+    bad = xs.astype(dtype)
+    _raises(lambda: kernel.forward(params, bad), "xs", "float64", np.dtype(dtype).name)
+
+
+def test_xs_of_another_float_dtype(cell_name: str) -> None:
+    """float64 params with float32 xs: no silent cast either way."""
+    kernel, params, xs, _ = _setup(cell_name)
+    _raises(lambda: kernel.forward(params, xs.astype(np.float32)), "xs", "float64", "float32")
+
+
+def test_state0_of_wrong_shape(cell_name: str) -> None:
+    kernel, params, xs, states = _setup(cell_name)
+    state0 = {s: np.zeros((B, N_H)) for s in states}
+    state0[states[-1]] = np.zeros((B, N_H + 2))
+    _raises(lambda: kernel.forward(params, xs, state0), "state0", states[-1], f"({B}, {N_H})", f"({B}, {N_H + 2})")
+
+
+def test_state0_missing_a_state(cell_name: str) -> None:
+    kernel, params, xs, states = _setup(cell_name)
+    _raises(lambda: kernel.forward(params, xs, {"q": np.zeros((B, N_H))}), "state0", states[0], "q")
+
+
+def test_dys_of_wrong_shape(cell_name: str) -> None:
+    kernel, params, xs, _ = _setup(cell_name)
+    ys, cache = kernel.forward(params, xs)
+    bad = np.zeros((T + 1, B, N_H))
+    _raises(lambda: kernel.backward(cache, bad), "dys", str(ys.shape), str(bad.shape))
+
+
+def test_dstate_of_wrong_shape(cell_name: str) -> None:
+    kernel, params, xs, states = _setup(cell_name)
+    ys, cache = kernel.forward(params, xs)
+    dstate = {s: np.zeros((B + 1, N_H)) for s in states}
+    _raises(lambda: kernel.backward(cache, np.zeros_like(ys), dstate), "dstate", f"({B}, {N_H})", f"({B + 1}, {N_H})")
+
+
+def test_init_params(cell_name: str) -> None:
+    """The cell's keys and shapes, uniform within ±1/√n_h, seeded, in the dtype asked."""
+    kernel = kernels.load(cell_name)
+    cell = derive.cell(cell_name)
+    params = kernel.init_params(N_X, N_H, seed=5, dtype=np.float32)
+    assert list(params) == list(cell.params)
+    for k, v in params.items():
+        assert v.shape == cell.param_shape(k, N_X, N_H) and v.dtype == np.float32, k
+        assert np.abs(v).max() <= 1 / np.sqrt(N_H), k
+    again, other = kernel.init_params(N_X, N_H, seed=5, dtype=np.float32), kernel.init_params(N_X, N_H, seed=6, dtype=np.float32)
+    assert all(np.array_equal(params[k], again[k]) for k in params)
+    assert not all(np.array_equal(params[k], other[k]) for k in params)
+
+
+def test_float32_stays_float32(cell_name: str) -> None:
+    kernel, params, xs, states = _setup(cell_name, np.float32)
+    state0 = {s: np.full((B, N_H), 0.1, np.float32) for s in states}
+    ys, cache = kernel.forward(params, xs, state0)
+    dstate = {s: np.ones((B, N_H), np.float32) for s in states}
+    grads = kernel.backward(cache, np.ones_like(ys), dstate)
+    assert ys.dtype == np.float32
+    assert {s: v.dtype for s, v in cache["final"].items()} == {s: np.dtype(np.float32) for s in states}
+    wrong = {k: g.dtype for k, g in grads.items() if g.dtype != np.float32}
+    assert not wrong, f"gradients not float32: {wrong}"
+    # and float32 computes the same function as float64, to float32 precision
+    ys64, _ = kernel.forward({k: v.astype(np.float64) for k, v in params.items()}, xs.astype(np.float64),
+                             {s: v.astype(np.float64) for s, v in state0.items()})
+    assert np.max(np.abs(ys - ys64)) < 1e-5
+
+
+def _assert_finite(cell_name: str, ys: np.ndarray, grads: dict[str, np.ndarray]) -> None:
+    assert np.isfinite(ys).all(), f"{cell_name}: non-finite ys"
+    bad = [k for k, g in grads.items() if not np.isfinite(g).all()]
+    assert not bad, f"{cell_name}: non-finite gradients {bad}"
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0], ids=["plus", "minus"])
+def test_saturated_preactivations(cell_name: str, sign: float) -> None:
+    """Pre-activations around ±1e4 saturate σ and tanh without a warning."""
+    kernel, params, xs, states = _setup(cell_name)
+    params = {k: sign * np.full_like(v, 1e3) for k, v in params.items()}
+    xs = np.abs(xs) + 1.0  # pre-activations of thousands to tens of thousands, of either sign
+    ys, cache = kernel.forward(params, xs, {s: np.ones((B, N_H)) for s in states})
+    grads = kernel.backward(cache, np.ones_like(ys), {s: np.ones((B, N_H)) for s in states})
+    _assert_finite(cell_name, ys, grads)
+    assert np.all(np.abs(ys) <= 1.0 + 1e-12)
+
+
+def test_ten_thousand_steps(cell_name: str) -> None:
+    kernel = kernels.load(cell_name)
+    params = kernel.init_params(2, 3, seed=1)
+    xs = np.random.default_rng(1).normal(size=(10_000, 2, 2))
+    ys, cache = kernel.forward(params, xs)
+    grads = kernel.backward(cache, np.ones_like(ys))
+    _assert_finite(cell_name, ys, grads)
+    assert ys.shape == (10_000, 2, 3) and grads["xs"].shape == xs.shape
+
+
+def test_runtime_sigmoid_is_stable_and_keeps_dtype() -> None:
+    from derive.runtime import sigmoid
+
+    z = np.linspace(-30.0, 30.0, 61)
+    # ½(1 + tanh(z/2)) cancels for z ≪ 0: accurate to 1e-16 absolutely, not relatively
+    np.testing.assert_allclose(sigmoid(z), 1.0 / (1.0 + np.exp(-z)), rtol=1e-14, atol=1e-16)
+    extreme = sigmoid(np.array([-1e4, 1e4], np.float32))
+    assert extreme.dtype == np.float32 and extreme.tolist() == [0.0, 1.0]
