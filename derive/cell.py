@@ -7,7 +7,7 @@ the kernels, the site — is derived from the :class:`Cell` it builds.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
@@ -17,6 +17,7 @@ from .graph import Affine, Elementwise, Node, Param, Size, Vector
 
 if TYPE_CHECKING:
     from .derivation import Backward, Jacobian
+    from .render.lambdified import StepFunctions
 
 
 @dataclass(frozen=True)
@@ -45,7 +46,6 @@ class Cell:
     states: tuple[State, ...]
     output: str
     inputs: tuple[str, ...] = ("x",)
-    aliases: dict[str, str] = field(default_factory=dict)
 
     # -- structure -----------------------------------------------------
     def node(self, name: str) -> Node:
@@ -124,6 +124,13 @@ class Cell:
         from .render.text import cell_text
 
         return cell_text(self, which)
+
+    def lambdify(self) -> StepFunctions:
+        """The per-step forward and VJP as NumPy functions, built now with
+        ``sympy.lambdify`` from the same derived equations as the kernels."""
+        from .render.lambdified import StepFunctions
+
+        return StepFunctions(self)
 
     def _repr_latex_(self) -> str:
         return "$$" + self.latex("forward") + "$$"

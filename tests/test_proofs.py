@@ -140,14 +140,21 @@ class Canon:
         self.names: dict[tuple[str, sympy.Expr], sympy.Symbol] = {}
 
     def __call__(self, expr: sympy.Expr) -> sympy.Expr:
-        def name(f: sympy.Function) -> sympy.Expr:
-            key = (type(f).__name__, sympy.expand(f.args[0]))
-            if key not in self.names:
-                self.names[key] = sympy.Symbol(f"_{key[0]}{len(self.names)}")
-            return self.names[key]
+        memo: dict[sympy.Basic, sympy.Basic] = {}
 
-        return expr.replace(lambda e: isinstance(e, (S, Th)), name)
+        def rebuild(e: sympy.Basic) -> sympy.Basic:  # bottom-up, each shared subtree once
+            if e.is_Atom:
+                return e
+            if e not in memo:
+                args = [rebuild(a) for a in e.args]
+                if isinstance(e, (S, Th)):
+                    key = (type(e).__name__, sympy.expand(args[0]))
+                    memo[e] = self.names.setdefault(key, sympy.Symbol(f"_{key[0]}{len(self.names)}"))
+                else:
+                    memo[e] = e.func(*args)
+            return memo[e]
 
+        return rebuild(expr)
 
 
 def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
@@ -155,14 +162,37 @@ def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
     function is named (:class:`Canon`).
 
     Equivalent to ``expand(a - b) == 0``, computed in a sparse polynomial
-    ring over ℚ, which multiplies out a two-step GRU gradient in
+    ring over ℤ, which multiplies out a two-step GRU gradient in
     milliseconds where ``Expr.expand`` takes seconds per entry.
     """
     canon = Canon()
     named = [(canon(a), canon(b)) for a, b in pairs]
     symbols = sorted(set().union(*(a.free_symbols | b.free_symbols for a, b in named)), key=str)
-    R, *_ = sympy.ring(symbols, sympy.QQ)
-    return [R.from_expr(a) == R.from_expr(b) for a, b in named]
+    R, *gens = sympy.ring(symbols, sympy.ZZ)
+    gen = dict(zip(symbols, gens))
+    memo: dict[sympy.Basic, object] = {}
+
+    def poly(e: sympy.Basic):  # noqa: ANN202 - a ring element; shared subtrees converted once
+        if e in memo:
+            return memo[e]
+        if e.is_Symbol:
+            out = gen[e]
+        elif e.is_Integer:
+            out = R(int(e))
+        elif e.is_Add:
+            out = sum((poly(a) for a in e.args), R(0))
+        elif e.is_Mul:
+            out = R(1)
+            for a in e.args:
+                out *= poly(a)
+        elif e.is_Pow and e.exp.is_Integer and e.exp > 0:
+            out = poly(e.base) ** int(e.exp)
+        else:
+            raise TypeError(f"not a polynomial in the named symbols: {e}")
+        memo[e] = out
+        return out
+
+    return [poly(a) == poly(b) for a, b in named]
 
 
 def mismatches(name: str, n_x: int, steps: int, backward: Backward | None = None) -> list[str]:
@@ -247,7 +277,7 @@ def _sigma_with(overrides: list[tuple[set[sympy.Expr], Callable[[sympy.Expr], sy
             for args, value in overrides:
                 if e in args:
                     return value(u)
-            return S(u)
+            return None  # stays unevaluated until its argument is known; S otherwise
 
     return Sigma
 
@@ -256,7 +286,7 @@ def _forward(name: str, params: dict, x: Matrix, c: Matrix, sigma: type[sympy.Fu
     """One step of the *derived* cell (its own equations) on symbols."""
     prob = proof.Problem(params, [x], {"c": c}, [sympy.zeros(*c.shape)], {"c": sympy.zeros(*c.shape)})
     ys, _, _ = proof.run(derive.cell(name), prob, functions={**SWAP, derive.functions.sigmoid: sigma})
-    return ys[0]
+    return ys[0].replace(sigma, S)
 
 
 def _same(a: Matrix, b: Matrix) -> bool:
