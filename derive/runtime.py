@@ -17,20 +17,32 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 """The dtypes kernels accept; float16 is refused (σ and tanh lose too much)."""
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
     """σ(z) = 1 / (1 + e^(−z)) computed as ½ (1 + tanh(z / 2)).
 
     tanh saturates instead of overflowing, so |z| = 1e4 gives no warning,
     and one ufunc pass is several times faster than an ``np.where`` over two
     stable branches. The dtype of ``z`` (float32 or float64) is kept.
+    ``out`` (may be ``z`` itself) receives the result, as for a ufunc.
     """
     z = np.asarray(z)
-    out = np.empty_like(z, dtype=z.dtype if z.dtype.kind == "f" else np.float64)
+    if out is None:
+        out = np.empty_like(z, dtype=z.dtype if z.dtype.kind == "f" else np.float64)
+    np.multiply(z, out.dtype.type(0.5), out=out)
+    return sigmoid_of_half(out, out=out)
+
+
+def sigmoid_of_half(half_z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """σ(z) from ``half_z`` = z / 2: ½ tanh(z/2) + ½, in three passes.
+
+    The kernels fold the ½ into the weights that produce a gate's
+    pre-activation, so they call this on z/2 directly (in place, with
+    ``out=half_z``). ``½ t + ½`` rounds exactly like ``½ (t + 1)``.
+    """
+    out = np.tanh(half_z, out=out)
     half = out.dtype.type(0.5)
-    np.multiply(z, half, out=out)
-    np.tanh(out, out=out)
-    out += out.dtype.type(1.0)
     out *= half
+    out += half
     return out
 
 
@@ -74,8 +86,9 @@ def check_params(
         if len(expected[key]) != array.ndim:
             raise ValueError(f"params[{key!r}]: expected shape {_spec(expected[key])}, got {array.shape}")
     sizes = _read_sizes(arrays, expected)
+    resolved: dict[int | str, int] = {}  # each size entry computed once: this runs at every kernel call
     for key, array in arrays.items():
-        want = tuple(_size(entry, sizes.values) for entry in expected[key])
+        want = tuple(resolved[e] if e in resolved else resolved.setdefault(e, _size(e, sizes.values)) for e in expected[key])
         if array.shape != want:
             names = [t for entry in expected[key] if isinstance(entry, str) for t in entry.split("+")]
             raise ValueError(
@@ -157,8 +170,9 @@ def _read_sizes(arrays: Mapping[str, np.ndarray], expected: Mapping[str, Sequenc
     (a sum with one unknown term binds that term)."""
     values: dict[str, int] = {}
     origin: dict[str, str] = {}
+    names = {t for spec in expected.values() for entry in spec if isinstance(entry, str) for t in entry.split("+")}
     progress = True
-    while progress:
+    while progress and len(values) < len(names):  # stop once every name is bound
         progress = False
         for key, spec in expected.items():
             for entry, got in zip(spec, arrays[key].shape):

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid
+from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid_of_half
 
 CELL = 'gru_simple'
 STATES = ('c',)
@@ -59,31 +59,39 @@ def forward(
     W_uc, W_ux = W_u[:, :n_h], W_u[:, n_h:]
     W_hc, W_hx = W_h[:, :n_h], W_h[:, n_h:]
 
-    # the input parts of every step at once, biases included: one GEMM
-    W_x = np.concatenate([W_ux, W_hx]).T
-    b_x = np.concatenate([b_u, b_h])
-    xW = (xs.reshape(T * B, n_x) @ W_x + b_x).reshape(T, B, 2 * n_h)
-    # the blocks acting on c(t-1), stacked: one GEMM per step
-    W_c_prev = np.concatenate([W_uc, W_hc]).T
-
-    # the cache: every value the backward step reads, at every step
-    Gu_seq = np.empty((T, B, n_h), dtype)
-    h_seq = np.empty((T, B, n_h), dtype)
+    # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z_u(t), z_h(t).
+    # A σ or tanh whose argument feeds nothing else overwrites that block in place:
+    # Z is then the cache of its gate. Blocks are contiguous, neighbours share one add or σ.
+    # σ(z) = ½(1 + tanh(z/2)): the ½ is folded into the weights and bias of each σ's
+    # block, which holds z/2 (exact: a power of two), so σ is tanh, × ½, + ½.
+    half = dtype.type(0.5)
+    Z = np.empty((2, T, B, n_h), dtype)
+    Gu_seq = Z[0]
+    h_seq = Z[1]
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
+    # the input parts of every step at once: one GEMM per block, then every bias
+    W_x = np.stack([half * W_ux.T, W_hx.T])
+    np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(2, T * B, n_h))
+    b_Z = np.stack([half * b_u, b_h])[:, None, None, :]
+    Z += b_Z
+    # the blocks acting on c(t-1), stacked: one GEMM per step
+    W_c_prev = np.stack([half * W_uc.T, W_hc.T])
+    c_prevW = np.empty((2, B, n_h), dtype)
+
     for t in range(T):
         c_prev = c_seq[t]
-        c_prevW = c_prev @ W_c_prev
+        Z_t = Z[:, t]
         # z_u(t) = W_u [c(t-1), x(t)] + b_u
-        z_u = c_prevW[:, : n_h] + xW[t, :, : n_h]
-        # G_u(t) = σ(z_u(t))
-        Gu_seq[t] = Gu = sigmoid(z_u)
         # z_h(t) = W_h [c(t-1), x(t)] + b_h
-        z_h = c_prevW[:, 1 * n_h : 2 * n_h] + xW[t, :, 1 * n_h : 2 * n_h]
+        # (the x(t) parts and biases are in Z_t; add the c(t-1) parts)
+        Z_t += np.matmul(c_prev, W_c_prev, out=c_prevW)
+        # G_u(t) = σ(z_u(t))
+        Gu = sigmoid_of_half(Z_t[0], out=Z_t[0])
         # h(t) = tanh(z_h(t))
-        h_seq[t] = h = np.tanh(z_h)
+        h = np.tanh(Z_t[1], out=Z_t[1])
         # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
-        c_seq[t + 1] = c = Gu*h + c_prev*(1 - Gu)
+        c = np.add(Gu*h, c_prev*(1 - Gu), out=c_seq[t + 1])
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -114,9 +122,10 @@ def backward(
     h_seq = cache['h']
     c_seq = cache['c']
 
-    W_c_prev = np.concatenate([W_uc, W_hc])
-    # δz of every affine node at every step, side by side
-    dZ = np.empty((T, B, 2 * n_h), dtype)
+    W_c_prev = np.stack([W_uc, W_hc])
+    c_prev_dZW = np.empty((2, B, n_h), dtype)
+    # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_u(t), δz_h(t)
+    dZ = np.empty((2, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step
     d_c_next = dstate['c']
     for t in range(T - 1, -1, -1):
@@ -124,28 +133,29 @@ def backward(
         h = h_seq[t]
         c_prev = c_seq[t]
         d_y = dys[t]
+        dZ_t = dZ[:, t]
         # δc(t) = δc(t)[via t+1] + δy(t)
         d_c = d_c_next + d_y
         # δh(t) = δc(t) ⊙ G_u(t)
         d_h = Gu*d_c
         # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
-        dZ[t, :, 1 * n_h : 2 * n_h] = d_z_h = d_h*(1 - h*h)
+        d_z_h = np.multiply(d_h, 1 - h*h, out=dZ_t[1])
         # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1))
         d_Gu = d_c*(-c_prev + h)
         # δz_u(t) = δG_u(t) ⊙ G_u(t) ⊙ (1 - G_u(t))
-        dZ[t, :, : n_h] = d_z_u = Gu*d_Gu*(1 - Gu)
+        d_z_u = np.multiply(Gu*d_Gu, 1 - Gu, out=dZ_t[0])
         # δc(t-1)[via t] = δc(t) ⊙ (1 - G_u(t)) + W_hcᵀ δz_h(t) + W_ucᵀ δz_u(t)
-        matmul_c_prev = dZ[t, :, : 2 * n_h] @ W_c_prev
+        matmul_c_prev = np.matmul(dZ_t, W_c_prev, out=c_prev_dZW).sum(axis=0)
         d_c_next = d_c*(1 - Gu) + matmul_c_prev
 
+    dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_uxᵀ δz_u(t), for all steps at once
-    dZ2 = dZ.reshape(T * B, -1)
-    d_xs = (dZ2[:, : 2 * n_h] @ np.concatenate([W_ux, W_hx])).reshape(T, B, n_x)
+    d_xs = np.matmul(dZ2, np.stack([W_ux, W_hx])).sum(axis=0).reshape(T, B, n_x)
     P_c_prev_x = np.concatenate([c_seq[:-1], xs], axis=2).reshape(T * B, -1)
     # δW_u = Σ_t δz_u(t) [c(t-1), x(t)]ᵀ
-    d_W_u = dZ2[:, : n_h].T @ P_c_prev_x
+    d_W_u = dZ2[0].T @ P_c_prev_x
     # δW_h = Σ_t δz_h(t) [c(t-1), x(t)]ᵀ
-    d_W_h = dZ2[:, 1 * n_h : 2 * n_h].T @ P_c_prev_x
-    d_b_u = dZ2[:, : n_h].sum(axis=0)
-    d_b_h = dZ2[:, 1 * n_h : 2 * n_h].sum(axis=0)
+    d_W_h = dZ2[1].T @ P_c_prev_x
+    d_b_u = dZ2[0].sum(axis=0)
+    d_b_h = dZ2[1].sum(axis=0)
     return {'W_u': d_W_u, 'b_u': d_b_u, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_next}

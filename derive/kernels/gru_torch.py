@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid
+from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid_of_half
 
 CELL = 'gru_torch'
 STATES = ('c',)
@@ -63,41 +63,50 @@ def forward(
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
     W_zc, W_zx = W_z[:, :n_h], W_z[:, n_h:]
 
-    # the input parts of every step at once, biases included: one GEMM
-    W_x = np.concatenate([W_hx, W_rx, W_zx]).T
-    b_x = np.concatenate([b_hx, b_r, b_z])
-    xW = (xs.reshape(T * B, n_x) @ W_x + b_x).reshape(T, B, 3 * n_h)
-    # the blocks acting on c(t-1), stacked: one GEMM per step
-    W_c_prev = np.concatenate([W_rc, W_zc, W_hc]).T
-
-    # the cache: every value the backward step reads, at every step
-    Gr_seq = np.empty((T, B, n_h), dtype)
-    Gz_seq = np.empty((T, B, n_h), dtype)
+    # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z_hx(t), z_r(t), z_z(t), z_hc(t).
+    # A σ or tanh whose argument feeds nothing else overwrites that block in place:
+    # Z is then the cache of its gate. Blocks are contiguous, neighbours share one add or σ.
+    # σ(z) = ½(1 + tanh(z/2)): the ½ is folded into the weights and bias of each σ's
+    # block, which holds z/2 (exact: a power of two), so σ is tanh, × ½, + ½.
+    half = dtype.type(0.5)
+    Z = np.empty((4, T, B, n_h), dtype)
+    Gr_seq = Z[1]
+    Gz_seq = Z[2]
+    z_hc_seq = Z[3]
     h_seq = np.empty((T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
-    z_hc_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
+    # the input parts of every step at once: one GEMM per block, then every bias
+    W_x = np.stack([W_hx.T, half * W_rx.T, half * W_zx.T])
+    np.matmul(xs.reshape(T * B, n_x), W_x, out=Z[:3].reshape(3, T * B, n_h))
+    b_Z = np.stack([b_hx, half * b_r, half * b_z, b_hc])[:, None, None, :]
+    Z[:3] += b_Z[:3]
+    Z[3:] = b_Z[3:]
+    # the blocks acting on c(t-1), stacked: one GEMM per step
+    W_c_prev = np.stack([half * W_rc.T, half * W_zc.T, W_hc.T])
+    c_prevW = np.empty((3, B, n_h), dtype)
+
     for t in range(T):
         c_prev = c_seq[t]
-        c_prevW = c_prev @ W_c_prev
+        Z_t = Z[:, t]
         # z_r(t) = W_r [c(t-1), x(t)] + b_r
-        z_r = c_prevW[:, : n_h] + xW[t, :, 1 * n_h : 2 * n_h]
-        # G_r(t) = σ(z_r(t))
-        Gr_seq[t] = Gr = sigmoid(z_r)
         # z_z(t) = W_z [c(t-1), x(t)] + b_z
-        z_z = c_prevW[:, 1 * n_h : 2 * n_h] + xW[t, :, 2 * n_h : 3 * n_h]
-        # G_z(t) = σ(z_z(t))
-        Gz_seq[t] = Gz = sigmoid(z_z)
-        # z_hx(t) = W_hx x(t) + b_hx
-        z_hx = xW[t, :, : n_h]
         # z_hc(t) = W_hc c(t-1) + b_hc
-        z_hc_seq[t] = z_hc = c_prevW[:, 2 * n_h : 3 * n_h] + b_hc
+        # (the x(t) parts and biases are in Z_t; add the c(t-1) parts)
+        Z_t[1:4] += np.matmul(c_prev, W_c_prev, out=c_prevW)
+        # G_r(t) = σ(z_r(t))
+        # G_z(t) = σ(z_z(t))
+        sigmoid_of_half(Z_t[1:3], out=Z_t[1:3])
+        Gr, Gz = Z_t[1:3]
+        # z_hx(t) = W_hx x(t) + b_hx (before the loop)
+        z_hx = Z_t[0]
+        z_hc = Z_t[3]
         # z_h(t) = z_hx(t) + G_r(t) ⊙ z_hc(t)
         z_h = Gr*z_hc + z_hx
         # h(t) = tanh(z_h(t))
-        h_seq[t] = h = np.tanh(z_h)
+        h = np.tanh(z_h, out=h_seq[t])
         # c(t) = G_z(t) ⊙ c(t-1) + (1 - G_z(t)) ⊙ h(t)
-        c_seq[t + 1] = c = Gz*c_prev + h*(1 - Gz)
+        c = np.add(Gz*c_prev, h*(1 - Gz), out=c_seq[t + 1])
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -130,9 +139,10 @@ def backward(
     c_seq = cache['c']
     z_hc_seq = cache['z_hc']
 
-    W_c_prev = np.concatenate([W_rc, W_zc, W_hc])
-    # δz of every affine node at every step, side by side
-    dZ = np.empty((T, B, 4 * n_h), dtype)
+    W_c_prev = np.stack([W_rc, W_zc, W_hc])
+    c_prev_dZW = np.empty((3, B, n_h), dtype)
+    # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_hx(t), δz_r(t), δz_z(t), δz_hc(t)
+    dZ = np.empty((4, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step
     d_c_next = dstate['c']
     for t in range(T - 1, -1, -1):
@@ -142,42 +152,43 @@ def backward(
         z_hc = z_hc_seq[t]
         c_prev = c_seq[t]
         d_y = dys[t]
+        dZ_t = dZ[:, t]
         # δc(t) = δc(t)[via t+1] + δy(t)
         d_c = d_c_next + d_y
         # δh(t) = δc(t) ⊙ (1 - G_z(t))
         d_h = d_c*(1 - Gz)
         # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
-        dZ[t, :, : n_h] = d_z_h = d_h*(1 - h*h)
+        d_z_h = np.multiply(d_h, 1 - h*h, out=dZ_t[0])
         # δz_hc(t) = δz_h(t) ⊙ G_r(t)
-        dZ[t, :, 3 * n_h : 4 * n_h] = d_z_hc = Gr*d_z_h
+        d_z_hc = np.multiply(Gr, d_z_h, out=dZ_t[3])
         # δG_z(t) = δc(t) ⊙ (c(t-1) - h(t))
         d_Gz = d_c*(c_prev - h)
         # δz_z(t) = δG_z(t) ⊙ G_z(t) ⊙ (1 - G_z(t))
-        dZ[t, :, 2 * n_h : 3 * n_h] = d_z_z = Gz*d_Gz*(1 - Gz)
+        d_z_z = np.multiply(Gz*d_Gz, 1 - Gz, out=dZ_t[2])
         # δG_r(t) = δz_h(t) ⊙ z_hc(t)
         d_Gr = d_z_h*z_hc
         # δz_r(t) = δG_r(t) ⊙ G_r(t) ⊙ (1 - G_r(t))
-        dZ[t, :, 1 * n_h : 2 * n_h] = d_z_r = Gr*d_Gr*(1 - Gr)
+        d_z_r = np.multiply(Gr*d_Gr, 1 - Gr, out=dZ_t[1])
         # δc(t-1)[via t] = δc(t) ⊙ G_z(t) + W_hcᵀ δz_hc(t) + W_rcᵀ δz_r(t) + W_zcᵀ δz_z(t)
-        matmul_c_prev = dZ[t, :, 1 * n_h : 4 * n_h] @ W_c_prev
+        matmul_c_prev = np.matmul(dZ_t[1:4], W_c_prev, out=c_prev_dZW).sum(axis=0)
         d_c_next = Gz*d_c + matmul_c_prev
 
+    dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_zxᵀ δz_z(t), for all steps at once
-    dZ2 = dZ.reshape(T * B, -1)
-    d_xs = (dZ2[:, : 3 * n_h] @ np.concatenate([W_hx, W_rx, W_zx])).reshape(T, B, n_x)
+    d_xs = np.matmul(dZ2[:3], np.stack([W_hx, W_rx, W_zx])).sum(axis=0).reshape(T, B, n_x)
     P_c_prev_x = np.concatenate([c_seq[:-1], xs], axis=2).reshape(T * B, -1)
     # δW_r = Σ_t δz_r(t) [c(t-1), x(t)]ᵀ
-    d_W_r = dZ2[:, 1 * n_h : 2 * n_h].T @ P_c_prev_x
+    d_W_r = dZ2[1].T @ P_c_prev_x
     # δW_z = Σ_t δz_z(t) [c(t-1), x(t)]ᵀ
-    d_W_z = dZ2[:, 2 * n_h : 3 * n_h].T @ P_c_prev_x
+    d_W_z = dZ2[2].T @ P_c_prev_x
     P_x = xs.reshape(T * B, -1)
     # δW_hx = Σ_t δz_h(t) [x(t)]ᵀ
-    d_W_hx = dZ2[:, : n_h].T @ P_x
+    d_W_hx = dZ2[0].T @ P_x
     P_c_prev = c_seq[:-1].reshape(T * B, -1)
     # δW_hc = Σ_t δz_hc(t) [c(t-1)]ᵀ
-    d_W_hc = dZ2[:, 3 * n_h : 4 * n_h].T @ P_c_prev
-    d_b_r = dZ2[:, 1 * n_h : 2 * n_h].sum(axis=0)
-    d_b_z = dZ2[:, 2 * n_h : 3 * n_h].sum(axis=0)
-    d_b_hx = dZ2[:, : n_h].sum(axis=0)
-    d_b_hc = dZ2[:, 3 * n_h : 4 * n_h].sum(axis=0)
+    d_W_hc = dZ2[3].T @ P_c_prev
+    d_b_r = dZ2[1].sum(axis=0)
+    d_b_z = dZ2[2].sum(axis=0)
+    d_b_hx = dZ2[0].sum(axis=0)
+    d_b_hc = dZ2[3].sum(axis=0)
     return {'W_r': d_W_r, 'b_r': d_b_r, 'W_z': d_W_z, 'b_z': d_b_z, 'W_hx': d_W_hx, 'b_hx': d_b_hx, 'W_hc': d_W_hc, 'b_hc': d_b_hc, 'xs': d_xs, 'c0': d_c_next}

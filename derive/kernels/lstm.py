@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid
+from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid_of_half
 
 CELL = 'lstm'
 STATES = ('a', 'c')
@@ -67,49 +67,54 @@ def forward(
     W_ha, W_hx = W_h[:, :n_h], W_h[:, n_h:]
     W_oa, W_ox = W_o[:, :n_h], W_o[:, n_h:]
 
-    # the input parts of every step at once, biases included: one GEMM
-    W_x = np.concatenate([W_ix, W_fx, W_hx, W_ox]).T
-    b_x = np.concatenate([b_i, b_f, b_h, b_o])
-    xW = (xs.reshape(T * B, n_x) @ W_x + b_x).reshape(T, B, 4 * n_h)
-    # the blocks acting on a(t-1), stacked: one GEMM per step
-    W_a_prev = np.concatenate([W_ia, W_fa, W_ha, W_oa]).T
-
-    # the cache: every value the backward step reads, at every step
-    Gi_seq = np.empty((T, B, n_h), dtype)
-    Gf_seq = np.empty((T, B, n_h), dtype)
-    h_seq = np.empty((T, B, n_h), dtype)
-    Go_seq = np.empty((T, B, n_h), dtype)
+    # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z_i(t), z_f(t), z_o(t), z_h(t).
+    # A σ or tanh whose argument feeds nothing else overwrites that block in place:
+    # Z is then the cache of its gate. Blocks are contiguous, neighbours share one add or σ.
+    # σ(z) = ½(1 + tanh(z/2)): the ½ is folded into the weights and bias of each σ's
+    # block, which holds z/2 (exact: a power of two), so σ is tanh, × ½, + ½.
+    half = dtype.type(0.5)
+    Z = np.empty((4, T, B, n_h), dtype)
+    Gi_seq = Z[0]
+    Gf_seq = Z[1]
+    Go_seq = Z[2]
+    h_seq = Z[3]
     c_seq = np.empty((T + 1, B, n_h), dtype)
     tanh_c_seq = np.empty((T, B, n_h), dtype)
     a_seq = np.empty((T + 1, B, n_h), dtype)
     a_seq[0] = state0['a']
     c_seq[0] = state0['c']
+    # the input parts of every step at once: one GEMM per block, then every bias
+    W_x = np.stack([half * W_ix.T, half * W_fx.T, half * W_ox.T, W_hx.T])
+    np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(4, T * B, n_h))
+    b_Z = np.stack([half * b_i, half * b_f, half * b_o, b_h])[:, None, None, :]
+    Z += b_Z
+    # the blocks acting on a(t-1), stacked: one GEMM per step
+    W_a_prev = np.stack([half * W_ia.T, half * W_fa.T, half * W_oa.T, W_ha.T])
+    a_prevW = np.empty((4, B, n_h), dtype)
+
     for t in range(T):
         a_prev = a_seq[t]
         c_prev = c_seq[t]
-        a_prevW = a_prev @ W_a_prev
+        Z_t = Z[:, t]
         # z_i(t) = W_i [a(t-1), x(t)] + b_i
-        z_i = a_prevW[:, : n_h] + xW[t, :, : n_h]
-        # G_i(t) = σ(z_i(t))
-        Gi_seq[t] = Gi = sigmoid(z_i)
         # z_f(t) = W_f [a(t-1), x(t)] + b_f
-        z_f = a_prevW[:, 1 * n_h : 2 * n_h] + xW[t, :, 1 * n_h : 2 * n_h]
-        # G_f(t) = σ(z_f(t))
-        Gf_seq[t] = Gf = sigmoid(z_f)
-        # z_h(t) = W_h [a(t-1), x(t)] + b_h
-        z_h = a_prevW[:, 2 * n_h : 3 * n_h] + xW[t, :, 2 * n_h : 3 * n_h]
-        # h(t) = tanh(z_h(t))
-        h_seq[t] = h = np.tanh(z_h)
         # z_o(t) = W_o [a(t-1), x(t)] + b_o
-        z_o = a_prevW[:, 3 * n_h : 4 * n_h] + xW[t, :, 3 * n_h : 4 * n_h]
+        # z_h(t) = W_h [a(t-1), x(t)] + b_h
+        # (the x(t) parts and biases are in Z_t; add the a(t-1) parts)
+        Z_t += np.matmul(a_prev, W_a_prev, out=a_prevW)
+        # G_i(t) = σ(z_i(t))
+        # G_f(t) = σ(z_f(t))
         # G_o(t) = σ(z_o(t))
-        Go_seq[t] = Go = sigmoid(z_o)
+        sigmoid_of_half(Z_t[:3], out=Z_t[:3])
+        Gi, Gf, Go = Z_t[:3]
+        # h(t) = tanh(z_h(t))
+        h = np.tanh(Z_t[3], out=Z_t[3])
         # c(t) = G_f(t) ⊙ c(t-1) + G_i(t) ⊙ h(t)
-        c_seq[t + 1] = c = Gf*c_prev + Gi*h
+        c = np.add(Gf*c_prev, Gi*h, out=c_seq[t + 1])
         # tanh_c(t) = tanh(c(t))
-        tanh_c_seq[t] = tanh_c = np.tanh(c)
+        tanh_c = np.tanh(c, out=tanh_c_seq[t])
         # a(t) = G_o(t) ⊙ tanh_c(t)
-        a_seq[t + 1] = a = Go*tanh_c
+        a = np.multiply(Go, tanh_c, out=a_seq[t + 1])
 
     ys = a_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -146,9 +151,10 @@ def backward(
     tanh_c_seq = cache['tanh_c']
     a_seq = cache['a']
 
-    W_a_prev = np.concatenate([W_ia, W_fa, W_ha, W_oa])
-    # δz of every affine node at every step, side by side
-    dZ = np.empty((T, B, 4 * n_h), dtype)
+    W_a_prev = np.stack([W_ia, W_fa, W_oa, W_ha])
+    a_prev_dZW = np.empty((4, B, n_h), dtype)
+    # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_i(t), δz_f(t), δz_o(t), δz_h(t)
+    dZ = np.empty((4, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step
     d_a_next = dstate['a']
     # δc(t)[via t+1]: from dstate at the last step
@@ -161,6 +167,7 @@ def backward(
         tanh_c = tanh_c_seq[t]
         c_prev = c_seq[t]
         d_y = dys[t]
+        dZ_t = dZ[:, t]
         # δa(t) = δa(t)[via t+1] + δy(t)
         d_a = d_a_next + d_y
         # δtanh_c(t) = δa(t) ⊙ G_o(t)
@@ -170,38 +177,38 @@ def backward(
         # δG_o(t) = δa(t) ⊙ tanh_c(t)
         d_Go = d_a*tanh_c
         # δz_o(t) = δG_o(t) ⊙ G_o(t) ⊙ (1 - G_o(t))
-        dZ[t, :, 3 * n_h : 4 * n_h] = d_z_o = Go*d_Go*(1 - Go)
+        d_z_o = np.multiply(Go*d_Go, 1 - Go, out=dZ_t[2])
         # δh(t) = δc(t) ⊙ G_i(t)
         d_h = Gi*d_c
         # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
-        dZ[t, :, 2 * n_h : 3 * n_h] = d_z_h = d_h*(1 - h*h)
+        d_z_h = np.multiply(d_h, 1 - h*h, out=dZ_t[3])
         # δG_f(t) = δc(t) ⊙ c(t-1)
         d_Gf = c_prev*d_c
         # δz_f(t) = δG_f(t) ⊙ G_f(t) ⊙ (1 - G_f(t))
-        dZ[t, :, 1 * n_h : 2 * n_h] = d_z_f = Gf*d_Gf*(1 - Gf)
+        d_z_f = np.multiply(Gf*d_Gf, 1 - Gf, out=dZ_t[1])
         # δG_i(t) = δc(t) ⊙ h(t)
         d_Gi = d_c*h
         # δz_i(t) = δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t))
-        dZ[t, :, : n_h] = d_z_i = Gi*d_Gi*(1 - Gi)
+        d_z_i = np.multiply(Gi*d_Gi, 1 - Gi, out=dZ_t[0])
         # δa(t-1)[via t] = W_faᵀ δz_f(t) + W_haᵀ δz_h(t) + W_iaᵀ δz_i(t) + W_oaᵀ δz_o(t)
-        d_a_next = dZ[t, :, : 4 * n_h] @ W_a_prev
+        d_a_next = np.matmul(dZ_t, W_a_prev, out=a_prev_dZW).sum(axis=0)
         # δc(t-1)[via t] = δc(t) ⊙ G_f(t)
         d_c_next = Gf*d_c
 
+    dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t) + W_ixᵀ δz_i(t) + W_oxᵀ δz_o(t), for all steps at once
-    dZ2 = dZ.reshape(T * B, -1)
-    d_xs = (dZ2[:, : 4 * n_h] @ np.concatenate([W_ix, W_fx, W_hx, W_ox])).reshape(T, B, n_x)
+    d_xs = np.matmul(dZ2, np.stack([W_ix, W_fx, W_ox, W_hx])).sum(axis=0).reshape(T, B, n_x)
     P_a_prev_x = np.concatenate([a_seq[:-1], xs], axis=2).reshape(T * B, -1)
     # δW_i = Σ_t δz_i(t) [a(t-1), x(t)]ᵀ
-    d_W_i = dZ2[:, : n_h].T @ P_a_prev_x
+    d_W_i = dZ2[0].T @ P_a_prev_x
     # δW_f = Σ_t δz_f(t) [a(t-1), x(t)]ᵀ
-    d_W_f = dZ2[:, 1 * n_h : 2 * n_h].T @ P_a_prev_x
+    d_W_f = dZ2[1].T @ P_a_prev_x
     # δW_h = Σ_t δz_h(t) [a(t-1), x(t)]ᵀ
-    d_W_h = dZ2[:, 2 * n_h : 3 * n_h].T @ P_a_prev_x
+    d_W_h = dZ2[3].T @ P_a_prev_x
     # δW_o = Σ_t δz_o(t) [a(t-1), x(t)]ᵀ
-    d_W_o = dZ2[:, 3 * n_h : 4 * n_h].T @ P_a_prev_x
-    d_b_i = dZ2[:, : n_h].sum(axis=0)
-    d_b_f = dZ2[:, 1 * n_h : 2 * n_h].sum(axis=0)
-    d_b_h = dZ2[:, 2 * n_h : 3 * n_h].sum(axis=0)
-    d_b_o = dZ2[:, 3 * n_h : 4 * n_h].sum(axis=0)
+    d_W_o = dZ2[2].T @ P_a_prev_x
+    d_b_i = dZ2[0].sum(axis=0)
+    d_b_f = dZ2[1].sum(axis=0)
+    d_b_h = dZ2[3].sum(axis=0)
+    d_b_o = dZ2[2].sum(axis=0)
     return {'W_i': d_W_i, 'b_i': d_b_i, 'W_f': d_W_f, 'b_f': d_b_f, 'W_h': d_W_h, 'b_h': d_b_h, 'W_o': d_W_o, 'b_o': d_b_o, 'xs': d_xs, 'a0': d_a_next, 'c0': d_c_next}

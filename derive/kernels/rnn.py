@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid
+from derive.runtime import check_params, check_sequence, check_states, init_uniform
 
 CELL = 'rnn'
 STATES = ('a',)
@@ -55,23 +55,28 @@ def forward(
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_aa, W_ax = W_a[:, :n_h], W_a[:, n_h:]
 
-    # the input parts of every step at once, biases included: one GEMM
-    W_x = np.concatenate([W_ax]).T
-    b_x = np.concatenate([b_a])
-    xW = (xs.reshape(T * B, n_x) @ W_x + b_x).reshape(T, B, 1 * n_h)
-    # the blocks acting on a(t-1), stacked: one GEMM per step
-    W_a_prev = np.concatenate([W_aa]).T
-
-    # the cache: every value the backward step reads, at every step
+    # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z_a(t).
+    Z = np.empty((1, T, B, n_h), dtype)
     a_seq = np.empty((T + 1, B, n_h), dtype)
     a_seq[0] = state0['a']
+    # the input parts of every step at once: one GEMM per block, then every bias
+    W_x = np.stack([W_ax.T])
+    np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(1, T * B, n_h))
+    b_Z = np.stack([b_a])[:, None, None, :]
+    Z += b_Z
+    # the blocks acting on a(t-1), stacked: one GEMM per step
+    W_a_prev = W_aa.T.copy()
+    a_prevW = np.empty((B, n_h), dtype)
+
     for t in range(T):
         a_prev = a_seq[t]
-        a_prevW = a_prev @ W_a_prev
+        Z_t = Z[:, t]
         # z_a(t) = W_a [a(t-1), x(t)] + b_a
-        z_a = a_prevW[:, : n_h] + xW[t, :, : n_h]
+        # (the x(t) parts and biases are in Z_t; add the a(t-1) parts)
+        Z_t[0] += np.matmul(a_prev, W_a_prev, out=a_prevW)
+        z_a = Z_t[0]
         # a(t) = tanh(z_a(t))
-        a_seq[t + 1] = a = np.tanh(z_a)
+        a = np.tanh(z_a, out=a_seq[t + 1])
 
     ys = a_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -99,26 +104,27 @@ def backward(
     W_aa, W_ax = W_a[:, :n_h], W_a[:, n_h:]
     a_seq = cache['a']
 
-    W_a_prev = np.concatenate([W_aa])
-    # δz of every affine node at every step, side by side
-    dZ = np.empty((T, B, 1 * n_h), dtype)
+    W_a_prev = W_aa.copy()
+    # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_a(t)
+    dZ = np.empty((1, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step
     d_a_next = dstate['a']
     for t in range(T - 1, -1, -1):
         a = a_seq[t + 1]
         d_y = dys[t]
+        dZ_t = dZ[:, t]
         # δa(t) = δa(t)[via t+1] + δy(t)
         d_a = d_a_next + d_y
         # δz_a(t) = δa(t) ⊙ (1 - a(t)²)
-        dZ[t, :, : n_h] = d_z_a = d_a*(1 - a*a)
+        d_z_a = np.multiply(d_a, 1 - a*a, out=dZ_t[0])
         # δa(t-1)[via t] = W_aaᵀ δz_a(t)
-        d_a_next = dZ[t, :, : n_h] @ W_a_prev
+        d_a_next = dZ_t[0] @ W_a_prev
 
+    dZ2 = dZ.reshape(1, T * B, n_h)
     # δx(t) = W_axᵀ δz_a(t), for all steps at once
-    dZ2 = dZ.reshape(T * B, -1)
-    d_xs = (dZ2[:, : n_h] @ np.concatenate([W_ax])).reshape(T, B, n_x)
+    d_xs = (dZ2[0] @ W_ax).reshape(T, B, n_x)
     P_a_prev_x = np.concatenate([a_seq[:-1], xs], axis=2).reshape(T * B, -1)
     # δW_a = Σ_t δz_a(t) [a(t-1), x(t)]ᵀ
-    d_W_a = dZ2[:, : n_h].T @ P_a_prev_x
-    d_b_a = dZ2[:, : n_h].sum(axis=0)
+    d_W_a = dZ2[0].T @ P_a_prev_x
+    d_b_a = dZ2[0].sum(axis=0)
     return {'W_a': d_W_a, 'b_a': d_b_a, 'xs': d_xs, 'a0': d_a_next}

@@ -66,42 +66,85 @@ class KernelPrinter(NumPyPrinter):
 
 @dataclass(frozen=True)
 class Layout:
-    """Where each affine node's δz lives in the stacked ``dZ`` array, and
-    which affine nodes share the per-step state GEMM and the input GEMM."""
+    """Where each affine node's pre-activation lives: one ``(T, B, n_h)`` block
+    of ``Z`` (forward) and of ``dZ`` (its δz, backward), in ``order``.
+
+    Blocks are gate-major (``Z[i]`` is contiguous), so that every gate is a
+    contiguous array and adjacent gates are one array for a fused add or σ.
+    ``activation[z]`` is the node ``f(z)`` (σ or tanh) that overwrites the
+    block of ``z`` in place: ``z`` feeds nothing else and backward never
+    reads it. ``halved`` are the nodes whose block holds z/2 (their σ is
+    ½(1 + tanh(z/2)), the ½ folded into their weights and bias).
+    """
 
     order: tuple[Affine, ...]
     x_nodes: tuple[Affine, ...]
     state_nodes: dict[str, tuple[Affine, ...]]  # previous state -> affine nodes acting on it
+    activation: dict[str, Elementwise]
+    halved: frozenset[str]
 
-    def cols(self, node: Affine) -> tuple[int, int]:
-        i = self.order.index(node)
-        return i, i + 1
+    def index(self, node: Affine) -> int:
+        return self.order.index(node)
 
 
-def _layout(cell: Cell) -> Layout:
+def _activation_kind(node: Elementwise | None) -> int:
+    if node is None:
+        return 2
+    return 0 if isinstance(node.expr, sigmoid) else 1
+
+
+def _layout(cell: Cell, used: set[str]) -> Layout:
+    """The block order: input-only nodes, then input+state, then the others
+    (so that the input GEMM fills a prefix of ``Z`` and the state GEMM a
+    contiguous run); inside each group σ before tanh, so that adjacent σ
+    gates are one block run."""
     prevs = {s.prev for s in cell.states}
+    states = {s.name for s in cell.states}
     affines = [n for n in cell.nodes if isinstance(n, Affine)]
+    readers: dict[str, list[Elementwise | Affine]] = {}
+    for n in cell.nodes:
+        args = n.arguments() if isinstance(n, Elementwise) else list(n.parts)
+        for a in args:
+            readers.setdefault(a, []).append(n)
+    activation = {}
+    for z in affines:
+        r = readers.get(z.target, [])
+        if (len(r) == 1 and isinstance(r[0], Elementwise) and isinstance(r[0].expr, (sigmoid, sympy.tanh))
+                and r[0].expr.args[0] == sympy.Symbol(z.target) and z.target not in used and r[0].target not in states):
+            activation[z.target] = r[0]
 
-    def key(n: Affine) -> int:  # input-only first, then input+state, then state-only: both groups contiguous
+    def key(n: Affine) -> tuple[int, int]:
         has_x = any(p in cell.inputs for p in n.parts)
         has_s = any(p in prevs for p in n.parts)
-        return 0 if has_x and not has_s else 1 if has_x else 2
+        group = 0 if has_x and not has_s else 1 if has_x else 2
+        return group, _activation_kind(activation.get(n.target))
 
     order = tuple(sorted(affines, key=key))  # sorted is stable: equation order within a group
     x_nodes = tuple(n for n in order if any(p in cell.inputs for p in n.parts))
     state_nodes = {p: tuple(n for n in order if p in n.parts) for p in sorted(prevs)}
-    return Layout(order, x_nodes, {p: ns for p, ns in state_nodes.items() if ns})
+    halved = frozenset(t for t, a in activation.items() if isinstance(a.expr, sigmoid))
+    return Layout(order, x_nodes, {p: ns for p, ns in state_nodes.items() if ns}, activation, halved)
 
 
 def _runs(layout: Layout, nodes: tuple[Affine, ...]) -> list[tuple[Affine, ...]]:
-    """Split ``nodes`` into runs that are contiguous in the δz layout: one GEMM each."""
+    """Split ``nodes`` into runs of adjacent blocks: one array slice each."""
     runs: list[list[Affine]] = []
     for n in nodes:
-        if runs and layout.order.index(runs[-1][-1]) + 1 == layout.order.index(n):
+        if runs and layout.index(runs[-1][-1]) + 1 == layout.index(n):
             runs[-1].append(n)
         else:
             runs.append([n])
     return [tuple(r) for r in runs]
+
+
+def _rows(a: int, b: int, k: int, *, squeeze: bool = False) -> str:
+    """The index of blocks a..b-1 of a k-block array: ``[1:3]``, nothing for
+    all of them, or with ``squeeze`` ``[2]`` for a single block."""
+    if squeeze and b == a + 1:
+        return f"[{a}]"
+    if a == 0 and b == k:
+        return ""
+    return f"[{a}:{b}]" if a else f"[:{b}]"
 
 
 class _Source:
@@ -115,14 +158,24 @@ class _Source:
         return "\n".join(self.lines).rstrip() + "\n"
 
 
-def _span(layout: Layout, run: tuple[Affine, ...]) -> str:
-    a, b = layout.order.index(run[0]), layout.order.index(run[-1]) + 1
-    return f"{a} * n_h : {b} * n_h" if a else (f": {b} * n_h" if b > 1 else ": n_h")
+
+def _into(printer: KernelPrinter, expr: sympy.Expr, out: str) -> str | None:
+    """``expr`` with its last operation writing into ``out`` (no copy), or
+    None when that operation is not a ufunc call."""
+    if isinstance(expr, (sympy.tanh, sigmoid)):
+        fn = "np.tanh" if isinstance(expr, sympy.tanh) else "sigmoid"
+        return f"{fn}({printer.doprint(expr.args[0])}, out={out})"
+    if isinstance(expr, sympy.Add):
+        first, *rest = expr.as_ordered_terms()
+        return f"np.add({printer.doprint(first)}, {printer.doprint(sympy.Add(*rest))}, out={out})"
+    if isinstance(expr, sympy.Mul):
+        *rest, last = expr.as_ordered_factors()
+        return f"np.multiply({printer.doprint(sympy.Mul(*rest))}, {printer.doprint(last)}, out={out})"
+    return None
 
 
 def generate(cell: Cell) -> str:
     """The source of ``derive/kernels/<cell>.py``."""
-    layout = _layout(cell)
     text = CellTextPrinter(cell)
     bw = cell.backward
     prevs = {s.prev: s.name for s in cell.states}
@@ -139,9 +192,16 @@ def generate(cell: Cell) -> str:
         used |= {s.name for s in a.expr.free_symbols}
     for g in bw.weight_grads:
         used |= set(g.parts)
+    layout = _layout(cell, used)
     cached = [n.target for n in elementwise if n.target in used or n.target in state_of]
     cached += [t for t in affines if t in used]
     seq = {name: f"{name}_seq" for name in cached}
+    in_place = {a.target for a in layout.activation.values()}
+    runtime = ["check_params", "check_sequence", "check_states", "init_uniform"]
+    if any(isinstance(n.expr, sigmoid) and n.target not in in_place for n in elementwise):
+        runtime.append("sigmoid")
+    if layout.halved:
+        runtime.append("sigmoid_of_half")
 
     src = _Source()
     src(f"# Generated by `{COMMAND}` from the equations of derive/cells/{cell.name}.py: do not edit.")
@@ -162,7 +222,7 @@ def generate(cell: Cell) -> str:
     src()
     src("import numpy as np")
     src()
-    src("from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid")
+    src(f"from derive.runtime import {', '.join(runtime)}")
     src()
     src(f"CELL = {cell.name!r}")
     src(f"STATES = {tuple(s.name for s in cell.states)!r}")
@@ -175,7 +235,7 @@ def generate(cell: Cell) -> str:
     src()
     _emit_init(src)
     _emit_forward(src, cell, layout, text, seq, block, prevs, state_of)
-    _emit_backward(src, cell, layout, text, seq, block, prevs, state_of, affines)
+    _emit_backward(src, cell, layout, text, seq, block, prevs, state_of)
     return src.text()
 
 
@@ -213,7 +273,21 @@ def _unpack_params(src: _Source, cell: Cell, block, indent: int) -> None:  # noq
 
 
 def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:  # noqa: ANN001
-    x_nodes = layout.x_nodes
+    order, x_nodes = layout.order, layout.x_nodes
+    k, kx = len(order), len(x_nodes)
+    index = {n.target: i for i, n in enumerate(order)}
+    outputs = {z: a.target for z, a in layout.activation.items()}  # z -> the gate that overwrites its block
+    late = {a.target: z for z, a in layout.activation.items()
+            if any(p not in cell.inputs and p not in prevs for p in cell.node(z).parts)}
+    printer = KernelPrinter({})
+
+    def eq(node) -> str:  # noqa: ANN001
+        rhs = node.expr() if isinstance(node, Affine) else node.expr
+        return f"# {text.doprint(sympy.Symbol(node.target))} = {text.doprint(rhs)}"
+
+    def scaled(node: Affine, value: str) -> str:
+        return f"half * {value}" if node.target in layout.halved else value
+
     src("def forward(")
     src("params: dict[str, np.ndarray], xs: np.ndarray, state0: dict[str, np.ndarray] | None = None", 1)
     src(") -> tuple[np.ndarray, dict[str, Any]]:")
@@ -229,48 +303,125 @@ def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:
     src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 1)
     _unpack_params(src, cell, block, 1)
     src()
-    # input projections, one GEMM
-    x_weights = ", ".join(block(n.weight, "x") for n in x_nodes)
-    x_biases = [n.bias for n in x_nodes]
-    src("# the input parts of every step at once, biases included: one GEMM", 1)
-    src(f"W_x = np.concatenate([{x_weights}]).T", 1)
-    src(f"b_x = np.concatenate([{', '.join(x_biases)}])", 1)
-    src(f"xW = (xs.reshape(T * B, n_x) @ W_x + b_x).reshape(T, B, {len(x_nodes)} * n_h)", 1)
-    for s, nodes in layout.state_nodes.items():
-        src(f"# the blocks acting on {text.doprint(sympy.Symbol(s))}, stacked: one GEMM per step", 1)
-        src(f"W_{s} = np.concatenate([{', '.join(block(n.weight, s) for n in nodes)}]).T", 1)
-    src()
-    src("# the cache: every value the backward step reads, at every step", 1)
+    names = ", ".join(text.doprint(sympy.Symbol(n.target)) for n in order)
+    src(f"# Z: the pre-activation of every affine node, one (T, B, n_h) block each: {names}.", 1)
+    if layout.activation:
+        src("# A σ or tanh whose argument feeds nothing else overwrites that block in place:", 1)
+        src("# Z is then the cache of its gate. Blocks are contiguous, neighbours share one add or σ.", 1)
+    if layout.halved:
+        src("# σ(z) = ½(1 + tanh(z/2)): the ½ is folded into the weights and bias of each σ's", 1)
+        src("# block, which holds z/2 (exact: a power of two), so σ is tanh, × ½, + ½.", 1)
+        src("half = dtype.type(0.5)", 1)
+    src(f"Z = np.empty(({k}, T, B, n_h), dtype)", 1)
+    for i, n in enumerate(order):
+        name = outputs.get(n.target, n.target)
+        if name in seq:
+            src(f"{seq[name]} = Z[{i}]", 1)
     for name, array in seq.items():
+        if name in index or name in outputs.values():
+            continue
         steps = "T + 1" if name in state_of else "T"
         src(f"{array} = np.empty(({steps}, B, n_h), dtype)", 1)
     for s in cell.states:
         src(f"{seq[s.name]}[0] = state0[{s.name!r}]", 1)
+    if kx:
+        src("# the input parts of every step at once: one GEMM per block, then every bias", 1)
+        src(f"W_x = np.stack([{', '.join(scaled(n, block(n.weight, 'x') + '.T') for n in x_nodes)}])", 1)
+        src(f"np.matmul(xs.reshape(T * B, n_x), W_x, out=Z{_rows(0, kx, k)}.reshape({kx}, T * B, n_h))", 1)
+    biases = [scaled(n, n.bias) if n.bias else "np.zeros(n_h, dtype)" for n in order]
+    src(f"b_Z = np.stack([{', '.join(biases)}])[:, None, None, :]", 1)
+    if kx == k:
+        src("Z += b_Z", 1)
+    else:
+        if kx:
+            src(f"Z[:{kx}] += b_Z[:{kx}]", 1)
+        src(f"Z[{kx}:] = b_Z[{kx}:]", 1)
+    for s, nodes in layout.state_nodes.items():
+        src(f"# the blocks acting on {text.doprint(sympy.Symbol(s))}, stacked: one GEMM per step", 1)
+        if len(nodes) == 1:
+            src(f"W_{s} = {scaled(nodes[0], block(nodes[0].weight, s) + '.T')}.copy()", 1)
+            src(f"{s}W = np.empty((B, n_h), dtype)", 1)
+        else:
+            src(f"W_{s} = np.stack([{', '.join(scaled(n, block(n.weight, s) + '.T') for n in nodes)}])", 1)
+            src(f"{s}W = np.empty(({len(nodes)}, B, n_h), dtype)", 1)
+    node_parts = {}  # (node, part) -> the weight expression of a per-step GEMM on a node's value
+    for n in order:
+        for p in n.parts:
+            if p not in cell.inputs and p not in prevs:
+                w = block(n.weight, p)
+                if n.target in layout.halved:
+                    src(f"{w}T_half = half * {w}.T", 1)
+                    node_parts[n, p] = f"{w}T_half"
+                else:
+                    node_parts[n, p] = f"{w}.T"
+    src()
     src("for t in range(T):", 1)
     for s in cell.states:
         src(f"{s.prev} = {seq[s.name]}[t]", 2)
+    src("Z_t = Z[:, t]", 2)
     for s, nodes in layout.state_nodes.items():
-        src(f"{s}W = {s} @ W_{s}", 2)
-    for node in cell.nodes:
-        src(f"# {text.doprint(sympy.Symbol(node.target))} = {text.doprint(node.expr() if isinstance(node, Affine) else node.expr)}", 2)
-        if isinstance(node, Affine):
-            terms = []
-            for p in node.parts:
-                if p in cell.inputs:
-                    i = x_nodes.index(node)
-                    terms.append(f"xW[t, :, {_col(i)}]")
-                elif p in prevs:
-                    i = layout.state_nodes[p].index(node)
-                    terms.append(f"{p}W[:, {_col(i)}]")
-                else:
-                    terms.append(f"{p} @ {block(node.weight, p)}.T")
-            if node.bias and not any(p in cell.inputs for p in node.parts):
-                terms.append(node.bias)
-            value = " + ".join(terms)
+        for n in nodes:
+            src(eq(n), 2)
+        others = "the x(t) parts and biases are in Z_t" if any(n in x_nodes for n in nodes) else "the biases are in Z_t"
+        src(f"# ({others}; add the {text.doprint(sympy.Symbol(s))} parts)", 2)
+        runs = _runs(layout, nodes)
+        if len(runs) == 1:
+            a, b = index[runs[0][0].target], index[runs[0][-1].target] + 1
+            src(f"Z_t{_rows(a, b, k, squeeze=len(nodes) == 1)} += np.matmul({s}, W_{s}, out={s}W)", 2)
         else:
-            value = KernelPrinter({}).doprint(node.expr)
-        store = f"{seq[node.target]}[t + 1] = " if node.target in state_of else f"{seq[node.target]}[t] = " if node.target in seq else ""
-        src(f"{store}{node.target} = {value}", 2)
+            src(f"np.matmul({s}, W_{s}, out={s}W)", 2)
+            j = 0
+            for run in runs:
+                a, b = index[run[0].target], index[run[-1].target] + 1
+                src(f"Z_t{_rows(a, b, k)} += {s}W{_rows(j, j + len(run), len(nodes))}", 2)
+                j += len(run)
+    # gates whose argument is complete at the start of the step: one call per run of neighbours
+    early = sorted((index[z], a) for z, a in layout.activation.items() if a.target not in late)
+    runs: list[list[tuple[int, Elementwise]]] = []
+    for i, a in early:
+        if runs and runs[-1][-1][0] + 1 == i and type(runs[-1][-1][1].expr) is type(a.expr):
+            runs[-1].append((i, a))
+        else:
+            runs.append([(i, a)])
+    for run in runs:
+        for _, a in run:
+            src(eq(a), 2)
+        fn = "sigmoid_of_half" if isinstance(run[0][1].expr, sigmoid) else "np.tanh"
+        rows = f"Z_t{_rows(run[0][0], run[-1][0] + 1, k, squeeze=True)}"
+        if len(run) == 1:
+            src(f"{run[0][1].target} = {fn}({rows}, out={rows})", 2)
+        else:
+            src(f"{fn}({rows}, out={rows})", 2)
+            src(f"{', '.join(a.target for _, a in run)} = {rows}", 2)
+    for node in cell.nodes:
+        if isinstance(node, Affine):
+            i = index[node.target]
+            per_step = [p for p in node.parts if (node, p) in node_parts]
+            named = node.target not in layout.activation
+            if not per_step and not named:
+                continue
+            if not any(p in prevs for p in node.parts):
+                src(eq(node) + ("" if per_step else " (before the loop)"), 2)
+            for p in per_step:
+                src(f"Z_t[{i}] += {p} @ {node_parts[node, p]}", 2)
+            if named:
+                src(f"{node.target} = Z_t[{i}]", 2)
+        elif node.target in late:
+            i = index[late[node.target]]
+            fn = "sigmoid_of_half" if isinstance(node.expr, sigmoid) else "np.tanh"
+            src(eq(node), 2)
+            src(f"{node.target} = {fn}(Z_t[{i}], out=Z_t[{i}])", 2)
+        elif node.target in outputs.values():
+            continue  # an early gate, done above
+        else:
+            src(eq(node), 2)
+            value = printer.doprint(node.expr)
+            if node.target in seq:
+                out = f"{seq[node.target]}[t + 1]" if node.target in state_of else f"{seq[node.target]}[t]"
+                into = _into(printer, node.expr, out)
+                src(f"{node.target} = {into}" if into else f"{out} = {node.target} = {value}", 2)
+            else:
+                src(f"{node.target} = {value}", 2)
     src()
     out = seq[cell.output]
     src(f"ys = {out}[1:]" if cell.output in state_of else f"ys = {out}", 1)
@@ -283,13 +434,11 @@ def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:
     src()
 
 
-def _col(i: int) -> str:
-    return f"{i} * n_h : {i + 1} * n_h" if i else ": n_h"
-
-
-def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of, affines) -> None:  # noqa: ANN001
+def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of) -> None:  # noqa: ANN001
     bw = cell.backward
-    order = layout.order
+    order, x_nodes = layout.order, layout.x_nodes
+    k, kx = len(order), len(x_nodes)
+    index = {n.target: i for i, n in enumerate(order)}
     src("def backward(")
     src("cache: dict[str, Any], dys: np.ndarray, dstate: dict[str, np.ndarray] | None = None", 1)
     src(") -> dict[str, np.ndarray]:")
@@ -311,18 +460,23 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of, affines
         src(f"{array} = cache[{name!r}]", 1)
     src()
     for s, nodes in layout.state_nodes.items():
-        src(f"W_{s} = np.concatenate([{', '.join(block(n.weight, s) for n in nodes)}])", 1)
-    src("# δz of every affine node at every step, side by side", 1)
-    src(f"dZ = np.empty((T, B, {len(order)} * n_h), dtype)", 1)
+        if len(nodes) == 1:
+            src(f"W_{s} = {block(nodes[0].weight, s)}.copy()", 1)
+        else:
+            src(f"W_{s} = np.stack([{', '.join(block(n.weight, s) for n in nodes)}])", 1)
+            src(f"{s}_dZW = np.empty(({len(nodes)}, B, n_h), dtype)", 1)
+    names = ", ".join(text.doprint(adjoint(n.target)) for n in order)
+    src(f"# dZ: δz of every affine node at every step, one (T, B, n_h) block each: {names}", 1)
+    src(f"dZ = np.empty(({k}, T, B, n_h), dtype)", 1)
     for s in cell.states:
         src(f"# {text.doprint(carried_in(s.name))}: from dstate at the last step", 1)
         src(f"d_{s.name}_next = dstate[{s.name!r}]", 1)
 
     # the step: adjoint equations, WeightT atoms on states as stacked GEMMs
-    slot: dict[str, list[int]] = {}  # δz name -> its columns in dZ (an alias can fill several)
+    slot: dict[str, list[int]] = {}  # δz name -> its blocks in dZ (an alias can fill several)
     for g in bw.weight_grads:
         node = next(n for n in order if n.weight == g.weight)
-        slot.setdefault(g.d_affine.name, []).append(order.index(node))
+        slot.setdefault(g.d_affine.name, []).append(index[node.target])
     reads = set()
     for a in bw.adjoints:
         reads |= {s.name for s in a.expr.free_symbols}
@@ -334,15 +488,15 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of, affines
         if s.prev in reads:
             src(f"{s.prev} = {seq[s.name]}[t]", 2)
     src(f"{OUTPUT_GRAD} = dys[t]", 2)
-    printer_names: dict[str, str] = {}
+    src("dZ_t = dZ[:, t]", 2)
+    printer = KernelPrinter({})
     x_grad = None
     for a in bw.adjoints:
         if a.target in cell.inputs:
             x_grad = a
             continue
         expr = a.expr
-        comment = f"# {text.doprint(a.symbol)} = {text.doprint(expr)}"
-        src(comment, 2)
+        src(f"# {text.doprint(a.symbol)} = {text.doprint(expr)}", 2)
         lines = []
         atoms = sorted(expr.atoms(WeightT), key=sympy.default_sort_key)
         by_part: dict[str, list[WeightT]] = {}
@@ -353,11 +507,15 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of, affines
             if part in prevs and _is_whole_group(expr, ws, layout.state_nodes[part], order):
                 # Σ_k W_kcᵀ δz_k over every affine node on this state: the stacked GEMM
                 nodes = layout.state_nodes[part]
-                temps = []
-                for run in _runs(layout, nodes):
-                    i0 = nodes.index(run[0])
-                    rows = "" if len(run) == len(nodes) else f"[{i0} * n_h : {i0 + len(run)} * n_h]"
-                    temps.append(f"dZ[t, :, {_span(layout, run)}] @ W_{part}{rows}")
+                if len(nodes) == 1:
+                    temps = [f"dZ_t[{index[nodes[0].target]}] @ W_{part}"]
+                else:
+                    temps = []
+                    for run in _runs(layout, nodes):
+                        i0 = nodes.index(run[0])
+                        a0, b0 = index[run[0].target], index[run[-1].target] + 1
+                        w_rows = _rows(i0, i0 + len(run), len(nodes))
+                        temps.append(f"np.matmul(dZ_t{_rows(a0, b0, k)}, W_{part}{w_rows}, out={part}_dZW{w_rows}).sum(axis=0)")
                 lines.append(f"matmul_{part} = " + " + ".join(temps))
                 subs.update({w: sympy.Symbol(f"matmul_{part}") for w in ws})
                 continue
@@ -370,25 +528,30 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of, affines
             lines, reduced = [], sympy.Symbol(lines[0].split(" = ", 1)[1])  # δr_c = δz_h @ W_hc, no temporary
         for line in lines:
             src(line, 2)
-        value = KernelPrinter(printer_names).doprint(reduced)
+        value = printer.doprint(reduced)
         target = a.symbol.name
         if target in slot:
-            stores = "".join(f"dZ[t, :, {_col(i)}] = " for i in slot[target])
-            src(f"{stores}{target} = {value}", 2)
+            first, *more = slot[target]
+            into = _into(printer, reduced, f"dZ_t[{first}]")
+            src(f"{target} = {into}" if into else f"dZ_t[{first}] = {target} = {value}", 2)
+            for i in more:
+                src(f"dZ_t[{i}] = {target}", 2)
         elif a.target in prevs:
             src(f"d_{prevs[a.target]}_next = {value}", 2)
         else:
             src(f"{target} = {value}", 2)
     src()
-    # δx: one GEMM over all steps
+    src("dZ2 = dZ.reshape(" + str(k) + ", T * B, n_h)", 1)
+    # δx: one GEMM per block over all steps
     if x_grad is not None:
         terms = sympy.Add.make_args(x_grad.expr)
         assert all(isinstance(t, WeightT) for t in terms), "δx must be a sum of W_xᵀ δz"
         src(f"# {text.doprint(x_grad.symbol)} = {text.doprint(x_grad.expr)}, for all steps at once", 1)
-        src("dZ2 = dZ.reshape(T * B, -1)", 1)
-        x_nodes = layout.x_nodes
-        x_weights = ", ".join(block(n.weight, "x") for n in x_nodes)
-        src(f"d_xs = (dZ2[:, {_span(layout, x_nodes)}] @ np.concatenate([{x_weights}])).reshape(T, B, n_x)", 1)
+        if kx == 1:
+            src(f"d_xs = (dZ2[0] @ {block(x_nodes[0].weight, 'x')}).reshape(T, B, n_x)", 1)
+        else:
+            x_weights = ", ".join(block(n.weight, "x") for n in x_nodes)
+            src(f"d_xs = np.matmul(dZ2{_rows(0, kx, k)}, np.stack([{x_weights}])).sum(axis=0).reshape(T, B, n_x)", 1)
     # weight and bias gradients: one GEMM each over the stacked steps
     stacks: dict[tuple[str, ...], str] = {}
     grads = {}
@@ -406,13 +569,13 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of, affines
                     pieces.append(seq[p])
             joined = pieces[0] if len(pieces) == 1 else f"np.concatenate([{', '.join(pieces)}], axis=2)"
             src(f"{name} = {joined}.reshape(T * B, -1)", 1)
-        i = order.index(next(n for n in order if n.weight == g.weight))
+        i = index[next(n for n in order if n.weight == g.weight).target]
         src(f"# {text.doprint(adjoint(g.weight))} = Σ_t {text.doprint(g.d_affine)} [{', '.join(text.doprint(sympy.Symbol(p)) for p in g.parts)}]ᵀ", 1)
-        src(f"d_{g.weight} = dZ2[:, {_col(i)}].T @ {stacks[g.parts]}", 1)
+        src(f"d_{g.weight} = dZ2[{i}].T @ {stacks[g.parts]}", 1)
         grads[g.weight] = f"d_{g.weight}"
     for g in bw.bias_grads:
-        i = order.index(next(n for n in order if n.bias == g.bias))
-        src(f"d_{g.bias} = dZ2[:, {_col(i)}].sum(axis=0)", 1)
+        i = index[next(n for n in order if n.bias == g.bias).target]
+        src(f"d_{g.bias} = dZ2[{i}].sum(axis=0)", 1)
         grads[g.bias] = f"d_{g.bias}"
     entries = [f"{k!r}: {grads[k]}" for k in cell.params]
     entries.append("'xs': d_xs")
