@@ -161,14 +161,15 @@ def backward(
         # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1))
         d_Gu = d_c*(-c_prev + h)
         # δz_u(t) = δG_u(t) ⊙ G_u(t) ⊙ (1 - G_u(t))
-        d_z_u = np.multiply(Gu*d_Gu, 1 - Gu, out=dZ_t[2])
+        shared0 = 1 - Gu  # shared: 1 - G_u(t)
+        d_z_u = np.multiply(Gu*d_Gu, shared0, out=dZ_t[2])
         # δG_r(t) = δr_c(t) ⊙ c(t-1)
         d_Gr = c_prev*d_r_c
         # δz_r(t) = δG_r(t) ⊙ G_r(t) ⊙ (1 - G_r(t))
         d_z_r = np.multiply(Gr*d_Gr, 1 - Gr, out=dZ_t[1])
         # δc(t-1)[via t] = δr_c(t) ⊙ G_r(t) + δc(t) ⊙ (1 - G_u(t)) + W_rcᵀ δz_r(t) + W_ucᵀ δz_u(t)
         matmul_c_prev = np.matmul(dZ_t[1:3], W_c_prev, out=c_prev_dZW).sum(axis=0)
-        d_c_next = Gr*d_r_c + d_c*(1 - Gu) + matmul_c_prev
+        d_c_next = Gr*d_r_c + d_c*shared0 + matmul_c_prev
 
     dZ2 = dZ.reshape(3, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_uxᵀ δz_u(t), for all steps at once

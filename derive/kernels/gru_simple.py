@@ -143,10 +143,11 @@ def backward(
         # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1))
         d_Gu = d_c*(-c_prev + h)
         # δz_u(t) = δG_u(t) ⊙ G_u(t) ⊙ (1 - G_u(t))
-        d_z_u = np.multiply(Gu*d_Gu, 1 - Gu, out=dZ_t[0])
+        shared0 = 1 - Gu  # shared: 1 - G_u(t)
+        d_z_u = np.multiply(Gu*d_Gu, shared0, out=dZ_t[0])
         # δc(t-1)[via t] = δc(t) ⊙ (1 - G_u(t)) + W_hcᵀ δz_h(t) + W_ucᵀ δz_u(t)
         matmul_c_prev = np.matmul(dZ_t, W_c_prev, out=c_prev_dZW).sum(axis=0)
-        d_c_next = d_c*(1 - Gu) + matmul_c_prev
+        d_c_next = d_c*shared0 + matmul_c_prev
 
     dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_uxᵀ δz_u(t), for all steps at once

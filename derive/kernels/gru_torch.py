@@ -156,7 +156,8 @@ def backward(
         # δc(t) = δc(t)[via t+1] + δy(t)
         d_c = d_c_next + d_y
         # δh(t) = δc(t) ⊙ (1 - G_z(t))
-        d_h = d_c*(1 - Gz)
+        shared0 = 1 - Gz  # shared: 1 - G_z(t)
+        d_h = d_c*shared0
         # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
         d_z_h = np.multiply(d_h, 1 - h*h, out=dZ_t[0])
         # δz_hc(t) = δz_h(t) ⊙ G_r(t)
@@ -164,7 +165,7 @@ def backward(
         # δG_z(t) = δc(t) ⊙ (c(t-1) - h(t))
         d_Gz = d_c*(c_prev - h)
         # δz_z(t) = δG_z(t) ⊙ G_z(t) ⊙ (1 - G_z(t))
-        d_z_z = np.multiply(Gz*d_Gz, 1 - Gz, out=dZ_t[2])
+        d_z_z = np.multiply(Gz*d_Gz, shared0, out=dZ_t[2])
         # δG_r(t) = δz_h(t) ⊙ z_hc(t)
         d_Gr = d_z_h*z_hc
         # δz_r(t) = δG_r(t) ⊙ G_r(t) ⊙ (1 - G_r(t))

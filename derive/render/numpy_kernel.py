@@ -490,13 +490,19 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of) -> None
     src(f"{OUTPUT_GRAD} = dys[t]", 2)
     src("dZ_t = dZ[:, t]", 2)
     printer = KernelPrinter({})
+    shared, reduced_of = _shared_subexpressions([a for a in bw.adjoints if a.target not in cell.inputs])
+    emitted: set[sympy.Symbol] = set()
     x_grad = None
     for a in bw.adjoints:
         if a.target in cell.inputs:
             x_grad = a
             continue
-        expr = a.expr
-        src(f"# {text.doprint(a.symbol)} = {text.doprint(expr)}", 2)
+        expr = reduced_of[a.target]
+        src(f"# {text.doprint(a.symbol)} = {text.doprint(a.expr)}", 2)
+        for name, value in shared:  # a value two equations need, computed once, before its first use
+            if name not in emitted and name in _needs(expr, shared):
+                src(f"{name} = {printer.doprint(value)}  # shared: {text.doprint(value.xreplace(dict(shared)))}", 2)
+                emitted.add(name)
         lines = []
         atoms = sorted(expr.atoms(WeightT), key=sympy.default_sort_key)
         by_part: dict[str, list[WeightT]] = {}
@@ -581,6 +587,31 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of) -> None
     entries.append("'xs': d_xs")
     entries += [f"'{s}0': d_{s}_next" for s in state_of]
     src("return {" + ", ".join(entries) + "}", 1)
+
+
+def _shared_subexpressions(adjoints: list) -> tuple[list[tuple[sympy.Symbol, sympy.Expr]], dict[str, sympy.Expr]]:  # noqa: ANN001
+    """SymPy's ``cse`` over the step's adjoint equations: the values several
+    equations need (the complement 1 − G_u of a gate, …), named ``shared0``…
+    Matrix products (``WeightT``) are kept whole, never split across names."""
+    atoms = sorted({w for a in adjoints for w in a.expr.atoms(WeightT)}, key=sympy.default_sort_key)
+    hide = {w: sympy.Symbol(f"_matmul_{i}") for i, w in enumerate(atoms)}
+    back = {v: k for k, v in hide.items()}
+    shared, reduced = sympy.cse(
+        [a.expr.xreplace(hide) for a in adjoints], symbols=sympy.numbered_symbols("shared"), ignore=tuple(back), order="none"
+    )
+    return [(n, v.xreplace(back)) for n, v in shared], {a.target: r.xreplace(back) for a, r in zip(adjoints, reduced)}
+
+
+def _needs(expr: sympy.Expr, shared: list[tuple[sympy.Symbol, sympy.Expr]]) -> set[sympy.Symbol]:
+    """The shared names ``expr`` uses, directly or through other shared names."""
+    values = dict(shared)
+    need, todo = set(), [s for s in expr.free_symbols if s in values]
+    while todo:
+        s = todo.pop()
+        if s not in need:
+            need.add(s)
+            todo += [u for u in values[s].free_symbols if u in values]
+    return need
 
 
 def _is_whole_group(expr: sympy.Expr, ws: list[WeightT], nodes: tuple[Affine, ...], order: tuple[Affine, ...]) -> bool:
