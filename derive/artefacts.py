@@ -42,7 +42,9 @@ def build(root: str | Path | None = None) -> list[Path]:
 
 def check(root: str | Path | None = None) -> list[str]:
     """One line per generated file that is missing or differs from what the
-    equations give now; empty when everything is up to date."""
+    equations give now, and per committed experiment result made with other
+    kernels than the current ones (a cheap hash comparison: the experiments
+    themselves take minutes); empty when everything is up to date."""
     root = Path(root) if root is not None else default_root()
     problems = []
     for rel, make in artefacts().items():
@@ -51,4 +53,9 @@ def check(root: str | Path | None = None) -> list[str]:
             problems.append(f"missing: {rel}")
         elif path.read_text(encoding="utf-8") != make():
             problems.append(f"stale: {rel}")
+    results = root / "docs" / "assets" / "generated" / "experiments"
+    if results.is_dir():  # a checkout with the site's results (not an empty --root)
+        from .experiments.check import stale_results
+
+        problems += [f"stale result: {line}" for line in stale_results(results, kernels_root=root)]
     return problems

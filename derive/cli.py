@@ -7,6 +7,7 @@ and one line on stderr, never a traceback.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Sequence
 
@@ -110,6 +111,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UnknownCellError as e:
         print(f"derive: error: {e}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # `derive show gru | head`: the reader left, nothing is wrong
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
 
 
 if __name__ == "__main__":  # pragma: no cover

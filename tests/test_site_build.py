@@ -228,7 +228,7 @@ def _mini_site(tmp: Path, pages: dict[str, str], prelude: str = "") -> subproces
     """Build ``pages`` with the real hook and Markdown extensions."""
     config = yaml.safe_load((ROOT / "mkdocs.yml").read_text(encoding="utf-8"))
     docs = tmp / "docs"
-    docs.mkdir(parents=True)
+    docs.mkdir(parents=True, exist_ok=True)  # callers may have put assets there already
     for name, text in pages.items():
         (docs / name).write_text(text, encoding="utf-8")
     (tmp / "node_modules").symlink_to(ROOT / "node_modules")

@@ -19,7 +19,20 @@ from . import display
 from .naming import Label, block_latex, label
 
 
-class CellLatexPrinter(LatexPrinter):
+class ReadingOrder:
+    """Sums printed in the notation's reading order (:func:`ordered_terms`),
+    shared by the LaTeX and text printers."""
+
+    def _print_Add(self, expr: sympy.Add, order: str | None = None) -> str:
+        terms = ordered_terms(expr)
+        out = self._print(terms[0])  # type: ignore[attr-defined]
+        for t in terms[1:]:
+            s = self._print(t)  # type: ignore[attr-defined]
+            out += " - " + s[1:] if s.startswith("-") else " + " + s
+        return out
+
+
+class CellLatexPrinter(ReadingOrder, LatexPrinter):
     """Prints one cell's symbols and operations the way the site shows them."""
 
     printmethod = "_derive_latex"
@@ -51,14 +64,6 @@ class CellLatexPrinter(LatexPrinter):
         if isinstance(f, (WeightT, Concat)) or precedence(f) < PRECEDENCE["Mul"]:
             return r"\left(" + self._print(f) + r"\right)"
         return self._print(f)
-
-    def _print_Add(self, expr: sympy.Add, order: str | None = None) -> str:
-        terms = ordered_terms(expr)
-        out = self._print(terms[0])
-        for t in terms[1:]:
-            s = self._print(t)
-            out += " - " + s[1:] if s.startswith("-") else " + " + s
-        return out
 
     def _print_Pow(self, expr: sympy.Pow) -> str:
         base, exp = expr.args

@@ -15,13 +15,13 @@ from ..derivation import Block, Diag
 from ..functions import sigmoid
 from ..graph import Concat, WeightT
 from . import display
-from .latex import ordered_factors, ordered_terms
+from .latex import ReadingOrder, ordered_factors
 from .naming import block_latex, label
 
 _HEADINGS = {"forward": "forward", "backward": "backward (one step of BPTT)", "jacobian": "state Jacobians"}
 
 
-class CellTextPrinter(StrPrinter):
+class CellTextPrinter(ReadingOrder, StrPrinter):
     """Prints one cell's symbols and operations as readable Unicode text."""
 
     def __init__(self, cell: Cell) -> None:
@@ -50,14 +50,6 @@ class CellTextPrinter(StrPrinter):
             return self._print(coeff)
         body = " ⊙ ".join(self._factor(f) for f in ordered_factors(rest))
         return body if coeff == 1 else "-" + body if coeff == -1 else f"{self._print(coeff)} {body}"
-
-    def _print_Add(self, expr: sympy.Add, order: str | None = None) -> str:
-        terms = ordered_terms(expr)
-        out = self._print(terms[0])
-        for t in terms[1:]:
-            s = self._print(t)
-            out += " - " + s[1:] if s.startswith("-") else " + " + s
-        return out
 
     def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:
         base, exp = expr.args

@@ -1,0 +1,235 @@
+"""``derive experiment gradient-flow|memory``: run an experiment, write results.
+
+The lead's ``derive/cli.py`` calls :func:`add_parser` with its subparsers;
+``python -m derive.experiments.cli`` runs the same commands on their own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import NoReturn
+
+from . import CELLS
+from . import gradient_flow as gf
+from . import memory
+from .progress import Progress, run_jobs
+from .results import RESULTS_DIR, provenance, result_path, write_json
+from .train import FULL_TRAINING, QUICK_TRAINING, TrainingConfig
+
+FULL = {"seeds": 3, "lengths": (10, 50, 100, 200), "max_lag": 200}
+QUICK = {"seeds": 2, "lengths": (5, 20), "max_lag": 20}
+QUICK_OUT = Path(tempfile.gettempdir()) / "derive-experiments-quick"
+"""Where ``--quick`` writes by default: never over the committed results."""
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose errors are one line on stderr, exit status 2."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}\n")
+
+
+def _cells(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise argparse.ArgumentTypeError("expected at least one cell")
+    for name in names:
+        if name not in CELLS:
+            raise argparse.ArgumentTypeError(
+                f"unknown cell {name!r}; known cells: {', '.join(CELLS)}"
+            )
+    if len(set(names)) != len(names):
+        raise argparse.ArgumentTypeError(f"cell listed twice in {text!r}")
+    return names
+
+
+def _count(what: str, minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer of at least ``minimum``, errors naming ``what``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{what}: expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"{what}: expected at least {minimum}, got {value}")
+        return value
+
+    parse.__name__ = what
+    return parse
+
+
+_length = _count("length", 2)
+
+
+def _lengths(text: str) -> tuple[int, ...]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected at least one length")
+    lengths = tuple(_length(part) for part in parts)
+    if len(set(lengths)) != len(lengths):
+        raise argparse.ArgumentTypeError(f"length listed twice in {text!r}")
+    return tuple(sorted(lengths))
+
+
+def _common_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny run (seconds) that checks the pipeline; writes to "
+                        f"{QUICK_OUT} unless --out is given")
+    parser.add_argument("--seeds", type=_count("seed count", 1), default=None,
+                        help="number of seeds, 0 .. N-1 (default 3; 2 with --quick)")
+    parser.add_argument("--cells", type=_cells, default=CELLS,
+                        help=f"comma-separated cells (default {','.join(CELLS)})")
+    parser.add_argument("--steps", type=_count("steps", 1), default=None,
+                        help="training steps per model (default "
+                        f"{FULL_TRAINING.steps}; {QUICK_TRAINING.steps} with --quick)")
+    parser.add_argument("--jobs", type=_count("jobs", 1), default=min(2, os.cpu_count() or 1),
+                        help="processes to run on (default: up to 2); results do not depend on it")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"directory for the JSON and SVG files (default {RESULTS_DIR})")
+
+
+def add_parser(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``experiment`` command to ``derive``'s subcommands."""
+    parser = subparsers.add_parser(
+        "experiment",
+        help="run the gradient-flow or memory experiment with the generated kernels",
+        description="Run an experiment with the generated kernels and write its "
+        "results (JSON) and plots (SVG, English and French).",
+    )
+    experiments = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT",
+                                        parser_class=OneLineParser)
+    experiments.required = True
+    flow = experiments.add_parser(
+        "gradient-flow",
+        help="the gradient reaching the state k steps back, at init and after training",
+        description=gf.__doc__.splitlines()[0],
+    )
+    _common_options(flow)
+    flow.add_argument("--max-lag", type=_count("max lag", 2), default=None,
+                      help="the longest lag, also the training length (default 200; 20 with --quick)")
+    mem = experiments.add_parser(
+        "memory",
+        help="the adding problem at several lengths: test error against the baseline",
+        description=memory.__doc__.splitlines()[0],
+    )
+    _common_options(mem)
+    mem.add_argument("--lengths", type=_lengths, default=None,
+                     help="comma-separated sequence lengths (default 10,50,100,200; 5,20 with --quick)")
+    both = experiments.add_parser(
+        "all",
+        help="memory, then gradient-flow on the models it trained (the full suite)",
+        description="Run the memory experiment, then the gradient-flow experiment with the "
+        "longest length as the longest lag, measuring the models memory has just trained "
+        "instead of training them again. Writes the same files as the two commands.",
+    )
+    _common_options(both)
+    both.add_argument("--lengths", type=_lengths, default=None,
+                      help="comma-separated sequence lengths; the longest is also the longest lag "
+                      "(default 10,50,100,200; 5,20 with --quick)")
+    parser.set_defaults(func=run)
+
+
+def _training(args: argparse.Namespace) -> TrainingConfig:
+    base = QUICK_TRAINING if args.quick else FULL_TRAINING
+    return replace(base, steps=args.steps) if args.steps is not None else base
+
+
+def _command(experiment: str, args: argparse.Namespace, extra: list[str]) -> str:
+    """The command that reproduces these results (output and process count
+    left out: they do not change the numbers)."""
+    parts = ["derive", "experiment", experiment]
+    if args.quick:
+        parts.append("--quick")
+    parts += ["--seeds", str(args.seeds), "--cells", ",".join(args.cells)]
+    if args.steps is not None:
+        parts += ["--steps", str(args.steps)]
+    return " ".join(parts + extra)
+
+
+def _write(experiment: str, command: str, args: argparse.Namespace, data: dict, out: Path) -> list[Path]:
+    from .plots import write_plots  # matplotlib: imported only when plots are drawn, not for `derive --help`
+
+    payload = {**provenance(command, args.cells, range(args.seeds)), "data": data}
+    json_path = result_path(out, experiment)
+    write_json(json_path, payload)
+    return [json_path, *write_plots(experiment, data, args.seeds, out)]
+
+
+def _run_memory(args: argparse.Namespace, out: Path) -> dict[tuple[str, int], dict]:
+    """Run the memory experiment, write its files; return the parameters
+    trained at the longest length, by (cell, seed)."""
+    lengths = args.lengths or (QUICK if args.quick else FULL)["lengths"]
+    seeds = list(range(args.seeds))
+    training = _training(args)
+    jobs = memory.memory_jobs(args.cells, lengths, seeds, training)
+    progress = Progress(len(jobs), "memory")
+    runs = run_jobs(memory.run_memory_job, jobs, processes=args.jobs, progress=progress)
+    data = memory.aggregate(runs, args.cells, lengths, seeds, training)
+    command = _command("memory", args, ["--lengths", ",".join(map(str, lengths))])
+    paths = _write("memory", command, args, data, out)
+    _report("memory", progress, paths)
+    return {(r["cell"], r["seed"]): r["params"] for r in runs if "params" in r}
+
+
+def _run_gradient_flow(
+    args: argparse.Namespace, out: Path, max_lag: int,
+    trained: dict[tuple[str, int], dict] | None = None,
+) -> None:
+    seeds = list(range(args.seeds))
+    training = _training(args)
+    jobs = gf.gradient_flow_jobs(args.cells, seeds, max_lag, training, trained)
+    progress = Progress(len(jobs), "gradient-flow")
+    runs = run_jobs(gf.run_gradient_flow_job, jobs, processes=args.jobs, progress=progress)
+    data = gf.aggregate(runs, args.cells, seeds, max_lag, training)
+    command = _command("gradient-flow", args, ["--max-lag", str(max_lag)])
+    _report("gradient-flow", progress, _write("gradient-flow", command, args, data, out))
+
+
+def _report(experiment: str, progress: Progress, paths: list[Path]) -> None:
+    written = ", ".join(str(p) for p in paths)
+    print(f"{experiment}: {progress.elapsed:.1f} s; wrote {written}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the experiment ``args`` describe; return the exit status."""
+    preset = QUICK if args.quick else FULL
+    if args.seeds is None:
+        args.seeds = preset["seeds"]
+    out = args.out or (QUICK_OUT if args.quick else RESULTS_DIR)
+    if args.experiment == "memory":
+        _run_memory(args, out)
+    elif args.experiment == "gradient-flow":
+        _run_gradient_flow(args, out, args.max_lag or preset["max_lag"])
+    else:
+        start = time.perf_counter()
+        trained = _run_memory(args, out)
+        _run_gradient_flow(args, out, max(args.lengths or preset["lengths"]), trained)
+        print(f"all: {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """A stand-alone parser with ``experiment`` as its only command."""
+    parser = OneLineParser(prog="derive")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=OneLineParser)
+    subparsers.required = True
+    add_parser(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m derive.experiments.cli experiment ...``."""
+    args = build_parser().parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,51 @@
+"""Result files: JSON with the numbers and what made them."""
+
+from __future__ import annotations
+
+import json
+import platform
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from . import kernel_sha256
+
+RESULTS_DIR = Path("docs/assets/generated/experiments")
+"""Where the committed results and plots live, from the repository root."""
+
+EXPERIMENTS: tuple[str, ...] = ("gradient-flow", "memory")
+"""The experiments, by the names of their command and files."""
+
+
+def provenance(command: str, cells: Sequence[str], seeds: Sequence[int]) -> dict[str, Any]:
+    """The header of a result file: the command, the versions, the kernels.
+
+    No date and no timing, so that the same command gives the same file.
+    """
+    return {
+        "command": command,
+        "derive_version": __version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "kernels_sha256": {cell: kernel_sha256(cell) for cell in cells},
+        "seeds": list(seeds),
+    }
+
+
+def write_json(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` as readable, stable JSON."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """Read a result file."""
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def result_path(out: Path, experiment: str) -> Path:
+    """The JSON file of ``experiment`` in ``out``."""
+    return out / f"{experiment}.json"

@@ -1,0 +1,296 @@
+"""The experiments: the pipeline end to end (--quick), determinism, bad
+arguments, and the pieces (adding problem, Adam, clipping, gradient flow)."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import shutil
+
+import numpy as np
+import pytest
+
+from derive.experiments import CELLS, KERNEL_STATES, kernel_sha256, load_kernel
+from derive.experiments.check import stale_results
+from derive.experiments.cli import main
+from derive.experiments.gradient_flow import gradient_ratios, lags_up_to, states_at
+from derive.experiments.optim import Adam, clip_by_global_norm, global_norm
+from derive.experiments.progress import Progress
+from derive.experiments.tables import markdown
+from derive.experiments.tasks import BASELINE_MSE, adding_problem, baseline_mse
+from derive.experiments.train import FULL_TRAINING, hidden_size, param_count
+
+EXPERIMENTS = ("gradient-flow", "memory")
+
+
+def _run(out: Path, experiment: str, *extra: str) -> None:
+    assert main(["experiment", experiment, "--quick", "--out", str(out), *extra]) == 0
+
+
+@pytest.fixture(scope="module")
+def quick(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The full suite (memory, then gradient-flow on its trained models)
+    run once with --quick, in-process, on one process."""
+    out = tmp_path_factory.mktemp("quick")
+    _run(out, "all", "--jobs", "1")
+    return out
+
+
+# -- the pipeline ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_quick_run_writes_json_with_provenance(quick: Path, experiment: str) -> None:
+    result = json.loads((quick / f"{experiment}.json").read_text(encoding="utf-8"))
+    assert result["command"].startswith(f"derive experiment {experiment} --quick")
+    assert result["derive_version"]
+    assert result["numpy"] == np.__version__
+    assert result["kernels_sha256"] == {cell: kernel_sha256(cell) for cell in CELLS}
+    assert result["seeds"] == [0, 1]
+    assert set(result["data"]["cells"]) == set(CELLS)
+    assert set(result["data"]["summary"]) >= {"init", "trained"} if experiment == "gradient-flow" else True
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+@pytest.mark.parametrize(("lang", "word"), [("en", "seeds"), ("fr", "graines")])
+def test_quick_run_writes_valid_svg_per_language(quick: Path, experiment: str, lang: str, word: str) -> None:
+    path = quick / f"{experiment}.{lang}.svg"
+    root = ET.parse(path).getroot()
+    assert root.tag == "{http://www.w3.org/2000/svg}svg"
+    texts = " ".join(t for t in root.itertext())
+    assert word in texts  # the legend is in the page's language
+    assert "Date" not in path.read_text(encoding="utf-8")
+
+
+def test_memory_results_hold_a_sensible_table(quick: Path) -> None:
+    data = json.loads((quick / "memory.json").read_text(encoding="utf-8"))["data"]
+    assert data["lengths"] == [5, 20]
+    for cell in CELLS:
+        errors = data["cells"][cell]["test_mse"]["20"]
+        assert len(errors) == 2 and all(0 <= e < 10 for e in errors)
+    assert data["summary"]["length"] == 20
+    result = json.loads((quick / "memory.json").read_text(encoding="utf-8"))
+    en, fr = markdown("memory", result, "en"), markdown("memory", result, "fr")
+    assert "| `lstm` |" in en and "| `lstm` |" in fr
+    assert "référence triviale" in fr and "\u202f;" in fr  # French spacing before ;
+    assert f"{data['cells']['gru']['test_mse_mean']['20']:.3g}".replace(".", ",") in fr
+
+
+def test_the_site_builds_with_quick_results(quick: Path, tmp_path: Path) -> None:
+    """The end of the pipeline: plots and tables of a --quick run go into a page."""
+    from conftest import site_build_missing
+    from test_site_build import _mini_site
+
+    reason = site_build_missing()
+    if reason and os.environ.get("CI") == "true":
+        pytest.fail(reason)
+    if reason:
+        pytest.skip(reason)
+    page = "# Results\n\n" + "\n\n".join(
+        f"{{{{ derive: {kind} {name} }}}}" for name in EXPERIMENTS for kind in ("plot", "table")
+    ) + "\n"
+    assets = tmp_path / "docs" / "assets" / "generated" / "experiments"
+    assets.mkdir(parents=True)
+    for path in quick.iterdir():
+        shutil.copy(path, assets / path.name)
+    proc = _mini_site(tmp_path, {"index.md": page})
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
+    assert html.count("<svg") >= 2 and "<table>" in html and "gru_torch" in html
+
+
+def test_gradient_flow_ratios_start_near_one_and_shrink(quick: Path) -> None:
+    data = json.loads((quick / "gradient-flow.json").read_text(encoding="utf-8"))["data"]
+    assert data["lags"][0] == 1 and data["lags"][-1] == 20
+    for cell in CELLS:
+        ratios = data["cells"][cell]["init"]["ratio_geomean"]
+        assert 0.05 < ratios[0] < 2
+        assert ratios[-1] < ratios[0]
+        floored = data["cells"][cell]["trained"]["sequences_floored"]
+        assert len(floored) == len(data["lags"]) and all(0 <= n <= 2 * 32 for n in floored)
+
+
+def test_each_command_alone_on_two_processes_gives_the_same_files(quick: Path, tmp_path: Path) -> None:
+    # Run again, each experiment on its own (gradient-flow trains its models
+    # itself) and in worker processes finishing in another order: same bytes.
+    for experiment in EXPERIMENTS:
+        _run(tmp_path, experiment, "--jobs", "2")
+        for suffix in (".json", ".en.svg", ".fr.svg"):
+            name = f"{experiment}{suffix}"
+            assert (tmp_path / name).read_bytes() == (quick / name).read_bytes(), name
+
+
+def test_stale_results_notices_a_changed_kernel_and_a_missing_plot(quick: Path, tmp_path: Path) -> None:
+    for name in quick.iterdir():
+        (tmp_path / name.name).write_bytes(name.read_bytes())
+    assert stale_results(tmp_path) == []
+    path = tmp_path / "memory.json"
+    result = json.loads(path.read_text(encoding="utf-8"))
+    result["kernels_sha256"]["gru"] = "0" * 64
+    path.write_text(json.dumps(result), encoding="utf-8")
+    (tmp_path / "gradient-flow.fr.svg").unlink()
+    changed, missing = sorted(stale_results(tmp_path), key=lambda line: "svg" in line)
+    assert "memory.json" in changed and "current ones for gru;" in changed
+    assert "derive experiment memory --quick" in changed
+    assert "gradient-flow.fr.svg: missing" in missing
+
+
+# -- bad arguments -----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["memory", "--cells", "rnn,bogus"], "unknown cell 'bogus'"),
+        (["memory", "--lengths", "10,0"], "length: expected at least 2, got 0"),
+        (["gradient-flow", "--seeds", "-1"], "seed count: expected at least 1, got -1"),
+        (["gradient-flow", "--max-lag", "0"], "max lag: expected at least 2, got 0"),
+        (["memory", "--steps", "many"], "steps: expected an integer, got 'many'"),
+    ],
+)
+def test_bad_arguments_exit_2_with_one_line(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", *argv])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err
+
+
+def test_bad_argument_from_the_command_line_exits_2() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "derive.experiments.cli", "experiment", "memory", "--cells", "gruu"],
+        capture_output=True, text=True, check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "unknown cell 'gruu'" in done.stderr
+    assert done.stdout == ""
+
+
+# -- the adding problem ------------------------------------------------------
+
+
+def test_adding_problem_marks_one_value_in_each_half_and_sums_them() -> None:
+    xs, targets = adding_problem(np.random.default_rng(0), 11, 500)
+    assert xs.shape == (11, 500, 2) and targets.shape == (500,)
+    markers = xs[:, :, 1]
+    assert np.all(markers.sum(axis=0) == 2)
+    assert np.all(markers[:5].sum(axis=0) == 1) and np.all(markers[5:].sum(axis=0) == 1)
+    np.testing.assert_allclose(targets, (xs[:, :, 0] * markers).sum(axis=0))
+
+
+def test_trivial_baseline_error_is_one_sixth() -> None:
+    assert BASELINE_MSE == pytest.approx(1 / 6)
+    _, targets = adding_problem(np.random.default_rng(1), 20, 200_000)
+    assert baseline_mse(targets) == pytest.approx(1 / 6, abs=0.003)
+
+
+def test_adding_problem_rejects_a_length_without_room_for_two_markers() -> None:
+    with pytest.raises(ValueError, match="length"):
+        adding_problem(np.random.default_rng(0), 1, 4)
+
+
+# -- optimiser ---------------------------------------------------------------
+
+
+def test_clipping_scales_to_the_bound_and_keeps_the_direction() -> None:
+    grads = {"w": np.array([3.0, 0.0]), "b": np.array(4.0)}
+    clipped, norm = clip_by_global_norm(grads, 1.0)
+    assert norm == pytest.approx(5.0)
+    assert global_norm(clipped) == pytest.approx(1.0)
+    np.testing.assert_allclose(clipped["w"], [0.6, 0.0])
+    np.testing.assert_allclose(clipped["b"], 0.8)
+    assert grads["w"][0] == 3.0  # the input is left alone
+    kept, _ = clip_by_global_norm(grads, 10.0)
+    np.testing.assert_array_equal(kept["w"], grads["w"])
+
+
+def test_adam_matches_torch_on_the_same_gradients() -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    start = rng.normal(size=(3, 4))
+    params = {"w": start.copy()}
+    adam = Adam(lr=0.05)
+    weight = torch.tensor(start, requires_grad=True)
+    reference = torch.optim.Adam([weight], lr=0.05, betas=(0.9, 0.999), eps=1e-8)
+    for _ in range(20):
+        grad = rng.normal(size=(3, 4))
+        adam.step(params, {"w": grad})
+        weight.grad = torch.tensor(grad)
+        reference.step()
+    np.testing.assert_allclose(params["w"], weight.detach().numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_adam_first_step_moves_each_weight_by_the_learning_rate() -> None:
+    params = {"w": np.array([1.0, -2.0, 3.0])}
+    Adam(lr=0.1).step(params, {"w": np.array([5.0, -0.01, 0.0])})
+    np.testing.assert_allclose(params["w"], [0.9, -1.9, 3.0], atol=1e-6)
+
+
+# -- models and measurements -------------------------------------------------
+
+
+def test_cells_are_compared_at_about_the_same_parameter_count() -> None:
+    counts = {cell: param_count(cell, hidden_size(cell, FULL_TRAINING.param_target)) for cell in CELLS}
+    for count in counts.values():
+        assert abs(count - FULL_TRAINING.param_target) <= 0.1 * FULL_TRAINING.param_target
+    n_h = hidden_size("rnn", FULL_TRAINING.param_target)
+    assert counts["rnn"] == n_h * (n_h + 2) + n_h + (n_h + 1)
+
+
+def test_states_at_chunk_boundaries_match_one_forward_pass() -> None:
+    kernel = load_kernel("lstm")
+    params = kernel.init_params(2, 5, seed=3)
+    xs, _ = adding_problem(np.random.default_rng(2), 12, 4)
+    states = states_at(kernel, params, xs, [0, 4, 9, 12], KERNEL_STATES["lstm"])
+    ys, _ = kernel.forward(params, xs)
+    assert not states[0]["a"].any() and not states[0]["c"].any()
+    for position in (4, 9, 12):
+        np.testing.assert_allclose(states[position]["a"], ys[position - 1], rtol=1e-12)
+        _, cache = kernel.forward(params, xs[:position])
+        np.testing.assert_allclose(states[position]["c"], cache["final"]["c"], rtol=1e-12)
+
+
+def test_rnn_gradient_ratio_equals_the_product_of_step_jacobians() -> None:
+    kernel = load_kernel("rnn")
+    n_h, length, lags = 4, 9, [1, 3, 9]
+    params = kernel.init_params(2, n_h, seed=5)
+    params["W_a"] *= 3.0  # a regime where the ratios differ clearly from 1
+    xs, _ = adding_problem(np.random.default_rng(4), length, 3)
+    ratios = gradient_ratios(kernel, params, xs, "a", ("a",), lags, np.random.default_rng(6))
+    direction = np.random.default_rng(6).normal(size=(3, n_h))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    # Independent forward, then g^T ∂a(T)/∂a(T−k) with ∂a(t)/∂a(t−1) = diag(1 − a(t)²) W_aa.
+    w_state, w_input = params["W_a"][:, :n_h], params["W_a"][:, n_h:]
+    states = [np.zeros((3, n_h))]
+    for t in range(length):
+        states.append(np.tanh(states[-1] @ w_state.T + xs[t] @ w_input.T + params["b_a"]))
+    for row, lag in enumerate(lags):
+        for b in range(3):
+            adjoint = direction[b]
+            for t in range(length, length - lag, -1):
+                adjoint = (adjoint * (1 - states[t][b] ** 2)) @ w_state
+            assert ratios[row, b] == pytest.approx(np.linalg.norm(adjoint), rel=1e-10)
+
+
+def test_lags_include_the_longest_one() -> None:
+    assert lags_up_to(200)[-1] == 200 and 100 in lags_up_to(200)
+    assert lags_up_to(20) == [1, 2, 3, 5, 7, 10, 15, 20]
+    with pytest.raises(ValueError, match="max_lag"):
+        lags_up_to(0)
+
+
+def test_progress_writes_few_lines_off_a_terminal() -> None:
+    stream = io.StringIO()
+    progress = Progress(100, "memory", stream)
+    for i in range(100):
+        progress.advance(f"job {i}")
+    lines = stream.getvalue().splitlines()
+    assert len(lines) == 10 and lines[-1].startswith("memory: 100/100")
