@@ -19,7 +19,7 @@ from . import display
 from .naming import Label, block_latex, label
 
 
-class ReadingOrder:
+class _ReadingOrder:
     """Sums printed in the notation's reading order (:func:`ordered_terms`),
     shared by the LaTeX and text printers."""
 
@@ -32,7 +32,7 @@ class ReadingOrder:
         return out
 
 
-class CellLatexPrinter(ReadingOrder, LatexPrinter):
+class CellLatexPrinter(_ReadingOrder, LatexPrinter):
     """Prints one cell's symbols and operations the way the site shows them."""
 
     printmethod = "_derive_latex"

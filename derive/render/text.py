@@ -15,13 +15,13 @@ from ..derivation import Block, Diag
 from ..functions import sigmoid
 from ..graph import Concat, WeightT
 from . import display
-from .latex import ReadingOrder, ordered_factors
+from .latex import _ReadingOrder, ordered_factors
 from .naming import block_latex, label
 
 _HEADINGS = {"forward": "forward", "backward": "backward (one step of BPTT)", "jacobian": "state Jacobians"}
 
 
-class CellTextPrinter(ReadingOrder, StrPrinter):
+class CellTextPrinter(_ReadingOrder, StrPrinter):
     """Prints one cell's symbols and operations as readable Unicode text."""
 
     def __init__(self, cell: Cell) -> None:
