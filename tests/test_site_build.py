@@ -452,3 +452,18 @@ def test_the_modified_cell_turns_the_update_gate_around() -> None:
     c_expr = next(n.expr for n in _modified_gru().nodes if n.target == "c")
     Gu, h = sympy.Symbol("Gu"), sympy.Symbol("h")
     assert c_expr.coeff(h) == 1 - Gu
+
+
+def test_counts_table_sums_the_cells_parameter_shapes(tmp_path: Path) -> None:
+    from math import prod
+
+    from derive.site.directives import counts_table
+
+    rows = counts_table(_sources(tmp_path), "en", n_x=3, n_h=5)
+    for name in derive.NAMES:
+        cell = derive.cell(name)
+        expected = sum(prod(cell.param_shape(p, 3, 5)) for p in cell.params)
+        row = next(r for r in rows if r.startswith(f"| `{name}` |"))
+        assert row.rstrip(" |").endswith(f"| {expected:,}"), row
+    assert "n_{h} \\left(n_{h} + n_{x} + 1\\right)" in rows[2]  # rnn: n_h (n_h + n_x + 1)
+    assert "paramètres" in counts_table(_sources(tmp_path), "fr")[0]
