@@ -84,6 +84,7 @@ def forward(
     # the blocks acting on c(t-1), stacked: one GEMM per step
     W_c_prev = np.stack([half * W_rc.T, half * W_uc.T])
     c_prevW = np.empty((2, B, n_h), dtype)
+    W_hcT = np.ascontiguousarray(W_hc.T)
 
     for t in range(T):
         c_prev = c_seq[t]
@@ -99,7 +100,7 @@ def forward(
         # r_c(t) = G_r(t) ⊙ c(t-1)
         r_c = np.multiply(Gr, c_prev, out=r_c_seq[t])
         # z_h(t) = W_h [r_c(t), x(t)] + b_h
-        Z_t[0] += r_c @ W_hc.T
+        Z_t[0] += r_c @ W_hcT
         # h(t) = tanh(z_h(t))
         h = np.tanh(Z_t[0], out=Z_t[0])
         # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
@@ -173,7 +174,10 @@ def backward(
 
     dZ2 = dZ.reshape(3, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_uxᵀ δz_u(t), for all steps at once
-    d_xs = np.matmul(dZ2, np.stack([W_hx, W_rx, W_ux])).sum(axis=0).reshape(T, B, n_x)
+    d_xs = dZ2[0] @ W_hx
+    d_xs += dZ2[1] @ W_rx
+    d_xs += dZ2[2] @ W_ux
+    d_xs = d_xs.reshape(T, B, n_x)
     P_c_prev_x = np.concatenate([c_seq[:-1], xs], axis=2).reshape(T * B, -1)
     # δW_r = Σ_t δz_r(t) [c(t-1), x(t)]ᵀ
     d_W_r = dZ2[1].T @ P_c_prev_x

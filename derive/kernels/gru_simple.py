@@ -151,7 +151,9 @@ def backward(
 
     dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_uxᵀ δz_u(t), for all steps at once
-    d_xs = np.matmul(dZ2, np.stack([W_ux, W_hx])).sum(axis=0).reshape(T, B, n_x)
+    d_xs = dZ2[0] @ W_ux
+    d_xs += dZ2[1] @ W_hx
+    d_xs = d_xs.reshape(T, B, n_x)
     P_c_prev_x = np.concatenate([c_seq[:-1], xs], axis=2).reshape(T * B, -1)
     # δW_u = Σ_t δz_u(t) [c(t-1), x(t)]ᵀ
     d_W_u = dZ2[0].T @ P_c_prev_x

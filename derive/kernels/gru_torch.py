@@ -176,7 +176,10 @@ def backward(
 
     dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_zxᵀ δz_z(t), for all steps at once
-    d_xs = np.matmul(dZ2[:3], np.stack([W_hx, W_rx, W_zx])).sum(axis=0).reshape(T, B, n_x)
+    d_xs = dZ2[0] @ W_hx
+    d_xs += dZ2[1] @ W_rx
+    d_xs += dZ2[2] @ W_zx
+    d_xs = d_xs.reshape(T, B, n_x)
     P_c_prev_x = np.concatenate([c_seq[:-1], xs], axis=2).reshape(T * B, -1)
     # δW_r = Σ_t δz_r(t) [c(t-1), x(t)]ᵀ
     d_W_r = dZ2[1].T @ P_c_prev_x

@@ -197,7 +197,11 @@ def backward(
 
     dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t) + W_ixᵀ δz_i(t) + W_oxᵀ δz_o(t), for all steps at once
-    d_xs = np.matmul(dZ2, np.stack([W_ix, W_fx, W_ox, W_hx])).sum(axis=0).reshape(T, B, n_x)
+    d_xs = dZ2[0] @ W_ix
+    d_xs += dZ2[1] @ W_fx
+    d_xs += dZ2[2] @ W_ox
+    d_xs += dZ2[3] @ W_hx
+    d_xs = d_xs.reshape(T, B, n_x)
     P_a_prev_x = np.concatenate([a_seq[:-1], xs], axis=2).reshape(T * B, -1)
     # δW_i = Σ_t δz_i(t) [a(t-1), x(t)]ᵀ
     d_W_i = dZ2[0].T @ P_a_prev_x

@@ -349,11 +349,13 @@ def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:
         for p in n.parts:
             if p not in cell.inputs and p not in prevs:
                 w = block(n.weight, p)
+                # a contiguous copy: BLAS multiplies by a transposed view markedly slower
                 if n.target in layout.halved:
-                    src(f"{w}T_half = half * {w}.T", 1)
+                    src(f"{w}T_half = np.ascontiguousarray(half * {w}.T)", 1)
                     node_parts[n, p] = f"{w}T_half"
                 else:
-                    node_parts[n, p] = f"{w}.T"
+                    src(f"{w}T = np.ascontiguousarray({w}.T)", 1)
+                    node_parts[n, p] = f"{w}T"
     src()
     src("for t in range(T):", 1)
     for s in cell.states:
@@ -556,8 +558,12 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of) -> None
         if kx == 1:
             src(f"d_xs = (dZ2[0] @ {block(x_nodes[0].weight, 'x')}).reshape(T, B, n_x)", 1)
         else:
-            x_weights = ", ".join(block(n.weight, "x") for n in x_nodes)
-            src(f"d_xs = np.matmul(dZ2{_rows(0, kx, k)}, np.stack([{x_weights}])).sum(axis=0).reshape(T, B, n_x)", 1)
+            # one 2-D GEMM per block, accumulated in place: no (k, T·B, n_x) temporary to sum
+            first, *rest = x_nodes
+            src(f"d_xs = dZ2[{index[first.target]}] @ {block(first.weight, 'x')}", 1)
+            for n in rest:
+                src(f"d_xs += dZ2[{index[n.target]}] @ {block(n.weight, 'x')}", 1)
+            src("d_xs = d_xs.reshape(T, B, n_x)", 1)
     # weight and bias gradients: one GEMM each over the stacked steps
     stacks: dict[tuple[str, ...], str] = {}
     grads = {}
