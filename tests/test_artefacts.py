@@ -68,3 +68,21 @@ def test_a_changed_equation_changes_the_kernel(monkeypatch) -> None:  # noqa: AN
     changed = variant(False)
     assert changed != variant(True)
     assert "shared0 = 1 - Gu" in changed and "d_h = d_c*shared0" in changed
+
+
+def test_only_a_true_gate_mix_is_computed_in_three_passes() -> None:
+    """g ⊙ v + (1 − g) ⊙ u becomes u + g ⊙ (v − u); anything else keeps its
+    own expression (the LSTM's G_f ⊙ c + G_i ⊙ h is not a mix)."""
+    import sympy
+
+    from derive.render.numpy_kernel import _convex, generate
+
+    g, v, u, w = sympy.symbols("g v u w")
+    assert _convex(g * v + (1 - g) * u) == (g, v, u)
+    assert _convex((1 - g) * u + v * g) == (g, v, u)
+    assert _convex(g * v + w * u) is None
+    assert _convex(g * v + (1 - w) * u) is None
+    assert _convex(g * v + (1 - g) * u + w) is None
+    gru = generate(derive.cell("gru"))
+    assert "c = np.subtract(h, c_prev, out=c_seq[t + 1])\n        c *= Gu\n        c += c_prev" in gru
+    assert "three passes" not in generate(derive.cell("lstm"))

@@ -76,15 +76,17 @@ def forward(
     r_c_seq = np.empty((T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once: one GEMM per block, then every bias
-    W_x = np.stack([W_hx.T, half * W_rx.T, half * W_ux.T])
-    np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(3, T * B, n_h))
-    b_Z = np.stack([b_h, half * b_r, half * b_u])[:, None, None, :]
-    Z += b_Z
+    # the input parts of every step and the biases at once: [x(t), 1] times [W_x; b], one GEMM per block
+    xs1 = np.empty((T * B, n_x + 1), dtype)
+    xs1[:, :n_x] = xs.reshape(T * B, n_x)
+    xs1[:, n_x] = 1
+    W_x1 = np.stack([np.vstack([W_hx.T, b_h]), half * np.vstack([W_rx.T, b_r]), half * np.vstack([W_ux.T, b_u])])
+    np.matmul(xs1, W_x1, out=Z.reshape(3, T * B, n_h))
     # the blocks acting on c(t-1), stacked: one GEMM per step
     W_c_prev = np.stack([half * W_rc.T, half * W_uc.T])
     c_prevW = np.empty((2, B, n_h), dtype)
     W_hcT = np.ascontiguousarray(W_hc.T)
+    r_cW = np.empty((B, n_h), dtype)
 
     for t in range(T):
         c_prev = c_seq[t]
@@ -100,11 +102,14 @@ def forward(
         # r_c(t) = G_r(t) ⊙ c(t-1)
         r_c = np.multiply(Gr, c_prev, out=r_c_seq[t])
         # z_h(t) = W_h [r_c(t), x(t)] + b_h
-        Z_t[0] += r_c @ W_hcT
+        Z_t[0] += np.matmul(r_c, W_hcT, out=r_cW)
         # h(t) = tanh(z_h(t))
         h = np.tanh(Z_t[0], out=Z_t[0])
         # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
-        c = np.add(Gu*h, c_prev*(1 - Gu), out=c_seq[t + 1])
+        # as c(t-1) + G_u(t) ⊙ (h(t) - c(t-1)): three passes, no temporary
+        c = np.subtract(h, c_prev, out=c_seq[t + 1])
+        c *= Gu
+        c += c_prev
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -174,19 +179,30 @@ def backward(
 
     dZ2 = dZ.reshape(3, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_uxᵀ δz_u(t), for all steps at once
-    d_xs = dZ2[0] @ W_hx
-    d_xs += dZ2[1] @ W_rx
-    d_xs += dZ2[2] @ W_ux
+    W_xT = np.stack([W_hx, W_rx, W_ux])
+    d_xs = dZ2[0] @ W_xT[0]
+    d_xs += dZ2[1] @ W_xT[1]
+    d_xs += dZ2[2] @ W_xT[2]
     d_xs = d_xs.reshape(T, B, n_x)
-    P_c_prev_x = np.concatenate([c_seq[:-1], xs], axis=2).reshape(T * B, -1)
+    # each part vector at every step, stacked: (T·B, n) views
+    c_prev_steps = c_seq[:-1].reshape(T * B, n_h)
+    x_steps = xs.reshape(T * B, n_x)
+    r_c_steps = r_c_seq.reshape(T * B, n_h)
     # δW_r = Σ_t δz_r(t) [c(t-1), x(t)]ᵀ
-    d_W_r = dZ2[1].T @ P_c_prev_x
+    d_W_r = np.empty(W_r.shape, dtype)
+    np.matmul(dZ2[1].T, c_prev_steps, out=d_W_r[:, :n_h])
+    np.matmul(dZ2[1].T, x_steps, out=d_W_r[:, n_h:])
     # δW_u = Σ_t δz_u(t) [c(t-1), x(t)]ᵀ
-    d_W_u = dZ2[2].T @ P_c_prev_x
-    P_r_c_x = np.concatenate([r_c_seq, xs], axis=2).reshape(T * B, -1)
+    d_W_u = np.empty(W_u.shape, dtype)
+    np.matmul(dZ2[2].T, c_prev_steps, out=d_W_u[:, :n_h])
+    np.matmul(dZ2[2].T, x_steps, out=d_W_u[:, n_h:])
     # δW_h = Σ_t δz_h(t) [r_c(t), x(t)]ᵀ
-    d_W_h = dZ2[0].T @ P_r_c_x
-    d_b_r = dZ2[1].sum(axis=0)
-    d_b_u = dZ2[2].sum(axis=0)
-    d_b_h = dZ2[0].sum(axis=0)
+    d_W_h = np.empty(W_h.shape, dtype)
+    np.matmul(dZ2[0].T, r_c_steps, out=d_W_h[:, :n_h])
+    np.matmul(dZ2[0].T, x_steps, out=d_W_h[:, n_h:])
+    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
+    d_B = np.ones(T * B, dtype) @ dZ2
+    d_b_r = d_B[1]
+    d_b_u = d_B[2]
+    d_b_h = d_B[0]
     return {'W_r': d_W_r, 'b_r': d_b_r, 'W_u': d_W_u, 'b_u': d_b_u, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_next}

@@ -70,11 +70,12 @@ def forward(
     h_seq = Z[1]
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once: one GEMM per block, then every bias
-    W_x = np.stack([half * W_ux.T, W_hx.T])
-    np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(2, T * B, n_h))
-    b_Z = np.stack([half * b_u, b_h])[:, None, None, :]
-    Z += b_Z
+    # the input parts of every step and the biases at once: [x(t), 1] times [W_x; b], one GEMM per block
+    xs1 = np.empty((T * B, n_x + 1), dtype)
+    xs1[:, :n_x] = xs.reshape(T * B, n_x)
+    xs1[:, n_x] = 1
+    W_x1 = np.stack([half * np.vstack([W_ux.T, b_u]), np.vstack([W_hx.T, b_h])])
+    np.matmul(xs1, W_x1, out=Z.reshape(2, T * B, n_h))
     # the blocks acting on c(t-1), stacked: one GEMM per step
     W_c_prev = np.stack([half * W_uc.T, W_hc.T])
     c_prevW = np.empty((2, B, n_h), dtype)
@@ -91,7 +92,10 @@ def forward(
         # h(t) = tanh(z_h(t))
         h = np.tanh(Z_t[1], out=Z_t[1])
         # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
-        c = np.add(Gu*h, c_prev*(1 - Gu), out=c_seq[t + 1])
+        # as c(t-1) + G_u(t) ⊙ (h(t) - c(t-1)): three passes, no temporary
+        c = np.subtract(h, c_prev, out=c_seq[t + 1])
+        c *= Gu
+        c += c_prev
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -151,14 +155,23 @@ def backward(
 
     dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_uxᵀ δz_u(t), for all steps at once
-    d_xs = dZ2[0] @ W_ux
-    d_xs += dZ2[1] @ W_hx
+    W_xT = np.stack([W_ux, W_hx])
+    d_xs = dZ2[0] @ W_xT[0]
+    d_xs += dZ2[1] @ W_xT[1]
     d_xs = d_xs.reshape(T, B, n_x)
-    P_c_prev_x = np.concatenate([c_seq[:-1], xs], axis=2).reshape(T * B, -1)
+    # each part vector at every step, stacked: (T·B, n) views
+    c_prev_steps = c_seq[:-1].reshape(T * B, n_h)
+    x_steps = xs.reshape(T * B, n_x)
     # δW_u = Σ_t δz_u(t) [c(t-1), x(t)]ᵀ
-    d_W_u = dZ2[0].T @ P_c_prev_x
+    d_W_u = np.empty(W_u.shape, dtype)
+    np.matmul(dZ2[0].T, c_prev_steps, out=d_W_u[:, :n_h])
+    np.matmul(dZ2[0].T, x_steps, out=d_W_u[:, n_h:])
     # δW_h = Σ_t δz_h(t) [c(t-1), x(t)]ᵀ
-    d_W_h = dZ2[1].T @ P_c_prev_x
-    d_b_u = dZ2[0].sum(axis=0)
-    d_b_h = dZ2[1].sum(axis=0)
+    d_W_h = np.empty(W_h.shape, dtype)
+    np.matmul(dZ2[1].T, c_prev_steps, out=d_W_h[:, :n_h])
+    np.matmul(dZ2[1].T, x_steps, out=d_W_h[:, n_h:])
+    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
+    d_B = np.ones(T * B, dtype) @ dZ2
+    d_b_u = d_B[0]
+    d_b_h = d_B[1]
     return {'W_u': d_W_u, 'b_u': d_b_u, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_next}

@@ -76,12 +76,13 @@ def forward(
     h_seq = np.empty((T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once: one GEMM per block, then every bias
-    W_x = np.stack([W_hx.T, half * W_rx.T, half * W_zx.T])
-    np.matmul(xs.reshape(T * B, n_x), W_x, out=Z[:3].reshape(3, T * B, n_h))
-    b_Z = np.stack([b_hx, half * b_r, half * b_z, b_hc])[:, None, None, :]
-    Z[:3] += b_Z[:3]
-    Z[3:] = b_Z[3:]
+    # the input parts of every step and the biases at once: [x(t), 1] times [W_x; b], one GEMM per block
+    xs1 = np.empty((T * B, n_x + 1), dtype)
+    xs1[:, :n_x] = xs.reshape(T * B, n_x)
+    xs1[:, n_x] = 1
+    W_x1 = np.stack([np.vstack([W_hx.T, b_hx]), half * np.vstack([W_rx.T, b_r]), half * np.vstack([W_zx.T, b_z])])
+    np.matmul(xs1, W_x1, out=Z[:3].reshape(3, T * B, n_h))
+    Z[3:] = np.stack([b_hc])[:, None, None, :]  # the biases of the blocks without x(t)
     # the blocks acting on c(t-1), stacked: one GEMM per step
     W_c_prev = np.stack([half * W_rc.T, half * W_zc.T, W_hc.T])
     c_prevW = np.empty((3, B, n_h), dtype)
@@ -106,7 +107,10 @@ def forward(
         # h(t) = tanh(z_h(t))
         h = np.tanh(z_h, out=h_seq[t])
         # c(t) = G_z(t) ⊙ c(t-1) + (1 - G_z(t)) ⊙ h(t)
-        c = np.add(Gz*c_prev, h*(1 - Gz), out=c_seq[t + 1])
+        # as h(t) + G_z(t) ⊙ (c(t-1) - h(t)): three passes, no temporary
+        c = np.subtract(c_prev, h, out=c_seq[t + 1])
+        c *= Gz
+        c += h
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -176,23 +180,30 @@ def backward(
 
     dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_zxᵀ δz_z(t), for all steps at once
-    d_xs = dZ2[0] @ W_hx
-    d_xs += dZ2[1] @ W_rx
-    d_xs += dZ2[2] @ W_zx
+    W_xT = np.stack([W_hx, W_rx, W_zx])
+    d_xs = dZ2[0] @ W_xT[0]
+    d_xs += dZ2[1] @ W_xT[1]
+    d_xs += dZ2[2] @ W_xT[2]
     d_xs = d_xs.reshape(T, B, n_x)
-    P_c_prev_x = np.concatenate([c_seq[:-1], xs], axis=2).reshape(T * B, -1)
+    # each part vector at every step, stacked: (T·B, n) views
+    c_prev_steps = c_seq[:-1].reshape(T * B, n_h)
+    x_steps = xs.reshape(T * B, n_x)
     # δW_r = Σ_t δz_r(t) [c(t-1), x(t)]ᵀ
-    d_W_r = dZ2[1].T @ P_c_prev_x
+    d_W_r = np.empty(W_r.shape, dtype)
+    np.matmul(dZ2[1].T, c_prev_steps, out=d_W_r[:, :n_h])
+    np.matmul(dZ2[1].T, x_steps, out=d_W_r[:, n_h:])
     # δW_z = Σ_t δz_z(t) [c(t-1), x(t)]ᵀ
-    d_W_z = dZ2[2].T @ P_c_prev_x
-    P_x = xs.reshape(T * B, -1)
+    d_W_z = np.empty(W_z.shape, dtype)
+    np.matmul(dZ2[2].T, c_prev_steps, out=d_W_z[:, :n_h])
+    np.matmul(dZ2[2].T, x_steps, out=d_W_z[:, n_h:])
     # δW_hx = Σ_t δz_h(t) [x(t)]ᵀ
-    d_W_hx = dZ2[0].T @ P_x
-    P_c_prev = c_seq[:-1].reshape(T * B, -1)
+    d_W_hx = dZ2[0].T @ x_steps
     # δW_hc = Σ_t δz_hc(t) [c(t-1)]ᵀ
-    d_W_hc = dZ2[3].T @ P_c_prev
-    d_b_r = dZ2[1].sum(axis=0)
-    d_b_z = dZ2[2].sum(axis=0)
-    d_b_hx = dZ2[0].sum(axis=0)
-    d_b_hc = dZ2[3].sum(axis=0)
+    d_W_hc = dZ2[3].T @ c_prev_steps
+    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
+    d_B = np.ones(T * B, dtype) @ dZ2
+    d_b_r = d_B[1]
+    d_b_z = d_B[2]
+    d_b_hx = d_B[0]
+    d_b_hc = d_B[3]
     return {'W_r': d_W_r, 'b_r': d_b_r, 'W_z': d_W_z, 'b_z': d_b_z, 'W_hx': d_W_hx, 'b_hx': d_b_hx, 'W_hc': d_W_hc, 'b_hc': d_b_hc, 'xs': d_xs, 'c0': d_c_next}

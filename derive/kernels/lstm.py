@@ -83,11 +83,12 @@ def forward(
     a_seq = np.empty((T + 1, B, n_h), dtype)
     a_seq[0] = state0['a']
     c_seq[0] = state0['c']
-    # the input parts of every step at once: one GEMM per block, then every bias
-    W_x = np.stack([half * W_ix.T, half * W_fx.T, half * W_ox.T, W_hx.T])
-    np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(4, T * B, n_h))
-    b_Z = np.stack([half * b_i, half * b_f, half * b_o, b_h])[:, None, None, :]
-    Z += b_Z
+    # the input parts of every step and the biases at once: [x(t), 1] times [W_x; b], one GEMM per block
+    xs1 = np.empty((T * B, n_x + 1), dtype)
+    xs1[:, :n_x] = xs.reshape(T * B, n_x)
+    xs1[:, n_x] = 1
+    W_x1 = np.stack([half * np.vstack([W_ix.T, b_i]), half * np.vstack([W_fx.T, b_f]), half * np.vstack([W_ox.T, b_o]), np.vstack([W_hx.T, b_h])])
+    np.matmul(xs1, W_x1, out=Z.reshape(4, T * B, n_h))
     # the blocks acting on a(t-1), stacked: one GEMM per step
     W_a_prev = np.stack([half * W_ia.T, half * W_fa.T, half * W_oa.T, W_ha.T])
     a_prevW = np.empty((4, B, n_h), dtype)
@@ -197,22 +198,35 @@ def backward(
 
     dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t) + W_ixᵀ δz_i(t) + W_oxᵀ δz_o(t), for all steps at once
-    d_xs = dZ2[0] @ W_ix
-    d_xs += dZ2[1] @ W_fx
-    d_xs += dZ2[2] @ W_ox
-    d_xs += dZ2[3] @ W_hx
+    W_xT = np.stack([W_ix, W_fx, W_ox, W_hx])
+    d_xs = dZ2[0] @ W_xT[0]
+    d_xs += dZ2[1] @ W_xT[1]
+    d_xs += dZ2[2] @ W_xT[2]
+    d_xs += dZ2[3] @ W_xT[3]
     d_xs = d_xs.reshape(T, B, n_x)
-    P_a_prev_x = np.concatenate([a_seq[:-1], xs], axis=2).reshape(T * B, -1)
+    # each part vector at every step, stacked: (T·B, n) views
+    a_prev_steps = a_seq[:-1].reshape(T * B, n_h)
+    x_steps = xs.reshape(T * B, n_x)
     # δW_i = Σ_t δz_i(t) [a(t-1), x(t)]ᵀ
-    d_W_i = dZ2[0].T @ P_a_prev_x
+    d_W_i = np.empty(W_i.shape, dtype)
+    np.matmul(dZ2[0].T, a_prev_steps, out=d_W_i[:, :n_h])
+    np.matmul(dZ2[0].T, x_steps, out=d_W_i[:, n_h:])
     # δW_f = Σ_t δz_f(t) [a(t-1), x(t)]ᵀ
-    d_W_f = dZ2[1].T @ P_a_prev_x
+    d_W_f = np.empty(W_f.shape, dtype)
+    np.matmul(dZ2[1].T, a_prev_steps, out=d_W_f[:, :n_h])
+    np.matmul(dZ2[1].T, x_steps, out=d_W_f[:, n_h:])
     # δW_h = Σ_t δz_h(t) [a(t-1), x(t)]ᵀ
-    d_W_h = dZ2[3].T @ P_a_prev_x
+    d_W_h = np.empty(W_h.shape, dtype)
+    np.matmul(dZ2[3].T, a_prev_steps, out=d_W_h[:, :n_h])
+    np.matmul(dZ2[3].T, x_steps, out=d_W_h[:, n_h:])
     # δW_o = Σ_t δz_o(t) [a(t-1), x(t)]ᵀ
-    d_W_o = dZ2[2].T @ P_a_prev_x
-    d_b_i = dZ2[0].sum(axis=0)
-    d_b_f = dZ2[1].sum(axis=0)
-    d_b_h = dZ2[3].sum(axis=0)
-    d_b_o = dZ2[2].sum(axis=0)
+    d_W_o = np.empty(W_o.shape, dtype)
+    np.matmul(dZ2[2].T, a_prev_steps, out=d_W_o[:, :n_h])
+    np.matmul(dZ2[2].T, x_steps, out=d_W_o[:, n_h:])
+    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
+    d_B = np.ones(T * B, dtype) @ dZ2
+    d_b_i = d_B[0]
+    d_b_f = d_B[1]
+    d_b_h = d_B[3]
+    d_b_o = d_B[2]
     return {'W_i': d_W_i, 'b_i': d_b_i, 'W_f': d_W_f, 'b_f': d_b_f, 'W_h': d_W_h, 'b_h': d_b_h, 'W_o': d_W_o, 'b_o': d_b_o, 'xs': d_xs, 'a0': d_a_next, 'c0': d_c_next}

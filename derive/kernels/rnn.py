@@ -59,11 +59,12 @@ def forward(
     Z = np.empty((1, T, B, n_h), dtype)
     a_seq = np.empty((T + 1, B, n_h), dtype)
     a_seq[0] = state0['a']
-    # the input parts of every step at once: one GEMM per block, then every bias
-    W_x = np.stack([W_ax.T])
-    np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(1, T * B, n_h))
-    b_Z = np.stack([b_a])[:, None, None, :]
-    Z += b_Z
+    # the input parts of every step and the biases at once: [x(t), 1] times [W_x; b], one GEMM per block
+    xs1 = np.empty((T * B, n_x + 1), dtype)
+    xs1[:, :n_x] = xs.reshape(T * B, n_x)
+    xs1[:, n_x] = 1
+    W_x1 = np.stack([np.vstack([W_ax.T, b_a])])
+    np.matmul(xs1, W_x1, out=Z.reshape(1, T * B, n_h))
     # the blocks acting on a(t-1), stacked: one GEMM per step
     W_a_prev = W_aa.T.copy()
     a_prevW = np.empty((B, n_h), dtype)
@@ -123,8 +124,14 @@ def backward(
     dZ2 = dZ.reshape(1, T * B, n_h)
     # δx(t) = W_axᵀ δz_a(t), for all steps at once
     d_xs = (dZ2[0] @ W_ax).reshape(T, B, n_x)
-    P_a_prev_x = np.concatenate([a_seq[:-1], xs], axis=2).reshape(T * B, -1)
+    # each part vector at every step, stacked: (T·B, n) views
+    a_prev_steps = a_seq[:-1].reshape(T * B, n_h)
+    x_steps = xs.reshape(T * B, n_x)
     # δW_a = Σ_t δz_a(t) [a(t-1), x(t)]ᵀ
-    d_W_a = dZ2[0].T @ P_a_prev_x
-    d_b_a = dZ2[0].sum(axis=0)
+    d_W_a = np.empty(W_a.shape, dtype)
+    np.matmul(dZ2[0].T, a_prev_steps, out=d_W_a[:, :n_h])
+    np.matmul(dZ2[0].T, x_steps, out=d_W_a[:, n_h:])
+    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
+    d_B = np.ones(T * B, dtype) @ dZ2
+    d_b_a = d_B[0]
     return {'W_a': d_W_a, 'b_a': d_b_a, 'xs': d_xs, 'a0': d_a_next}

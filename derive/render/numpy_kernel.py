@@ -6,11 +6,15 @@ the equations, each block preceded by the equation it computes. It is fast
 by construction:
 
 * the input parts of every affine node are projected for all time steps in
-  one GEMM before the loop (the x-columns of the weights stacked);
+  one GEMM before the loop (the x-columns of the weights stacked), the
+  biases with them as the weights of a column of ones;
 * the affine nodes acting on a previous state share one GEMM per step (the
   state columns stacked), forward and backward;
-* δz of every affine node is stored for all steps, so δx and each weight
-  gradient are one GEMM over the stacked steps after the loop;
+* δz of every affine node is stored for all steps, so δx and each column
+  block of a weight gradient are one GEMM over the stacked steps after the
+  loop, and the bias gradients one product with a row of ones;
+* a gate mixing two vectors, g ⊙ v + (1 − g) ⊙ u, is computed as
+  u + g ⊙ (v − u): three passes written into the cache, no temporary;
 * gates come from the cache; σ is the runtime's stable ½(1 + tanh(z/2)).
 
 Arrays are batch-major: a vector of the equations is a ``(B, n)`` array,
@@ -174,6 +178,24 @@ def _into(printer: KernelPrinter, expr: sympy.Expr, out: str) -> str | None:
     return None
 
 
+def _convex(expr: sympy.Expr) -> tuple[sympy.Symbol, sympy.Symbol, sympy.Symbol] | None:
+    """``(g, v, u)`` when ``expr`` is g ⊙ v + (1 − g) ⊙ u (a gate mixing two
+    vectors), else None: the kernel then computes u + g ⊙ (v − u), three
+    passes instead of four and no temporary."""
+    if not isinstance(expr, sympy.Add) or len(expr.args) != 2:
+        return None
+    one = sympy.Integer(1)
+    for first, second in (expr.args, expr.args[::-1]):
+        fa, sa = sympy.Mul.make_args(first), sympy.Mul.make_args(second)
+        if len(fa) != 2 or len(sa) != 2 or not all(isinstance(f, sympy.Symbol) for f in fa):
+            continue
+        for g, v in (fa, fa[::-1]):
+            rest = [f for f in sa if sympy.expand(f - (one - g)) != 0]
+            if len(rest) == 1 and isinstance(rest[0], sympy.Symbol):
+                return g, v, rest[0]
+    return None
+
+
 def generate(cell: Cell) -> str:
     """The source of ``derive/kernels/<cell>.py``."""
     text = CellTextPrinter(cell)
@@ -325,17 +347,17 @@ def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:
     for s in cell.states:
         src(f"{seq[s.name]}[0] = state0[{s.name!r}]", 1)
     if kx:
-        src("# the input parts of every step at once: one GEMM per block, then every bias", 1)
-        src(f"W_x = np.stack([{', '.join(scaled(n, block(n.weight, 'x') + '.T') for n in x_nodes)}])", 1)
-        src(f"np.matmul(xs.reshape(T * B, n_x), W_x, out=Z{_rows(0, kx, k)}.reshape({kx}, T * B, n_h))", 1)
-    biases = [scaled(n, n.bias) if n.bias else "np.zeros(n_h, dtype)" for n in order]
-    src(f"b_Z = np.stack([{', '.join(biases)}])[:, None, None, :]", 1)
-    if kx == k:
-        src("Z += b_Z", 1)
-    else:
-        if kx:
-            src(f"Z[:{kx}] += b_Z[:{kx}]", 1)
-        src(f"Z[{kx}:] = b_Z[{kx}:]", 1)
+        # the bias as the weight of a column of ones: the GEMM adds it, no pass over Z
+        src("# the input parts of every step and the biases at once: [x(t), 1] times [W_x; b], one GEMM per block", 1)
+        src("xs1 = np.empty((T * B, n_x + 1), dtype)", 1)
+        src("xs1[:, :n_x] = xs.reshape(T * B, n_x)", 1)
+        src("xs1[:, n_x] = 1", 1)
+        rows = [f"np.vstack([{block(n.weight, 'x')}.T, {n.bias or 'np.zeros(n_h, dtype)'}])" for n in x_nodes]
+        src(f"W_x1 = np.stack([{', '.join(scaled(n, r) for n, r in zip(x_nodes, rows))}])", 1)
+        src(f"np.matmul(xs1, W_x1, out=Z{_rows(0, kx, k)}.reshape({kx}, T * B, n_h))", 1)
+    if kx < k:
+        biases = [scaled(n, n.bias) if n.bias else "np.zeros(n_h, dtype)" for n in order[kx:]]
+        src(f"Z[{kx}:] = np.stack([{', '.join(biases)}])[:, None, None, :]  # the biases of the blocks without x(t)", 1)
     for s, nodes in layout.state_nodes.items():
         src(f"# the blocks acting on {text.doprint(sympy.Symbol(s))}, stacked: one GEMM per step", 1)
         if len(nodes) == 1:
@@ -345,6 +367,7 @@ def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:
             src(f"W_{s} = np.stack([{', '.join(scaled(n, block(n.weight, s) + '.T') for n in nodes)}])", 1)
             src(f"{s}W = np.empty(({len(nodes)}, B, n_h), dtype)", 1)
     node_parts = {}  # (node, part) -> the weight expression of a per-step GEMM on a node's value
+    node_buffers: set[str] = set()
     for n in order:
         for p in n.parts:
             if p not in cell.inputs and p not in prevs:
@@ -356,6 +379,9 @@ def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:
                 else:
                     src(f"{w}T = np.ascontiguousarray({w}.T)", 1)
                     node_parts[n, p] = f"{w}T"
+                if f"{p}W" not in node_buffers:
+                    src(f"{p}W = np.empty((B, n_h), dtype)", 1)
+                    node_buffers.add(f"{p}W")
     src()
     src("for t in range(T):", 1)
     for s in cell.states:
@@ -405,7 +431,7 @@ def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:
             if not any(p in prevs for p in node.parts):
                 src(eq(node) + ("" if per_step else " (before the loop)"), 2)
             for p in per_step:
-                src(f"Z_t[{i}] += {p} @ {node_parts[node, p]}", 2)
+                src(f"Z_t[{i}] += np.matmul({p}, {node_parts[node, p]}, out={p}W)", 2)
             if named:
                 src(f"{node.target} = Z_t[{i}]", 2)
         elif node.target in late:
@@ -418,7 +444,15 @@ def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:
         else:
             src(eq(node), 2)
             value = printer.doprint(node.expr)
-            if node.target in seq:
+            mix = _convex(node.expr)
+            if node.target in seq and mix:
+                g, v, u = (printer.doprint(x) for x in mix)
+                out = f"{seq[node.target]}[t + 1]" if node.target in state_of else f"{seq[node.target]}[t]"
+                src(f"# as {text.doprint(mix[2])} + {text.doprint(mix[0])} ⊙ ({text.doprint(mix[1])} - {text.doprint(mix[2])}): three passes, no temporary", 2)
+                src(f"{node.target} = np.subtract({v}, {u}, out={out})", 2)
+                src(f"{node.target} *= {g}", 2)
+                src(f"{node.target} += {u}", 2)
+            elif node.target in seq:
                 out = f"{seq[node.target]}[t + 1]" if node.target in state_of else f"{seq[node.target]}[t]"
                 into = _into(printer, node.expr, out)
                 src(f"{node.target} = {into}" if into else f"{out} = {node.target} = {value}", 2)
@@ -550,7 +584,8 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of) -> None
             src(f"{target} = {value}", 2)
     src()
     src("dZ2 = dZ.reshape(" + str(k) + ", T * B, n_h)", 1)
-    # δx: one GEMM per block over all steps
+    # δx: one GEMM per block over all steps, on contiguous copies of the x-columns
+    # (BLAS reads a column slice of W, a strided matrix, markedly slower)
     if x_grad is not None:
         terms = sympy.Add.make_args(x_grad.expr)
         assert all(isinstance(t, WeightT) for t in terms), "δx must be a sum of W_xᵀ δz"
@@ -559,35 +594,49 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of) -> None
             src(f"d_xs = (dZ2[0] @ {block(x_nodes[0].weight, 'x')}).reshape(T, B, n_x)", 1)
         else:
             # one 2-D GEMM per block, accumulated in place: no (k, T·B, n_x) temporary to sum
-            first, *rest = x_nodes
-            src(f"d_xs = dZ2[{index[first.target]}] @ {block(first.weight, 'x')}", 1)
-            for n in rest:
-                src(f"d_xs += dZ2[{index[n.target]}] @ {block(n.weight, 'x')}", 1)
+            src(f"W_xT = np.stack([{', '.join(block(n.weight, 'x') for n in x_nodes)}])", 1)
+            src(f"d_xs = dZ2[{index[x_nodes[0].target]}] @ W_xT[0]", 1)
+            for j, n in enumerate(x_nodes[1:], 1):
+                src(f"d_xs += dZ2[{index[n.target]}] @ W_xT[{j}]", 1)
             src("d_xs = d_xs.reshape(T, B, n_x)", 1)
-    # weight and bias gradients: one GEMM each over the stacked steps
-    stacks: dict[tuple[str, ...], str] = {}
+    # weight gradients: one GEMM per column block over the stacked steps, written
+    # into its columns (no concatenated copy of the parts)
+    stacked: dict[str, str] = {}
+    src("# each part vector at every step, stacked: (T·B, n) views", 1)
+    for g in bw.weight_grads:
+        for part in g.parts:
+            if part in stacked:
+                continue
+            stacked[part] = f"{part}_steps"
+            if part in cell.inputs:
+                src(f"{part}_steps = xs.reshape(T * B, n_x)", 1)
+            elif part in prevs:
+                src(f"{part}_steps = {seq[prevs[part]]}[:-1].reshape(T * B, n_h)", 1)
+            else:
+                src(f"{part}_steps = {seq[part]}.reshape(T * B, n_h)", 1)
     grads = {}
     for g in bw.weight_grads:
-        if g.parts not in stacks:
-            name = "P_" + "_".join(g.parts)
-            stacks[g.parts] = name
-            pieces = []
-            for p in g.parts:
-                if p in cell.inputs:
-                    pieces.append("xs")
-                elif p in prevs:
-                    pieces.append(f"{seq[prevs[p]]}[:-1]")
-                else:
-                    pieces.append(seq[p])
-            joined = pieces[0] if len(pieces) == 1 else f"np.concatenate([{', '.join(pieces)}], axis=2)"
-            src(f"{name} = {joined}.reshape(T * B, -1)", 1)
         i = index[next(n for n in order if n.weight == g.weight).target]
-        src(f"# {text.doprint(adjoint(g.weight))} = Σ_t {text.doprint(g.d_affine)} [{', '.join(text.doprint(sympy.Symbol(p)) for p in g.parts)}]ᵀ", 1)
-        src(f"d_{g.weight} = dZ2[{i}].T @ {stacks[g.parts]}", 1)
+        parts = ", ".join(text.doprint(sympy.Symbol(p)) for p in g.parts)
+        src(f"# {text.doprint(adjoint(g.weight))} = Σ_t {text.doprint(g.d_affine)} [{parts}]ᵀ", 1)
+        if len(g.parts) == 1:
+            src(f"d_{g.weight} = dZ2[{i}].T @ {stacked[g.parts[0]]}", 1)
+        else:
+            src(f"d_{g.weight} = np.empty({g.weight}.shape, dtype)", 1)
+            start = "0"
+            for part in g.parts:
+                size = cell.vectors[part].size
+                end = size if start == "0" else f"{start} + {size}"
+                cols = f"{'' if start == '0' else start}:{'' if part == g.parts[-1] else end}"
+                src(f"np.matmul(dZ2[{i}].T, {stacked[part]}, out=d_{g.weight}[:, {cols}])", 1)
+                start = end
         grads[g.weight] = f"d_{g.weight}"
+    if bw.bias_grads:
+        src("# δb = Σ_t Σ_batch δz(t): a row of ones times every block", 1)
+        src("d_B = np.ones(T * B, dtype) @ dZ2", 1)
     for g in bw.bias_grads:
         i = index[next(n for n in order if n.bias == g.bias).target]
-        src(f"d_{g.bias} = dZ2[{i}].sum(axis=0)", 1)
+        src(f"d_{g.bias} = d_B[{i}]", 1)
         grads[g.bias] = f"d_{g.bias}"
     entries = [f"{k!r}: {grads[k]}" for k in cell.params]
     entries.append("'xs': d_xs")
