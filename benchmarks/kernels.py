@@ -8,6 +8,14 @@ gives medians over ``--repeat`` interleaved rounds, the ratio kernel/torch
 and the fraction of the floor (floor time / kernel time: 1.0 would mean the
 kernel spends all its time in unavoidable GEMMs).
 
+Two more columns say where the rest goes. ``calls``: the same kernel on
+the same T with B = n_x = n_h = 1, whose arrays hold one element, so that
+only the per-call cost of Python and NumPy remains, as a fraction of the
+kernel time. ``bound``: the floor fraction the kernel would reach if every
+call were free, floor / (kernel − calls): what separates it from 1.0 is the
+element-wise passes over the (B, n_h) arrays that the equations need ("-"
+where the calls are most of the time and the difference is noise).
+
 The products come from the cell's structure (``cell.nodes``): every input
 part of every affine node goes into one GEMM over all time steps,
 (T·B, n_x) × (n_x, G·n_h); each other part vector p (c(t−1), Gr ⊙ c(t−1), …)
@@ -137,6 +145,15 @@ def cases(name: str, T: int, B: int, n_x: int, n_h: int, dtype: type) -> dict[st
         _, cache = kernel.forward(params, xs)
         kernel.backward(cache, dys)
 
+    # the same T with B = n_x = n_h = 1: the same calls on arrays of one
+    # element, so only the interpreter's and NumPy's per-call cost remains
+    tiny_params = kernel.init_params(1, 1, seed=0, dtype=dtype)
+    tiny_xs, tiny_dys = np.ones((T, 1, 1), dtype), np.ones((T, 1, 1), dtype)
+
+    def kernel_calls() -> None:
+        _, cache = kernel.forward(tiny_params, tiny_xs)
+        kernel.backward(cache, tiny_dys)
+
     nearest = NEAREST_MODULE[name]
     module = to_torch(nearest, kernels.load(nearest).init_params(n_x, n_h, seed=0, dtype=dtype))
     xs_t, dys_t = torch.from_numpy(xs), torch.from_numpy(dys)
@@ -158,6 +175,7 @@ def cases(name: str, T: int, B: int, n_x: int, n_h: int, dtype: type) -> dict[st
         "kernel f+b": kernel_fb,
         "torch f+b": torch_fb,
         "gemm f+b": gemm_runner(forward + backward, dtype, rng),
+        "calls f+b": kernel_calls,
     }
 
 
@@ -217,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
         header = (
             f"{'cell':<11} {'T':>4} {'B':>3} {'n_x':>4} {'n_h':>4} {'dtype':<8}|"
             f"{'kernel fwd':>11} {'torch fwd':>10} {'ratio':>6} {'floor':>6} |"
-            f"{'kernel f+b':>11} {'torch f+b':>10} {'ratio':>6} {'floor':>6}"
+            f"{'kernel f+b':>11} {'torch f+b':>10} {'ratio':>6} {'floor':>6} {'calls':>6} {'bound':>6}"
         )
         print(header)
         print("-" * len(header))
@@ -230,12 +248,23 @@ def main(argv: list[str] | None = None) -> int:
                         f"{_ms(t['kernel fwd'])} {_ms(t['torch fwd'], 10)} {t['kernel fwd'] / t['torch fwd']:>6.2f}"
                         f" {t['gemm fwd'] / t['kernel fwd']:>6.2f} |"
                         f"{_ms(t['kernel f+b'])} {_ms(t['torch f+b'], 10)} {t['kernel f+b'] / t['torch f+b']:>6.2f}"
-                        f" {t['gemm f+b'] / t['kernel f+b']:>6.2f}",
+                        f" {t['gemm f+b'] / t['kernel f+b']:>6.2f}"
+                        f" {t['calls f+b'] / t['kernel f+b']:>6.2f} {_bound(t):>6}",
                         flush=True,
                     )
         print("\ntimes in ms (median); ratio = kernel / torch (gru_simple, gru: against nn.GRU);"
-              " floor = time of the cell's GEMMs alone / kernel time")
+              " floor = time of the cell's GEMMs alone / kernel time;\ncalls = time of the same kernel"
+              " at B = n_x = n_h = 1 (per-call cost only) / kernel time;"
+              " bound = floor / (kernel - calls), the floor fraction\nif every call were free:"
+              " what is left is the GEMMs and the element-wise passes the equations need")
     return 0
+
+
+def _bound(t: dict[str, float]) -> str:
+    """floor / (kernel − calls), or "-" where calls are most of the kernel
+    time and the difference is noise (the small shape)."""
+    work = t["kernel f+b"] - t["calls f+b"]
+    return f"{t['gemm f+b'] / work:.2f}" if work > 0.25 * t["kernel f+b"] else "-"
 
 
 def _ms(seconds: float, width: int = 11) -> str:
