@@ -67,7 +67,8 @@ def test_a_changed_equation_changes_the_kernel(monkeypatch) -> None:  # noqa: AN
     assert variant(True) == generate(derive.cell("gru_simple"))
     changed = variant(False)
     assert changed != variant(True)
-    assert "shared0 = 1 - Gu" in changed and "d_h = d_c*shared0" in changed
+    # the mixed-in direction flips: δh now reads δc ⊙ (1 − G_u), which δz_u shares
+    assert "shared0 = d_c*(1 - Gu)" in changed and "d_h = shared0" in changed
 
 
 def test_only_a_true_gate_mix_is_computed_in_three_passes() -> None:
@@ -75,7 +76,8 @@ def test_only_a_true_gate_mix_is_computed_in_three_passes() -> None:
     own expression (the LSTM's G_f ⊙ c + G_i ⊙ h is not a mix)."""
     import sympy
 
-    from derive.render.numpy_kernel import _convex, generate
+    from derive.render.numpy_kernel import generate
+    from derive.render.reuse import convex as _convex
 
     g, v, u, w = sympy.symbols("g v u w")
     assert _convex(g * v + (1 - g) * u) == (g, v, u)
@@ -84,5 +86,39 @@ def test_only_a_true_gate_mix_is_computed_in_three_passes() -> None:
     assert _convex(g * v + (1 - w) * u) is None
     assert _convex(g * v + (1 - g) * u + w) is None
     gru = generate(derive.cell("gru"))
-    assert "c = np.subtract(h, c_prev, out=c_seq[t + 1])\n        c *= Gu\n        c += c_prev" in gru
+    assert ("c = np.subtract(h, c_prev, out=c_seq[t + 1])\n"
+            "        mix_c = np.multiply(c, Gu, out=mix_c_seq[t])  # kept for backward\n"
+            "        np.add(c_prev, mix_c, out=c)") in gru
     assert "three passes" not in generate(derive.cell("lstm"))
+
+
+def test_the_kernel_step_computes_the_derived_equations() -> None:
+    """The backward step the kernels compute (forward products reused,
+    single-use adjoints folded, see derive/render/reuse.py) is the derived
+    one, exactly: expanding the products and the folds gives back every
+    derived equation; and for the gated cells it needs fewer operations."""
+    import sympy
+
+    from derive.graph import adjoint
+    from derive.render.reuse import candidates, plan
+
+    for name in derive.NAMES:
+        cell = derive.cell(name)
+        bw = cell.backward
+        keep = {g.d_affine.name for g in bw.weight_grads}
+        step = plan(cell, keep)
+        back = {sympy.Symbol(p.name): p.expr for p in candidates(cell) if p.kind != "node"}
+        derived = {a.target: a.expr for a in bw.adjoints if a.target not in cell.inputs}
+        folded = {adjoint(t): derived[t] for t in step.folded_into}
+        for target, expr in step.code.items():
+            if expr is None:
+                assert target in step.folded_into
+                continue
+            nodes = {sympy.Symbol(p.name): p.expr for p in candidates(cell) if p.kind == "node"}
+            # a node product (r_c) may stand for its own definition in the kernel's code
+            mine = expr.xreplace(back)
+            theirs = derived[target].xreplace(folded)
+            assert sympy.expand(mine.xreplace(nodes) - theirs.xreplace(nodes)) == 0, (name, target)
+        before = sum(sympy.count_ops(e) for e in derived.values())
+        after = sum(sympy.count_ops(e) for e in step.code.values() if e is not None)
+        assert after < before if name != "rnn" else after == before, (name, before, after)

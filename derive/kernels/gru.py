@@ -75,6 +75,7 @@ def forward(
     Gu_seq = Z[2]
     r_c_seq = np.empty((T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
+    mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
     # the input parts of every step and the biases at once: [x(t), 1] times [W_x; b], one GEMM per block
     xs1 = np.empty((T * B, n_x + 1), dtype)
@@ -108,12 +109,12 @@ def forward(
         # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
         # as c(t-1) + G_u(t) ⊙ (h(t) - c(t-1)): three passes, no temporary
         c = np.subtract(h, c_prev, out=c_seq[t + 1])
-        c *= Gu
-        c += c_prev
+        mix_c = np.multiply(c, Gu, out=mix_c_seq[t])  # kept for backward
+        np.add(c_prev, mix_c, out=c)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gr': Gr_seq, 'Gu': Gu_seq, 'r_c': r_c_seq, 'h': h_seq, 'c': c_seq}
+    cache = {'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gr': Gr_seq, 'Gu': Gu_seq, 'r_c': r_c_seq, 'h': h_seq, 'c': c_seq, 'mix_c': mix_c_seq}
     return ys, cache
 
 
@@ -142,7 +143,9 @@ def backward(
     r_c_seq = cache['r_c']
     h_seq = cache['h']
     c_seq = cache['c']
+    mix_c_seq = cache['mix_c']
 
+    W_hc = np.ascontiguousarray(W_hc)  # BLAS reads a column slice of W markedly slower
     W_c_prev = np.stack([W_rc, W_uc])
     c_prev_dZW = np.empty((2, B, n_h), dtype)
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_r(t), δz_u(t)
@@ -152,8 +155,9 @@ def backward(
     for t in range(T - 1, -1, -1):
         Gr = Gr_seq[t]
         Gu = Gu_seq[t]
+        r_c = r_c_seq[t]
         h = h_seq[t]
-        c_prev = c_seq[t]
+        mix_c = mix_c_seq[t]
         d_y = dys[t]
         dZ_t = dZ[:, t]
         # δc(t) = δc(t)[via t+1] + δy(t)
@@ -164,18 +168,18 @@ def backward(
         d_z_h = np.multiply(d_h, 1 - h*h, out=dZ_t[0])
         # δr_c(t) = W_hcᵀ δz_h(t)
         d_r_c = d_z_h @ W_hc
-        # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1))
-        d_Gu = d_c*(-c_prev + h)
+        # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1)) (computed within δz_u(t))
         # δz_u(t) = δG_u(t) ⊙ G_u(t) ⊙ (1 - G_u(t))
-        shared0 = 1 - Gu  # shared: 1 - G_u(t)
-        d_z_u = np.multiply(Gu*d_Gu, shared0, out=dZ_t[2])
-        # δG_r(t) = δr_c(t) ⊙ c(t-1)
-        d_Gr = c_prev*d_r_c
+        # (with mix_c = G_u(t) ⊙ (h(t) - c(t-1)), from the forward pass)
+        shared0 = d_c*(1 - Gu)  # shared: δc(t) ⊙ (1 - G_u(t))
+        d_z_u = np.multiply(mix_c, shared0, out=dZ_t[2])
+        # δG_r(t) = δr_c(t) ⊙ c(t-1) (computed within δz_r(t))
         # δz_r(t) = δG_r(t) ⊙ G_r(t) ⊙ (1 - G_r(t))
-        d_z_r = np.multiply(Gr*d_Gr, 1 - Gr, out=dZ_t[1])
+        # (with r_c = G_r(t) ⊙ c(t-1), from the forward pass)
+        d_z_r = np.multiply(d_r_c*r_c, 1 - Gr, out=dZ_t[1])
         # δc(t-1)[via t] = δr_c(t) ⊙ G_r(t) + δc(t) ⊙ (1 - G_u(t)) + W_rcᵀ δz_r(t) + W_ucᵀ δz_u(t)
         matmul_c_prev = np.matmul(dZ_t[1:3], W_c_prev, out=c_prev_dZW).sum(axis=0)
-        d_c_next = Gr*d_r_c + d_c*shared0 + matmul_c_prev
+        d_c_next = Gr*d_r_c + matmul_c_prev + shared0
 
     dZ2 = dZ.reshape(3, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_uxᵀ δz_u(t), for all steps at once

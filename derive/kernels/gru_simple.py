@@ -69,6 +69,7 @@ def forward(
     Gu_seq = Z[0]
     h_seq = Z[1]
     c_seq = np.empty((T + 1, B, n_h), dtype)
+    mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
     # the input parts of every step and the biases at once: [x(t), 1] times [W_x; b], one GEMM per block
     xs1 = np.empty((T * B, n_x + 1), dtype)
@@ -94,12 +95,12 @@ def forward(
         # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
         # as c(t-1) + G_u(t) ⊙ (h(t) - c(t-1)): three passes, no temporary
         c = np.subtract(h, c_prev, out=c_seq[t + 1])
-        c *= Gu
-        c += c_prev
+        mix_c = np.multiply(c, Gu, out=mix_c_seq[t])  # kept for backward
+        np.add(c_prev, mix_c, out=c)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gu': Gu_seq, 'h': h_seq, 'c': c_seq}
+    cache = {'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gu': Gu_seq, 'h': h_seq, 'c': c_seq, 'mix_c': mix_c_seq}
     return ys, cache
 
 
@@ -125,6 +126,7 @@ def backward(
     Gu_seq = cache['Gu']
     h_seq = cache['h']
     c_seq = cache['c']
+    mix_c_seq = cache['mix_c']
 
     W_c_prev = np.stack([W_uc, W_hc])
     c_prev_dZW = np.empty((2, B, n_h), dtype)
@@ -135,7 +137,7 @@ def backward(
     for t in range(T - 1, -1, -1):
         Gu = Gu_seq[t]
         h = h_seq[t]
-        c_prev = c_seq[t]
+        mix_c = mix_c_seq[t]
         d_y = dys[t]
         dZ_t = dZ[:, t]
         # δc(t) = δc(t)[via t+1] + δy(t)
@@ -144,14 +146,14 @@ def backward(
         d_h = Gu*d_c
         # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
         d_z_h = np.multiply(d_h, 1 - h*h, out=dZ_t[1])
-        # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1))
-        d_Gu = d_c*(-c_prev + h)
+        # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1)) (computed within δz_u(t))
         # δz_u(t) = δG_u(t) ⊙ G_u(t) ⊙ (1 - G_u(t))
-        shared0 = 1 - Gu  # shared: 1 - G_u(t)
-        d_z_u = np.multiply(Gu*d_Gu, shared0, out=dZ_t[0])
+        # (with mix_c = G_u(t) ⊙ (h(t) - c(t-1)), from the forward pass)
+        shared0 = d_c*(1 - Gu)  # shared: δc(t) ⊙ (1 - G_u(t))
+        d_z_u = np.multiply(mix_c, shared0, out=dZ_t[0])
         # δc(t-1)[via t] = δc(t) ⊙ (1 - G_u(t)) + W_hcᵀ δz_h(t) + W_ucᵀ δz_u(t)
         matmul_c_prev = np.matmul(dZ_t, W_c_prev, out=c_prev_dZW).sum(axis=0)
-        d_c_next = d_c*shared0 + matmul_c_prev
+        d_c_next = matmul_c_prev + shared0
 
     dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_uxᵀ δz_u(t), for all steps at once

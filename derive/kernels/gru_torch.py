@@ -72,9 +72,10 @@ def forward(
     Z = np.empty((4, T, B, n_h), dtype)
     Gr_seq = Z[1]
     Gz_seq = Z[2]
-    z_hc_seq = Z[3]
     h_seq = np.empty((T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
+    Gr_z_hc_seq = np.empty((T, B, n_h), dtype)
+    mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
     # the input parts of every step and the biases at once: [x(t), 1] times [W_x; b], one GEMM per block
     xs1 = np.empty((T * B, n_x + 1), dtype)
@@ -103,18 +104,19 @@ def forward(
         z_hx = Z_t[0]
         z_hc = Z_t[3]
         # z_h(t) = z_hx(t) + G_r(t) ⊙ z_hc(t)
-        z_h = Gr*z_hc + z_hx
+        Gr_z_hc = np.multiply(Gr, z_hc, out=Gr_z_hc_seq[t])  # kept for backward
+        z_h = Gr_z_hc + z_hx
         # h(t) = tanh(z_h(t))
         h = np.tanh(z_h, out=h_seq[t])
         # c(t) = G_z(t) ⊙ c(t-1) + (1 - G_z(t)) ⊙ h(t)
         # as h(t) + G_z(t) ⊙ (c(t-1) - h(t)): three passes, no temporary
         c = np.subtract(c_prev, h, out=c_seq[t + 1])
-        c *= Gz
-        c += h
+        mix_c = np.multiply(c, Gz, out=mix_c_seq[t])  # kept for backward
+        np.add(h, mix_c, out=c)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gr': Gr_seq, 'Gz': Gz_seq, 'h': h_seq, 'c': c_seq, 'z_hc': z_hc_seq}
+    cache = {'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gr': Gr_seq, 'Gz': Gz_seq, 'h': h_seq, 'c': c_seq, 'Gr_z_hc': Gr_z_hc_seq, 'mix_c': mix_c_seq}
     return ys, cache
 
 
@@ -141,7 +143,8 @@ def backward(
     Gz_seq = cache['Gz']
     h_seq = cache['h']
     c_seq = cache['c']
-    z_hc_seq = cache['z_hc']
+    Gr_z_hc_seq = cache['Gr_z_hc']
+    mix_c_seq = cache['mix_c']
 
     W_c_prev = np.stack([W_rc, W_zc, W_hc])
     c_prev_dZW = np.empty((3, B, n_h), dtype)
@@ -153,27 +156,27 @@ def backward(
         Gr = Gr_seq[t]
         Gz = Gz_seq[t]
         h = h_seq[t]
-        z_hc = z_hc_seq[t]
-        c_prev = c_seq[t]
+        Gr_z_hc = Gr_z_hc_seq[t]
+        mix_c = mix_c_seq[t]
         d_y = dys[t]
         dZ_t = dZ[:, t]
         # δc(t) = δc(t)[via t+1] + δy(t)
         d_c = d_c_next + d_y
         # δh(t) = δc(t) ⊙ (1 - G_z(t))
-        shared0 = 1 - Gz  # shared: 1 - G_z(t)
-        d_h = d_c*shared0
+        shared0 = d_c*(1 - Gz)  # shared: δc(t) ⊙ (1 - G_z(t))
+        d_h = shared0
         # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
         d_z_h = np.multiply(d_h, 1 - h*h, out=dZ_t[0])
         # δz_hc(t) = δz_h(t) ⊙ G_r(t)
         d_z_hc = np.multiply(Gr, d_z_h, out=dZ_t[3])
-        # δG_z(t) = δc(t) ⊙ (c(t-1) - h(t))
-        d_Gz = d_c*(c_prev - h)
+        # δG_z(t) = δc(t) ⊙ (c(t-1) - h(t)) (computed within δz_z(t))
         # δz_z(t) = δG_z(t) ⊙ G_z(t) ⊙ (1 - G_z(t))
-        d_z_z = np.multiply(Gz*d_Gz, shared0, out=dZ_t[2])
-        # δG_r(t) = δz_h(t) ⊙ z_hc(t)
-        d_Gr = d_z_h*z_hc
+        # (with mix_c = G_z(t) ⊙ (c(t-1) - h(t)), from the forward pass)
+        d_z_z = np.multiply(mix_c, shared0, out=dZ_t[2])
+        # δG_r(t) = δz_h(t) ⊙ z_hc(t) (computed within δz_r(t))
         # δz_r(t) = δG_r(t) ⊙ G_r(t) ⊙ (1 - G_r(t))
-        d_z_r = np.multiply(Gr*d_Gr, 1 - Gr, out=dZ_t[1])
+        # (with Gr_z_hc = G_r(t) ⊙ z_hc(t), from the forward pass)
+        d_z_r = np.multiply(Gr_z_hc*d_z_h, 1 - Gr, out=dZ_t[1])
         # δc(t-1)[via t] = δc(t) ⊙ G_z(t) + W_hcᵀ δz_hc(t) + W_rcᵀ δz_r(t) + W_zcᵀ δz_z(t)
         matmul_c_prev = np.matmul(dZ_t[1:4], W_c_prev, out=c_prev_dZW).sum(axis=0)
         d_c_next = Gz*d_c + matmul_c_prev

@@ -81,6 +81,8 @@ def forward(
     c_seq = np.empty((T + 1, B, n_h), dtype)
     tanh_c_seq = np.empty((T, B, n_h), dtype)
     a_seq = np.empty((T + 1, B, n_h), dtype)
+    Gf_c_prev_seq = np.empty((T, B, n_h), dtype)
+    Gi_h_seq = np.empty((T, B, n_h), dtype)
     a_seq[0] = state0['a']
     c_seq[0] = state0['c']
     # the input parts of every step and the biases at once: [x(t), 1] times [W_x; b], one GEMM per block
@@ -111,7 +113,9 @@ def forward(
         # h(t) = tanh(z_h(t))
         h = np.tanh(Z_t[3], out=Z_t[3])
         # c(t) = G_f(t) ⊙ c(t-1) + G_i(t) ⊙ h(t)
-        c = np.add(Gf*c_prev, Gi*h, out=c_seq[t + 1])
+        Gf_c_prev = np.multiply(Gf, c_prev, out=Gf_c_prev_seq[t])  # kept for backward
+        Gi_h = np.multiply(Gi, h, out=Gi_h_seq[t])  # kept for backward
+        c = np.add(Gf_c_prev, Gi_h, out=c_seq[t + 1])
         # tanh_c(t) = tanh(c(t))
         tanh_c = np.tanh(c, out=tanh_c_seq[t])
         # a(t) = G_o(t) ⊙ tanh_c(t)
@@ -119,7 +123,7 @@ def forward(
 
     ys = a_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'params': params, 'xs': xs, 'final': {'a': a_seq[T].copy(), 'c': c_seq[T].copy()}, 'Gi': Gi_seq, 'Gf': Gf_seq, 'h': h_seq, 'Go': Go_seq, 'c': c_seq, 'tanh_c': tanh_c_seq, 'a': a_seq}
+    cache = {'params': params, 'xs': xs, 'final': {'a': a_seq[T].copy(), 'c': c_seq[T].copy()}, 'Gi': Gi_seq, 'Gf': Gf_seq, 'h': h_seq, 'Go': Go_seq, 'c': c_seq, 'tanh_c': tanh_c_seq, 'a': a_seq, 'Gf_c_prev': Gf_c_prev_seq, 'Gi_h': Gi_h_seq}
     return ys, cache
 
 
@@ -151,6 +155,8 @@ def backward(
     c_seq = cache['c']
     tanh_c_seq = cache['tanh_c']
     a_seq = cache['a']
+    Gf_c_prev_seq = cache['Gf_c_prev']
+    Gi_h_seq = cache['Gi_h']
 
     W_a_prev = np.stack([W_ia, W_fa, W_oa, W_ha])
     a_prev_dZW = np.empty((4, B, n_h), dtype)
@@ -166,7 +172,9 @@ def backward(
         h = h_seq[t]
         Go = Go_seq[t]
         tanh_c = tanh_c_seq[t]
-        c_prev = c_seq[t]
+        a = a_seq[t + 1]
+        Gf_c_prev = Gf_c_prev_seq[t]
+        Gi_h = Gi_h_seq[t]
         d_y = dys[t]
         dZ_t = dZ[:, t]
         # δa(t) = δa(t)[via t+1] + δy(t)
@@ -175,22 +183,22 @@ def backward(
         d_tanh_c = Go*d_a
         # δc(t) = δc(t)[via t+1] + δtanh_c(t) ⊙ (1 - tanh_c(t)²)
         d_c = d_c_next + d_tanh_c*(1 - tanh_c*tanh_c)
-        # δG_o(t) = δa(t) ⊙ tanh_c(t)
-        d_Go = d_a*tanh_c
+        # δG_o(t) = δa(t) ⊙ tanh_c(t) (computed within δz_o(t))
         # δz_o(t) = δG_o(t) ⊙ G_o(t) ⊙ (1 - G_o(t))
-        d_z_o = np.multiply(Go*d_Go, 1 - Go, out=dZ_t[2])
+        # (with a = G_o(t) ⊙ tanh_c(t), from the forward pass)
+        d_z_o = np.multiply(a*d_a, 1 - Go, out=dZ_t[2])
         # δh(t) = δc(t) ⊙ G_i(t)
         d_h = Gi*d_c
         # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
         d_z_h = np.multiply(d_h, 1 - h*h, out=dZ_t[3])
-        # δG_f(t) = δc(t) ⊙ c(t-1)
-        d_Gf = c_prev*d_c
+        # δG_f(t) = δc(t) ⊙ c(t-1) (computed within δz_f(t))
         # δz_f(t) = δG_f(t) ⊙ G_f(t) ⊙ (1 - G_f(t))
-        d_z_f = np.multiply(Gf*d_Gf, 1 - Gf, out=dZ_t[1])
-        # δG_i(t) = δc(t) ⊙ h(t)
-        d_Gi = d_c*h
+        # (with Gf_c_prev = G_f(t) ⊙ c(t-1), from the forward pass)
+        d_z_f = np.multiply(Gf_c_prev*d_c, 1 - Gf, out=dZ_t[1])
+        # δG_i(t) = δc(t) ⊙ h(t) (computed within δz_i(t))
         # δz_i(t) = δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t))
-        d_z_i = np.multiply(Gi*d_Gi, 1 - Gi, out=dZ_t[0])
+        # (with Gi_h = G_i(t) ⊙ h(t), from the forward pass)
+        d_z_i = np.multiply(Gi_h*d_c, 1 - Gi, out=dZ_t[0])
         # δa(t-1)[via t] = W_faᵀ δz_f(t) + W_haᵀ δz_h(t) + W_iaᵀ δz_i(t) + W_oaᵀ δz_o(t)
         d_a_next = np.matmul(dZ_t, W_a_prev, out=a_prev_dZW).sum(axis=0)
         # δc(t-1)[via t] = δc(t) ⊙ G_f(t)

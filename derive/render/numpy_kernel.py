@@ -15,6 +15,9 @@ by construction:
   loop, and the bias gradients one product with a row of ones;
 * a gate mixing two vectors, g ⊙ v + (1 − g) ⊙ u, is computed as
   u + g ⊙ (v − u): three passes written into the cache, no temporary;
+* products of the forward pass that the backward equations contain
+  (r_c = G_r ⊙ c(t−1), G_i ⊙ h, the mix's g ⊙ (v − u)) are cached and read
+  back instead of recomputed (``reuse.py`` plans which);
 * gates come from the cache; σ is the runtime's stable ½(1 + tanh(z/2)).
 
 Arrays are batch-major: a vector of the equations is a ``(B, n)`` array,
@@ -29,10 +32,11 @@ import sympy
 from sympy.printing.numpy import NumPyPrinter
 
 from ..cell import Cell
-from ..derivation import OUTPUT_GRAD, carried_in
+from ..derivation import OUTPUT_GRAD, Adjoint, carried_in
 from ..functions import sigmoid
 from ..graph import Affine, Elementwise, WeightT, adjoint
 from .naming import block_latex
+from .reuse import StepPlan, candidates, convex, plan
 from .text import CellTextPrinter
 
 COMMAND = "derive build"
@@ -178,24 +182,6 @@ def _into(printer: KernelPrinter, expr: sympy.Expr, out: str) -> str | None:
     return None
 
 
-def _convex(expr: sympy.Expr) -> tuple[sympy.Symbol, sympy.Symbol, sympy.Symbol] | None:
-    """``(g, v, u)`` when ``expr`` is g ⊙ v + (1 − g) ⊙ u (a gate mixing two
-    vectors), else None: the kernel then computes u + g ⊙ (v − u), three
-    passes instead of four and no temporary."""
-    if not isinstance(expr, sympy.Add) or len(expr.args) != 2:
-        return None
-    one = sympy.Integer(1)
-    for first, second in (expr.args, expr.args[::-1]):
-        fa, sa = sympy.Mul.make_args(first), sympy.Mul.make_args(second)
-        if len(fa) != 2 or len(sa) != 2 or not all(isinstance(f, sympy.Symbol) for f in fa):
-            continue
-        for g, v in (fa, fa[::-1]):
-            rest = [f for f in sa if sympy.expand(f - (one - g)) != 0]
-            if len(rest) == 1 and isinstance(rest[0], sympy.Symbol):
-                return g, v, rest[0]
-    return None
-
-
 def generate(cell: Cell) -> str:
     """The source of ``derive/kernels/<cell>.py``."""
     text = CellTextPrinter(cell)
@@ -208,15 +194,24 @@ def generate(cell: Cell) -> str:
     def block(weight: str, part: str) -> str:
         return _py(block_latex(cell, weight, part))
 
+    # the step as the kernel computes it: forward products reused (see reuse.py)
+    keep = {g.d_affine.name for g in bw.weight_grads} | {a.symbol.name for a in bw.adjoints if a.target in prevs}
+    step = plan(cell, keep)
     # which forward values the backward step reads: they are cached
     used: set[str] = set()
+    for e in step.code.values():
+        if e is not None:
+            used |= {s.name for s in e.free_symbols}
     for a in bw.adjoints:
-        used |= {s.name for s in a.expr.free_symbols}
+        if a.target in cell.inputs:
+            used |= {s.name for s in a.expr.free_symbols}
     for g in bw.weight_grads:
         used |= set(g.parts)
+    used -= {p.name for p in step.products}
     layout = _layout(cell, used)
     cached = [n.target for n in elementwise if n.target in used or n.target in state_of]
     cached += [t for t in affines if t in used]
+    cached += [p.name for p in step.products]
     seq = {name: f"{name}_seq" for name in cached}
     in_place = {a.target for a in layout.activation.values()}
     runtime = ["check_params", "check_sequence", "check_states", "init_uniform"]
@@ -256,8 +251,8 @@ def generate(cell: Cell) -> str:
     src()
     src()
     _emit_init(src)
-    _emit_forward(src, cell, layout, text, seq, block, prevs, state_of)
-    _emit_backward(src, cell, layout, text, seq, block, prevs, state_of)
+    _emit_forward(src, cell, layout, text, seq, block, prevs, state_of, step)
+    _emit_backward(src, cell, layout, text, seq, block, prevs, state_of, step)
     return src.text()
 
 
@@ -294,7 +289,7 @@ def _unpack_params(src: _Source, cell: Cell, block, indent: int) -> None:  # noq
             src(f"{', '.join(block(n.weight, p) for p in n.parts)} = {', '.join(cols)}", indent)
 
 
-def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:  # noqa: ANN001
+def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of, step: StepPlan) -> None:  # noqa: ANN001
     order, x_nodes = layout.order, layout.x_nodes
     k, kx = len(order), len(x_nodes)
     index = {n.target: i for i, n in enumerate(order)}
@@ -443,18 +438,29 @@ def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:
             continue  # an early gate, done above
         else:
             src(eq(node), 2)
-            value = printer.doprint(node.expr)
-            mix = _convex(node.expr)
+            mix = convex(node.expr)
+            kept = {q.name: q for q in step.products if q.node == node.target}
+            expr = node.expr
+            for q in kept.values():
+                if q.kind == "term":  # a term of the sum, computed into the cache, then added
+                    src(f"{q.name} = {_into(printer, q.expr, f'{seq[q.name]}[t]')}  # kept for backward", 2)
+                    expr = expr.xreplace({q.expr: sympy.Symbol(q.name)})
+            value = printer.doprint(expr)
             if node.target in seq and mix:
                 g, v, u = (printer.doprint(x) for x in mix)
                 out = f"{seq[node.target]}[t + 1]" if node.target in state_of else f"{seq[node.target]}[t]"
                 src(f"# as {text.doprint(mix[2])} + {text.doprint(mix[0])} ⊙ ({text.doprint(mix[1])} - {text.doprint(mix[2])}): three passes, no temporary", 2)
                 src(f"{node.target} = np.subtract({v}, {u}, out={out})", 2)
-                src(f"{node.target} *= {g}", 2)
-                src(f"{node.target} += {u}", 2)
+                name = f"mix_{node.target}"
+                if name in kept:  # the middle pass goes to the cache: backward reads it
+                    src(f"{name} = np.multiply({node.target}, {g}, out={seq[name]}[t])  # kept for backward", 2)
+                    src(f"np.add({u}, {name}, out={node.target})", 2)
+                else:
+                    src(f"{node.target} *= {g}", 2)
+                    src(f"{node.target} += {u}", 2)
             elif node.target in seq:
                 out = f"{seq[node.target]}[t + 1]" if node.target in state_of else f"{seq[node.target]}[t]"
-                into = _into(printer, node.expr, out)
+                into = _into(printer, expr, out)
                 src(f"{node.target} = {into}" if into else f"{out} = {node.target} = {value}", 2)
             else:
                 src(f"{node.target} = {value}", 2)
@@ -470,7 +476,7 @@ def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of) -> None:
     src()
 
 
-def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of) -> None:  # noqa: ANN001
+def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of, step: StepPlan) -> None:  # noqa: ANN001
     bw = cell.backward
     order, x_nodes = layout.order, layout.x_nodes
     k, kx = len(order), len(x_nodes)
@@ -495,6 +501,11 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of) -> None
     for name, array in seq.items():
         src(f"{array} = cache[{name!r}]", 1)
     src()
+    for n in order:  # blocks multiplied at every step on a node's value (δr_c = W_hcᵀ δz_h)
+        for part in n.parts:
+            if part not in cell.inputs and part not in prevs:
+                w = block(n.weight, part)
+                src(f"{w} = np.ascontiguousarray({w})  # BLAS reads a column slice of W markedly slower", 1)
     for s, nodes in layout.state_nodes.items():
         if len(nodes) == 1:
             src(f"W_{s} = {block(nodes[0].weight, s)}.copy()", 1)
@@ -514,8 +525,9 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of) -> None
         node = next(n for n in order if n.weight == g.weight)
         slot.setdefault(g.d_affine.name, []).append(index[node.target])
     reads = set()
-    for a in bw.adjoints:
-        reads |= {s.name for s in a.expr.free_symbols}
+    for e in step.code.values():
+        if e is not None:
+            reads |= {s.name for s in e.free_symbols}
     src("for t in range(T - 1, -1, -1):", 1)
     for name in seq:
         if name in reads:
@@ -526,15 +538,24 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of) -> None
     src(f"{OUTPUT_GRAD} = dys[t]", 2)
     src("dZ_t = dZ[:, t]", 2)
     printer = KernelPrinter({})
-    shared, reduced_of = _shared_subexpressions([a for a in bw.adjoints if a.target not in cell.inputs])
+    computed = [Adjoint(a.target, e) for a in bw.adjoints if (e := step.code.get(a.target)) is not None]
+    reused = candidates(cell)
+    shared, reduced_of = _shared_subexpressions(computed)
     emitted: set[sympy.Symbol] = set()
     x_grad = None
     for a in bw.adjoints:
         if a.target in cell.inputs:
             x_grad = a
             continue
+        if a.target in step.folded_into:  # read by one equation only, which computes it in place
+            into = text.doprint(adjoint(step.folded_into[a.target]))
+            src(f"# {text.doprint(a.symbol)} = {text.doprint(a.expr)} (computed within {into})", 2)
+            continue
         expr = reduced_of[a.target]
         src(f"# {text.doprint(a.symbol)} = {text.doprint(a.expr)}", 2)
+        for q in reused:
+            if sympy.Symbol(q.name) in step.code[a.target].free_symbols and not a.expr.has(sympy.Symbol(q.name)):
+                src(f"# (with {q.name} = {text.doprint(q.expr)}, from the forward pass)", 2)
         for name, value in shared:  # a value two equations need, computed once, before its first use
             if name not in emitted and name in _needs(expr, shared):
                 src(f"{name} = {printer.doprint(value)}  # shared: {text.doprint(value.xreplace(dict(shared)))}", 2)
