@@ -4,9 +4,12 @@ For each cell, shape and dtype: the forward and the forward+backward of the
 generated kernel and of the nearest PyTorch module (``gru_simple`` and
 ``gru`` have none; ``nn.GRU`` stands in), and the *GEMM floor*: the matrix
 products the cell needs, timed alone with NumPy in the same run. The table
-gives medians over ``--repeat`` interleaved rounds, the ratio kernel/torch
-and the fraction of the floor (floor time / kernel time: 1.0 would mean the
-kernel spends all its time in unavoidable GEMMs).
+gives median times over ``--repeat`` interleaved rounds, the ratio
+kernel/torch and the fraction of the floor (floor time / kernel time: 1.0
+would mean the kernel spends all its time in unavoidable GEMMs). Each ratio
+is the median over rounds of the two times measured in the same round:
+this shared 2-core machine has slow spells of a few seconds, which a ratio
+of two medians taken at different moments would catch unevenly.
 
 Two more columns say where the rest goes. ``calls``: the same kernel on
 the same T with B = n_x = n_h = 1, whose arrays hold one element, so that
@@ -179,15 +182,22 @@ def cases(name: str, T: int, B: int, n_x: int, n_h: int, dtype: type) -> dict[st
     }
 
 
-def measure(fns: dict[str, Callable[[], object]], repeat: int, min_seconds: float) -> dict[str, float]:
-    """Median seconds per call of each callable, the callables interleaved
-    in every round so that drifts of the machine hit them all alike."""
+def measure(fns: dict[str, Callable[[], object]], repeat: int, min_seconds: float) -> dict[str, list[float]]:
+    """Seconds per call of each callable in every round. The callables are
+    interleaved, in alternating order from one round to the next, so that a
+    slow spell of the (shared, noisy) machine hits them all alike."""
     timers = {k: calibrated(f, min_seconds) for k, f in fns.items()}
     samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeat):
-        for k, timer in timers.items():
-            samples[k].append(timer())
-    return {k: statistics.median(v) for k, v in samples.items()}
+    for round_ in range(repeat):
+        for k in (list(timers) if round_ % 2 == 0 else list(timers)[::-1]):
+            samples[k].append(timers[k]())
+    return samples
+
+
+def paired(samples: dict[str, list[float]], num: str, den: str) -> float:
+    """The median over rounds of num/den measured in the same round: pairs
+    taken moments apart, steadier than a ratio of two medians."""
+    return statistics.median(a / b for a, b in zip(samples[num], samples[den]))
 
 
 def time_derive_build() -> str:
@@ -221,10 +231,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="small shape, float64, 3 rounds of short samples")
     parser.add_argument("--threads", type=int, default=1, help="threads for both NumPy's BLAS and torch (default 1)")
-    parser.add_argument("--repeat", type=int, default=None, help="interleaved rounds; the median is reported (default 7, quick 3)")
+    parser.add_argument("--repeat", type=int, default=None, help="interleaved rounds; medians are reported (default 11, quick 3)")
     parser.add_argument("--cells", nargs="+", default=list(derive.NAMES), choices=derive.NAMES)
     args = parser.parse_args(argv)
-    repeat = args.repeat or (3 if args.quick else 7)
+    repeat = args.repeat or (3 if args.quick else 11)
     shapes, dtypes = (SHAPES[1:], [np.float64]) if args.quick else (SHAPES, DTYPES)
     min_seconds = 0.01 if args.quick else 0.05
 
@@ -242,17 +252,19 @@ def main(argv: list[str] | None = None) -> int:
         for T, B, n_x, n_h in shapes:
             for dtype in dtypes:
                 for name in args.cells:
-                    t = measure(cases(name, T, B, n_x, n_h, dtype), repeat, min_seconds)
+                    samples = measure(cases(name, T, B, n_x, n_h, dtype), repeat, min_seconds)
+                    t = {k: statistics.median(v) for k, v in samples.items()}
                     print(
                         f"{name:<11} {T:>4} {B:>3} {n_x:>4} {n_h:>4} {np.dtype(dtype).name:<8}|"
-                        f"{_ms(t['kernel fwd'])} {_ms(t['torch fwd'], 10)} {t['kernel fwd'] / t['torch fwd']:>6.2f}"
-                        f" {t['gemm fwd'] / t['kernel fwd']:>6.2f} |"
-                        f"{_ms(t['kernel f+b'])} {_ms(t['torch f+b'], 10)} {t['kernel f+b'] / t['torch f+b']:>6.2f}"
-                        f" {t['gemm f+b'] / t['kernel f+b']:>6.2f}"
-                        f" {t['calls f+b'] / t['kernel f+b']:>6.2f} {_bound(t):>6}",
+                        f"{_ms(t['kernel fwd'])} {_ms(t['torch fwd'], 10)} {paired(samples, 'kernel fwd', 'torch fwd'):>6.2f}"
+                        f" {paired(samples, 'gemm fwd', 'kernel fwd'):>6.2f} |"
+                        f"{_ms(t['kernel f+b'])} {_ms(t['torch f+b'], 10)} {paired(samples, 'kernel f+b', 'torch f+b'):>6.2f}"
+                        f" {paired(samples, 'gemm f+b', 'kernel f+b'):>6.2f}"
+                        f" {paired(samples, 'calls f+b', 'kernel f+b'):>6.2f} {_bound(samples):>6}",
                         flush=True,
                     )
-        print("\ntimes in ms (median); ratio = kernel / torch (gru_simple, gru: against nn.GRU);"
+        print("\ntimes in ms (median); ratios: medians over rounds of the two times measured in the same round;"
+              "\nratio = kernel / torch (gru_simple, gru: against nn.GRU);"
               " floor = time of the cell's GEMMs alone / kernel time;\ncalls = time of the same kernel"
               " at B = n_x = n_h = 1 (per-call cost only) / kernel time;"
               " bound = floor / (kernel - calls), the floor fraction\nif every call were free:"
@@ -260,11 +272,13 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-def _bound(t: dict[str, float]) -> str:
-    """floor / (kernel − calls), or "-" where calls are most of the kernel
-    time and the difference is noise (the small shape)."""
-    work = t["kernel f+b"] - t["calls f+b"]
-    return f"{t['gemm f+b'] / work:.2f}" if work > 0.25 * t["kernel f+b"] else "-"
+def _bound(samples: dict[str, list[float]]) -> str:
+    """floor / (kernel − calls), paired by round, or "-" where calls are most
+    of the kernel time and the difference is noise (the small shape)."""
+    kernel, calls, gemm = samples["kernel f+b"], samples["calls f+b"], samples["gemm f+b"]
+    if statistics.median(kernel) - statistics.median(calls) <= 0.25 * statistics.median(kernel):
+        return "-"
+    return f"{statistics.median(g / (k - c) for g, k, c in zip(gemm, kernel, calls)):.2f}"
 
 
 def _ms(seconds: float, width: int = 11) -> str:
