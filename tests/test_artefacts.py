@@ -68,7 +68,7 @@ def test_a_changed_equation_changes_the_kernel(monkeypatch) -> None:  # noqa: AN
     changed = variant(False)
     assert changed != variant(True)
     # the mixed-in direction flips: δh now reads δc ⊙ (1 − G_u), which δz_u shares
-    assert "shared0 = d_c*(1 - Gu)" in changed and "d_h = shared0" in changed
+    assert "d_h = d_c*(1 - Gu)" in changed and "d_z_u = np.multiply(d_h, mix_c, out=dZ_t[0])" in changed
 
 
 def test_only_a_true_gate_mix_is_computed_in_three_passes() -> None:

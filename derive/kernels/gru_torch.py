@@ -163,8 +163,7 @@ def backward(
         # δc(t) = δc(t)[via t+1] + δy(t)
         d_c = d_c_next + d_y
         # δh(t) = δc(t) ⊙ (1 - G_z(t))
-        shared0 = d_c*(1 - Gz)  # shared: δc(t) ⊙ (1 - G_z(t))
-        d_h = shared0
+        d_h = d_c*(1 - Gz)
         # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
         d_z_h = np.multiply(d_h, 1 - h*h, out=dZ_t[0])
         # δz_hc(t) = δz_h(t) ⊙ G_r(t)
@@ -172,7 +171,7 @@ def backward(
         # δG_z(t) = δc(t) ⊙ (c(t-1) - h(t)) (computed within δz_z(t))
         # δz_z(t) = δG_z(t) ⊙ G_z(t) ⊙ (1 - G_z(t))
         # (with mix_c = G_z(t) ⊙ (c(t-1) - h(t)), from the forward pass)
-        d_z_z = np.multiply(mix_c, shared0, out=dZ_t[2])
+        d_z_z = np.multiply(d_h, mix_c, out=dZ_t[2])
         # δG_r(t) = δz_h(t) ⊙ z_hc(t) (computed within δz_r(t))
         # δz_r(t) = δG_r(t) ⊙ G_r(t) ⊙ (1 - G_r(t))
         # (with Gr_z_hc = G_r(t) ⊙ z_hc(t), from the forward pass)

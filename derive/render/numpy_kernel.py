@@ -675,7 +675,19 @@ def _shared_subexpressions(adjoints: list) -> tuple[list[tuple[sympy.Symbol, sym
     shared, reduced = sympy.cse(
         [a.expr.xreplace(hide) for a in adjoints], symbols=sympy.numbered_symbols("shared"), ignore=tuple(back), order="none"
     )
-    return [(n, v.xreplace(back)) for n, v in shared], {a.target: r.xreplace(back) for a, r in zip(adjoints, reduced)}
+    shared = [(n, v.xreplace(back)) for n, v in shared]
+    reduced_of = {a.target: r.xreplace(back) for a, r in zip(adjoints, reduced)}
+    # a shared value that is a whole equation, computed before its other
+    # readers, keeps that equation's name (d_h = d_c*(1 - Gz), not shared0)
+    for name, value in list(shared):
+        whole = [a for a in adjoints if reduced_of[a.target] == name]
+        readers = [a for a in adjoints if reduced_of[a.target].has(name)]
+        if whole and readers[0] is whole[0] and not any(v.has(name) for _, v in shared):
+            rename = {name: whole[0].symbol}
+            reduced_of = {t: r.xreplace(rename) for t, r in reduced_of.items()}
+            reduced_of[whole[0].target] = value
+            shared.remove((name, value))
+    return shared, reduced_of
 
 
 def _needs(expr: sympy.Expr, shared: list[tuple[sympy.Symbol, sympy.Expr]]) -> set[sympy.Symbol]:
