@@ -276,7 +276,7 @@ def _bound(samples: dict[str, list[float]]) -> str:
     """floor / (kernel − calls), paired by round, or "-" where calls are most
     of the kernel time and the difference is noise (the small shape)."""
     kernel, calls, gemm = samples["kernel f+b"], samples["calls f+b"], samples["gemm f+b"]
-    if statistics.median(kernel) - statistics.median(calls) <= 0.25 * statistics.median(kernel):
+    if statistics.median(kernel) - statistics.median(calls) <= 0.5 * statistics.median(kernel):
         return "-"
     return f"{statistics.median(g / (k - c) for g, k, c in zip(gemm, kernel, calls)):.2f}"
 
