@@ -279,14 +279,20 @@ def _unpack_params(src: _Source, cell: Cell, block, indent: int) -> None:  # noq
     src("# column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]", indent)
     for n in cell.nodes:
         if isinstance(n, Affine) and len(n.parts) > 1:
-            start = "0"
-            cols = []
-            for p in n.parts:
-                size = cell.vectors[p].size
-                end = size if start == "0" else f"{start} + {size}"
-                cols.append(f"{n.weight}[:, {'' if start == '0' else start}:{'' if p == n.parts[-1] else end}]")
-                start = end
+            cols = [f"{n.weight}[:, {c}]" for c in _columns(cell, n.parts)]
             src(f"{', '.join(block(n.weight, p) for p in n.parts)} = {', '.join(cols)}", indent)
+
+
+def _columns(cell: Cell, parts: tuple[str, ...]) -> list[str]:
+    """The column slice of each part in a weight on [parts…]: ``:n_h``,
+    ``n_h:`` (sizes are the kernel's names, e.g. ``n_h``)."""
+    slices, start = [], "0"
+    for p in parts:
+        size = cell.vectors[p].size
+        end = size if start == "0" else f"{start} + {size}"
+        slices.append(f"{'' if start == '0' else start}:{'' if p == parts[-1] else end}")
+        start = end
+    return slices
 
 
 def _emit_forward(src, cell, layout, text, seq, block, prevs, state_of, step: StepPlan) -> None:  # noqa: ANN001
@@ -644,13 +650,8 @@ def _emit_backward(src, cell, layout, text, seq, block, prevs, state_of, step: S
             src(f"d_{g.weight} = dZ2[{i}].T @ {stacked[g.parts[0]]}", 1)
         else:
             src(f"d_{g.weight} = np.empty({g.weight}.shape, dtype)", 1)
-            start = "0"
-            for part in g.parts:
-                size = cell.vectors[part].size
-                end = size if start == "0" else f"{start} + {size}"
-                cols = f"{'' if start == '0' else start}:{'' if part == g.parts[-1] else end}"
+            for part, cols in zip(g.parts, _columns(cell, g.parts)):
                 src(f"np.matmul(dZ2[{i}].T, {stacked[part]}, out=d_{g.weight}[:, {cols}])", 1)
-                start = end
         grads[g.weight] = f"d_{g.weight}"
     if bw.bias_grads:
         src("# δb = Σ_t Σ_batch δz(t): a row of ones times every block", 1)
