@@ -81,10 +81,10 @@ def forward(
     xs1 = np.empty((T * B, n_x + 1), dtype)
     xs1[:, :n_x] = xs.reshape(T * B, n_x)
     xs1[:, n_x] = 1
-    W_x1 = np.stack([np.vstack([W_hx.T, b_h]), half * np.vstack([W_rx.T, b_r]), half * np.vstack([W_ux.T, b_u])])
+    W_x1 = np.ascontiguousarray(np.stack([np.vstack([W_hx.T, b_h]), half * np.vstack([W_rx.T, b_r]), half * np.vstack([W_ux.T, b_u])]))
     np.matmul(xs1, W_x1, out=Z.reshape(3, T * B, n_h))
     # the blocks acting on c(t-1), stacked: one GEMM per step
-    W_c_prev = np.stack([half * W_rc.T, half * W_uc.T])
+    W_c_prev = np.ascontiguousarray(np.stack([half * W_rc.T, half * W_uc.T]))
     c_prevW = np.empty((2, B, n_h), dtype)
     W_hcT = np.ascontiguousarray(W_hc.T)
     r_cW = np.empty((B, n_h), dtype)

@@ -75,10 +75,10 @@ def forward(
     xs1 = np.empty((T * B, n_x + 1), dtype)
     xs1[:, :n_x] = xs.reshape(T * B, n_x)
     xs1[:, n_x] = 1
-    W_x1 = np.stack([half * np.vstack([W_ux.T, b_u]), np.vstack([W_hx.T, b_h])])
+    W_x1 = np.ascontiguousarray(np.stack([half * np.vstack([W_ux.T, b_u]), np.vstack([W_hx.T, b_h])]))
     np.matmul(xs1, W_x1, out=Z.reshape(2, T * B, n_h))
     # the blocks acting on c(t-1), stacked: one GEMM per step
-    W_c_prev = np.stack([half * W_uc.T, W_hc.T])
+    W_c_prev = np.ascontiguousarray(np.stack([half * W_uc.T, W_hc.T]))
     c_prevW = np.empty((2, B, n_h), dtype)
 
     for t in range(T):

@@ -81,11 +81,11 @@ def forward(
     xs1 = np.empty((T * B, n_x + 1), dtype)
     xs1[:, :n_x] = xs.reshape(T * B, n_x)
     xs1[:, n_x] = 1
-    W_x1 = np.stack([np.vstack([W_hx.T, b_hx]), half * np.vstack([W_rx.T, b_r]), half * np.vstack([W_zx.T, b_z])])
+    W_x1 = np.ascontiguousarray(np.stack([np.vstack([W_hx.T, b_hx]), half * np.vstack([W_rx.T, b_r]), half * np.vstack([W_zx.T, b_z])]))
     np.matmul(xs1, W_x1, out=Z[:3].reshape(3, T * B, n_h))
     Z[3:] = np.stack([b_hc])[:, None, None, :]  # the biases of the blocks without x(t)
     # the blocks acting on c(t-1), stacked: one GEMM per step
-    W_c_prev = np.stack([half * W_rc.T, half * W_zc.T, W_hc.T])
+    W_c_prev = np.ascontiguousarray(np.stack([half * W_rc.T, half * W_zc.T, W_hc.T]))
     c_prevW = np.empty((3, B, n_h), dtype)
 
     for t in range(T):

@@ -89,10 +89,10 @@ def forward(
     xs1 = np.empty((T * B, n_x + 1), dtype)
     xs1[:, :n_x] = xs.reshape(T * B, n_x)
     xs1[:, n_x] = 1
-    W_x1 = np.stack([half * np.vstack([W_ix.T, b_i]), half * np.vstack([W_fx.T, b_f]), half * np.vstack([W_ox.T, b_o]), np.vstack([W_hx.T, b_h])])
+    W_x1 = np.ascontiguousarray(np.stack([half * np.vstack([W_ix.T, b_i]), half * np.vstack([W_fx.T, b_f]), half * np.vstack([W_ox.T, b_o]), np.vstack([W_hx.T, b_h])]))
     np.matmul(xs1, W_x1, out=Z.reshape(4, T * B, n_h))
     # the blocks acting on a(t-1), stacked: one GEMM per step
-    W_a_prev = np.stack([half * W_ia.T, half * W_fa.T, half * W_oa.T, W_ha.T])
+    W_a_prev = np.ascontiguousarray(np.stack([half * W_ia.T, half * W_fa.T, half * W_oa.T, W_ha.T]))
     a_prevW = np.empty((4, B, n_h), dtype)
 
     for t in range(T):

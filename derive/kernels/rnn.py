@@ -63,7 +63,7 @@ def forward(
     xs1 = np.empty((T * B, n_x + 1), dtype)
     xs1[:, :n_x] = xs.reshape(T * B, n_x)
     xs1[:, n_x] = 1
-    W_x1 = np.stack([np.vstack([W_ax.T, b_a])])
+    W_x1 = np.ascontiguousarray(np.stack([np.vstack([W_ax.T, b_a])]))
     np.matmul(xs1, W_x1, out=Z.reshape(1, T * B, n_h))
     # the blocks acting on a(t-1), stacked: one GEMM per step
     W_a_prev = W_aa.T.copy()
