@@ -122,3 +122,37 @@ def test_the_kernel_step_computes_the_derived_equations() -> None:
         before = sum(sympy.count_ops(e) for e in derived.values())
         after = sum(sympy.count_ops(e) for e in step.code.values() if e is not None)
         assert after < before if name != "rnn" else after == before, (name, before, after)
+
+
+def test_matmul_operands_are_row_major(monkeypatch) -> None:  # noqa: ANN001
+    """Every operand the kernels give ``np.matmul`` is made of row-major
+    matrices (unit stride along the last axis), the only exception being the
+    δz of all steps read transposed by a weight-gradient GEMM (δzᵀ × parts,
+    BLAS's usual transposed-A product over T·B). ``np.stack`` of transposed
+    weights keeps their column order; the per-step batched product then read
+    every block about twice as slowly: this test catches it."""
+    import numpy as np
+
+    from derive import kernels
+
+    T, B, n_x, n_h = 4, 2, 3, 5
+    rng = np.random.default_rng(0)
+    stacks: set[str] = set()
+    real = np.matmul
+
+    def checking_matmul(a, b, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        for operand in (a, b):
+            if operand.ndim == 3:
+                stacks.add(name)
+            if operand.strides[-1] != operand.itemsize:
+                assert operand.ndim == 2 and operand.shape[1] == T * B, (name, operand.shape, operand.strides)
+        return real(a, b, *args, **kwargs)
+
+    for name in derive.NAMES:
+        kernel = kernels.load(name)
+        monkeypatch.setattr(kernel.np, "matmul", checking_matmul)
+        params = kernel.init_params(n_x, n_h, seed=0, dtype=np.float64)
+        ys, cache = kernel.forward(params, rng.standard_normal((T, B, n_x)))
+        kernel.backward(cache, np.ones(ys.shape))
+        monkeypatch.undo()
+    assert stacks == set(derive.NAMES)  # every kernel's input projection is a stack of blocks: they were checked
