@@ -57,3 +57,7 @@ def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if proc.returncode != 0:
         pytest.fail(f"mkdocs build --strict failed (exit {proc.returncode}):\n{proc.stderr[-6000:]}")
     return site
+
+
+# the browser fixtures, shared by every tests/test_site_browser*.py file
+from browser_support import base_url, browser, session  # noqa: E402,F401
