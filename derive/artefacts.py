@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from .cells import NAMES, cell
+from .cells import cell, names, origin
 from .render.numpy_kernel import generate
 
 PACKAGE = Path(__file__).resolve().parent
@@ -23,7 +23,8 @@ def default_root() -> Path:
 
 def artefacts() -> dict[str, Callable[[], str]]:
     """Relative path → a function giving the file's current content."""
-    return {f"derive/kernels/{name}.py": (lambda name=name: generate(cell(name))) for name in NAMES}
+    built_in = [n for n in names() if origin(n).kind == "built-in"]  # an installed package's cells are not ours to write
+    return {f"derive/kernels/{name}.py": (lambda name=name: generate(cell(name))) for name in built_in}
 
 
 def build(root: str | Path | None = None) -> list[Path]:

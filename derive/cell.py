@@ -7,6 +7,7 @@ the kernels, the site — is derived from the :class:`Cell` it builds.
 
 from __future__ import annotations
 
+import keyword
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
@@ -185,9 +186,24 @@ class CellError(ValueError):
         return f"{where}:{node} {self.reason}"
 
 
+# names a generated kernel binds itself, and the functions it calls: a vector so named would shadow them
+_RESERVED = frozenset({"T", "B", "t", "n_x", "n_h", "xs", "ys", "xs1", "Z", "Z_t", "dZ", "dZ_t", "dZ2", "dtype",
+                       "params", "cache", "sizes", "state0", "dstate", "dys", "np", "half", "bound", "rng",
+                       "Any", "CELL", "STATES", "OUTPUT", "PARAM_SHAPES"}
+                      | {f for a in functions.REGISTRY for f in (a.name, *a.runtime)}
+                      | {"check_params", "check_sequence", "check_states", "init_uniform", "sigmoid_of_half"})
+
+current_source: str = ""
+"""The file being loaded by :func:`derive.load_cell`: a builder names it by default."""
+
+
+def default_source(name: str) -> str:
+    """The file of a built-in cell: ``derive/cells/<name>.py``."""
+    return f"derive/cells/{name}.py"
+
+
 # what an element-wise expression may contain besides registered functions
 _ALGEBRA = (sympy.Symbol, sympy.Number, sympy.Add, sympy.Mul, sympy.Pow)
-_SIZE_NAMES = {"n_h": "n_h", "n_x": "n_x"}
 
 
 class CellBuilder:
@@ -205,9 +221,9 @@ class CellBuilder:
 
     def __init__(self, name: str, title: str = "", summary: str = "", *, source: str = "") -> None:
         if not isinstance(name, str) or not name.isidentifier():
-            raise CellError(f"the cell's name must be a Python identifier, got {name!r}", source=source)
+            raise CellError(f"the cell's name must be a Python identifier, got {name!r}", source=source or current_source)
         self.name, self.title, self.summary = name, title or name, summary
-        self.source = source or f"derive/cells/{name}.py"
+        self.source = source or current_source or default_source(name)
         self.vectors: dict[str, Vector] = {}
         self.params: dict[str, Param] = {}
         self.nodes: list[Node] = []
@@ -218,9 +234,17 @@ class CellBuilder:
     def _error(self, reason: str, node: str | None = None) -> CellError:
         return CellError(reason, node=node, source=self.source)
 
+    def _check_name(self, name: str, what: str) -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise self._error(f"a {what}'s name must be an identifier, got {name!r}", str(name))
+        if name.startswith(("d_", "matmul_", "_")):
+            # δv is named d_v by the derivation and the kernels: a vector d_c would collide with δc
+            raise self._error(f"the name {name!r} is reserved (d_… names the gradients, matmul_… and _… the kernels' products)", name)
+        if keyword.iskeyword(name) or name in _RESERVED or name.endswith(("_seq", "_steps")):
+            raise self._error(f"the name {name!r} is reserved (a Python keyword or a name the kernels use)", name)
+
     def _add_vector(self, vector: Vector) -> sympy.Symbol:
-        if not vector.name.isidentifier():
-            raise self._error(f"a vector's name must be an identifier, got {vector.name!r}", vector.name)
+        self._check_name(vector.name, "vector")
         if vector.name in self.vectors or vector.name in self.params:
             raise self._error(f"{vector.name!r} is defined twice", vector.name)
         self.vectors[vector.name] = vector
@@ -245,8 +269,7 @@ class CellBuilder:
         """A per-element (diagonal) parameter ``p`` of size n_h, to use as
         ``p ⊙ v`` (or ``+ p``) in element-wise nodes; its gradient is summed
         over the batch and time."""
-        if not name.isidentifier():
-            raise self._error(f"a parameter's name must be an identifier, got {name!r}", name)
+        self._check_name(name, "parameter")
         if name in self.params or name in self.vectors:
             raise self._error(f"{name!r} is defined twice", name)
         self.params[name] = Param(name, latex or _latex_name(name), "n_h", (), per_element=True)
@@ -273,8 +296,7 @@ class CellBuilder:
         for param in (weight, bias):
             if param is None:
                 continue
-            if not param.isidentifier():
-                raise self._error(f"a parameter's name must be an identifier, got {param!r}", target)
+            self._check_name(param, "parameter")
             if param in self.params or param in self.vectors:
                 other = self._owner.get(param)
                 where = f"the affine node {other!r}" if other else "another definition"
@@ -298,6 +320,8 @@ class CellBuilder:
         gets a hidden node of its own, so that its derivative is read from
         the cache instead of evaluated again."""
         expr = sympy.sympify(expr)
+        # decimal constants as exact rationals (0.25 → 1/4): the proofs compare exactly
+        expr = expr.xreplace({f: sympy.Rational(str(f)) for f in expr.atoms(sympy.Float)})
         self._check_expression(target, expr)
         expr = self._hoist(target, expr)
         self.nodes.append(Elementwise(target, expr, show))
@@ -321,15 +345,17 @@ class CellBuilder:
         if weights:
             raise self._error(f"uses {weights}, a weight or bias of an affine node, element-wise: "
                               "declare a per-element parameter instead", target)
-        sizes = {self.vectors[s.name].size: s.name for s in expr.free_symbols if s.name in self.vectors}
+        sizes: dict[str, str] = {}
+        for name in sorted(s.name for s in expr.free_symbols if s.name in self.vectors):  # sorted: one message per input
+            sizes.setdefault(self.vectors[name].size, name)
         if "n_x" in sizes and "n_h" in sizes:
             raise self._error(f"mixes sizes element-wise: {sizes['n_h']} is n_h, {sizes['n_x']} is n_x "
                               "(pass the n_x vector through a weight first)", target)
         if set(sizes) == {"n_x"}:
             raise self._error(f"reads only n_x vectors ({sizes['n_x']}): element-wise nodes are of size n_h, "
                               "pass the input through a weight first", target)
-        if not expr.free_symbols:
-            raise self._error(f"is a constant ({expr}): a node must read a vector", target)
+        if not sizes:
+            raise self._error(f"reads no vector ({expr}): a node must read the input, a state or a node", target)
 
     def _hoist(self, target: str, expr: sympy.Expr) -> sympy.Expr:
         """Give each activation nested inside ``expr`` a hidden node."""
@@ -369,7 +395,7 @@ class CellBuilder:
             memory = names[0] if len(names) == 1 else others[0] if len(others) == 1 else names[0]
         if memory not in names:
             raise self._error(f"memory {memory!r} is not a state (states: {', '.join(names)})", memory)
-        return Cell(
+        cell = Cell(
             self.name,
             self.title,
             self.summary,
@@ -382,6 +408,23 @@ class CellBuilder:
             self.source,
             memory,
         )
+        self._check_block_names(cell)
+        return cell
+
+    def _check_block_names(self, cell: Cell) -> None:
+        """A weight's column blocks (W_h on [c, x]: W_hc, W_hx) are named in
+        the kernels and on paper: no block may take another name of the cell."""
+        from .render.naming import block_latex
+
+        taken = set(self.params) | set(self.vectors)
+        for node in self.nodes:
+            if isinstance(node, Affine) and len(node.parts) > 1:
+                for part in node.parts:
+                    block = _plain(block_latex(cell, node.weight, part))
+                    if block in taken:
+                        raise self._error(f"the block of {node.weight} on {part} is named {block!r}, "
+                                          "which the cell already uses: rename one", node.target)
+                    taken.add(block)
 
     def _check_reach(self, output: str) -> None:
         """Every node, input, state and parameter reaches the output or a new state."""

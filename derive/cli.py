@@ -10,9 +10,12 @@ import argparse
 import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
-from .cells import NAMES, UnknownCellError, cell
+from .cell import CellError
+from .cells import UnknownCellError, names, origin
+from .load import resolve
 
 
 class _Parser(argparse.ArgumentParser):
@@ -23,15 +26,19 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    width = max(len(n) for n in NAMES)
-    for name in NAMES:
-        c = cell(name)
-        print(f"{name:<{width}}  {c.title}: {c.summary}")
+    known = names()
+    width = max(len(n) for n in known)
+    kinds = {n: origin(n).kind for n in known}
+    kind_width = max(len(k) for k in kinds.values())
+    for name in known:
+        c = resolve(name)
+        where = "" if kinds[name] == "built-in" else f" [{origin(name).where}]"
+        print(f"{name:<{width}}  {kinds[name]:<{kind_width}}  {c.title}: {c.summary}{where}")
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    c = cell(args.cell)
+    c = resolve(args.cell)
     which = "backward" if args.backward else "jacobian" if args.jacobian else "forward"
     if args.all:
         which = "all"
@@ -39,7 +46,33 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
+def _user_kernel(args: argparse.Namespace) -> tuple[Path, str]:
+    """The kernel file of ``--cell FILE --out DIR`` and its content now."""
+    from .kernels import generate
+
+    if not args.out:
+        raise _Usage("--cell needs --out DIR (where the kernel module is written)")
+    c = resolve(args.cell)
+    command = f"derive build --cell {args.cell} --out {args.out}"
+    return Path(args.out) / f"{c.name}.py", generate(c, command)
+
+
+class _Usage(Exception):
+    """A bad combination of options: one line, exit 2."""
+
+
 def _cmd_build(args: argparse.Namespace) -> int:
+    if args.cell:
+        path, content = _user_kernel(args)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file() and path.read_bytes() == content.encode():
+            print(f"unchanged {path}")
+        else:
+            path.write_bytes(content.encode())
+            print(f"wrote {path}")
+        return 0
+    if args.out:
+        raise _Usage("--out goes with --cell FILE (the built-in cells are written under --root)")
     from .artefacts import build
 
     for path in build(args.root):
@@ -48,16 +81,60 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 
 def _cmd_check(args: argparse.Namespace) -> int:
-    from .artefacts import check
+    if args.cell:
+        path, content = _user_kernel(args)
+        problems = [] if path.is_file() and path.read_bytes() == content.encode() else [
+            f"{'stale' if path.is_file() else 'missing'}: {path}"]
+        fix = f"derive build --cell {args.cell} --out {args.out}"
+    else:
+        if args.out:
+            raise _Usage("--out goes with --cell FILE")
+        from .artefacts import check
 
-    problems = check(args.root)
+        problems, fix = check(args.root), "derive build"
     for line in problems:
         print(line, file=sys.stderr)
     if problems:
-        print("run `derive build` to regenerate", file=sys.stderr)
+        print(f"run `{fix}` to regenerate", file=sys.stderr)
         return 1
     print("all generated files are up to date")
     return 0
+
+
+def _cmd_prove(args: argparse.Namespace) -> int:
+    from .proof import prove
+
+    c = resolve(args.cell)
+    reference = _reference(args.reference) if args.reference else None
+    steps = (1,) if args.quick else (1, 2)
+    print(f"proving {c.name} ({c.source})")
+    failed = 0
+    for check in prove(c, reference=reference, steps=steps):
+        print(check.line(), flush=True)
+        failed += not check.ok
+    print(f"{c.name}: {'all checks hold' if not failed else f'{failed} check(s) failed'}")
+    return 1 if failed else 0
+
+
+def _reference(spec: str):  # noqa: ANN202 - a proof.Reference
+    """``file.py:step`` → the function ``step`` of that file."""
+    import importlib.util
+
+    file, _, name = spec.rpartition(":")
+    if not file or not name:
+        raise _Usage(f"--reference: expected FILE.py:FUNCTION, got {spec!r}")
+    module_spec = importlib.util.spec_from_file_location("derive_reference", file)
+    if module_spec is None or module_spec.loader is None or not Path(file).is_file():
+        raise CellError("no such file", source=file)
+    module = importlib.util.module_from_spec(module_spec)
+    try:
+        module_spec.loader.exec_module(module)
+    except Exception as e:  # noqa: BLE001 - a user's file: reported in one line
+        raise CellError(f"importing it raised {type(e).__name__}: {e}", source=file) from None
+    step = getattr(module, name, None)
+    if not callable(step):
+        raise CellError(f"defines no function {name!r}", source=file)
+    return step
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -77,7 +154,7 @@ def make_parser() -> argparse.ArgumentParser:
         description="Print a cell's forward equations (default), its derived backward equations, "
         "or its state Jacobians, as text or LaTeX.",
     )
-    p.add_argument("cell", help=f"one of: {', '.join(NAMES)}")
+    p.add_argument("cell", help=f"a cell name ({', '.join(names())}) or a cell file (.py or .cell)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--backward", action="store_true", help="the derived backward (BPTT) step")
     group.add_argument("--jacobian", action="store_true", help="the state Jacobians ∂s(t)/∂s(t-1)")
@@ -91,7 +168,24 @@ def make_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("--root", default=None, help="project root (default: the checkout derive is imported from)")
+        p.add_argument("--cell", default=None, metavar="FILE", help="a cell file (.py or .cell): its kernel only, in --out")
+        p.add_argument("--out", default=None, metavar="DIR", help="with --cell: the directory of the kernel module <cell>.py")
         p.set_defaults(func=func)
+
+    p = sub.add_parser(
+        "prove",
+        help="prove a cell's derived gradients (symbolic, then finite differences)",
+        description="Prove a cell's derived gradients: the derived VJPs equal SymPy's brute-force derivatives "
+        "of the cell's forward exactly (n_h = 2, n_x = 2 and 3, one and two steps, activations opaque), "
+        "then the generated kernel's gradients equal finite differences in float64. One line per check; "
+        "exit 1 if any fails.",
+    )
+    p.add_argument("cell", help=f"a cell name ({', '.join(names())}) or a cell file (.py or .cell)")
+    p.add_argument("--reference", metavar="FILE.py:FUNCTION", default=None,
+                   help="an independent forward step(params, x, states, f) -> dict of new states (and output), "
+                   "on SymPy matrices, f.sigmoid/f.tanh/… applied entry-wise; the brute force uses it instead of the cell's own forward")
+    p.add_argument("--quick", action="store_true", help="one step only (the two-step proofs take longer)")
+    p.set_defaults(func=_cmd_prove)
 
     try:
         from .experiments.cli import add_parser as add_experiment_parser
@@ -108,7 +202,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return int(args.func(args) or 0)
-    except UnknownCellError as e:
+    except (UnknownCellError, CellError, _Usage) as e:
         print(f"derive: error: {e}", file=sys.stderr)
         return 2
     except BrokenPipeError:  # `derive show gru | head`: the reader left, nothing is wrong

@@ -64,6 +64,15 @@ class BiasGrad:
 
 
 @dataclass(frozen=True)
+class ParamGrad:
+    """``δp = Σ_t Σ_batch expr(t)`` for a per-element parameter ``p``:
+    ``expr`` is this step's contribution, in the step's values."""
+
+    param: str
+    expr: sympy.Expr
+
+
+@dataclass(frozen=True)
 class Backward:
     """A cell's derived backward step, in the order it is computed.
 
@@ -75,6 +84,7 @@ class Backward:
     weight_grads: tuple[WeightGrad, ...]
     bias_grads: tuple[BiasGrad, ...]
     outgoing: tuple[str, ...]
+    param_grads: tuple[ParamGrad, ...] = ()
 
     def equations(self) -> list[sympy.Eq]:
         """The adjoint equations as SymPy ``Eq`` objects."""
@@ -117,10 +127,12 @@ def derive_backward(cell: Cell) -> Backward:
     outgoing = [s.prev for s in cell.states] + list(cell.inputs)
     for name in outgoing:
         adjoints.append(Adjoint(name, sympy.Add(*contributions.pop(name, []))))
+    param_grads = tuple(ParamGrad(p, sympy.Add(*contributions.pop(p))) for p in cell.per_element if p in contributions)
     if contributions:
         raise ValueError(f"cell {cell.name!r}: gradients reach unknown vectors {sorted(contributions)}")
     # the weight and bias gradients read best in the forward order
-    return Backward(tuple(adjoints), tuple(reversed(weight_grads)), tuple(reversed(bias_grads)), tuple(outgoing))
+    return Backward(tuple(adjoints), tuple(reversed(weight_grads)), tuple(reversed(bias_grads)), tuple(outgoing),
+                    param_grads)
 
 
 @dataclass(frozen=True)

@@ -1,28 +1,46 @@
-"""Run a cell's equations on explicit matrices of scalar symbols.
+"""Prove a cell's derived gradients: exactly (symbolic), then numerically.
 
 The derived equations are general in n_x, n_h and the batch size. To prove
-them, this module evaluates them — forward, then the derived backward with
-its BPTT seeds — at small concrete sizes where every matrix is a SymPy
-``Matrix`` of scalar symbols. The tests compare the result with the
-brute-force derivative of an independently written forward.
+them, this module evaluates them at small concrete sizes where every matrix
+is a SymPy ``Matrix`` of scalar symbols: :func:`run` computes the forward,
+then the derived backward with its BPTT seeds. :func:`brute_force`
+differentiates the scalar loss L = Σ_t ⟨δy(t), y(t)⟩ + Σ_s ⟨δs(T), s(T)⟩ of
+a forward step — the cell's own, or an independently written reference —
+with SymPy's ``diff``, entry by entry. The two must be equal exactly.
 
-σ and tanh can be swapped for opaque functions (``functions=``) so that the
-comparison needs only ``expand``, never ``simplify``.
+Activations are swapped for opaque functions (:func:`opaque_functions`):
+their derivative identities are proved once on their own
+(:func:`derivative_identities_hold`), and equality then needs no
+``simplify``: every opaque application is named, and the entries compare as
+polynomials (or rational functions, for a cell that divides) over ℤ.
+
+:func:`prove` runs all of it on any cell, built-in or a user's file, then a
+float64 finite-difference check of the cell's generated kernel; ``derive
+prove CELL_OR_FILE`` prints one line per check.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import cache
+from types import SimpleNamespace
 
+import numpy as np
 import sympy
 
+from . import functions
 from .cell import Cell
 from .derivation import OUTPUT_GRAD, Backward, carried_in
-from .functions import sigmoid
 from .graph import Affine, WeightT, adjoint
 
 Matrix = sympy.Matrix
+Swap = Mapping[type[sympy.Function], type[sympy.Function]]
+Reference = Callable[[dict, Matrix, dict, SimpleNamespace], dict]
+"""An independent forward step ``(params, x, states, f) -> new values``:
+``f.sigmoid``, ``f.tanh``… apply the (opaque) activations entry-wise to a
+Matrix; the result maps each state, and the output, to its new Matrix."""
 
 
 @dataclass(frozen=True)
@@ -42,7 +60,7 @@ def _symbols(prefix: str, rows: int, cols: int) -> Matrix:
 
 
 def make_problem(cell: Cell, n_x: int, n_h: int, batch: int = 1, steps: int = 1) -> Problem:
-    """Every entry a fresh scalar symbol; a bias is an (n_h, 1) column."""
+    """Every entry a fresh scalar symbol; a bias or per-element parameter is an (n_h, 1) column."""
     params = {}
     for name in cell.params:
         shape = cell.param_shape(name, n_x, n_h)
@@ -80,11 +98,39 @@ def _blocks(cell: Cell, weight: str, n_x: int, n_h: int) -> dict[str, slice]:
     return out
 
 
+def _swapped(expr: sympy.Expr, swap: Swap) -> sympy.Expr:
+    for old, new in swap.items():
+        expr = expr.replace(old, new)
+    return expr
+
+
+def step_values(cell: Cell, params: Mapping[str, Matrix], x: Matrix, states: Mapping[str, Matrix],
+                swap: Swap | None = None) -> dict[sympy.Basic, Matrix]:
+    """One forward step of the cell's own equations on matrices: every
+    vector of the step (inputs, previous states, per-element parameters
+    broadcast over the batch, nodes) by its symbol."""
+    swap = dict(swap or {})
+    n_h, batch = next(iter(states.values())).shape
+    ones = Matrix.ones(1, batch)
+    env: dict[sympy.Basic, Matrix] = {sympy.Symbol(cell.inputs[0]): x}
+    env.update({sympy.Symbol(s.prev): states[s.name] for s in cell.states})
+    env.update({sympy.Symbol(p): params[p] * ones for p in cell.per_element})
+    for node in cell.nodes:
+        if isinstance(node, Affine):
+            value = params[node.weight] * Matrix.vstack(*(env[sympy.Symbol(p)] for p in node.parts))
+            if node.bias:
+                value += params[node.bias] * ones
+        else:
+            value = _elementwise(_swapped(node.expr, swap), env, (n_h, batch))
+        env[sympy.Symbol(node.target)] = value
+    return env
+
+
 def run(
     cell: Cell,
     problem: Problem,
     *,
-    functions: Mapping[type[sympy.Function], type[sympy.Function]] | None = None,
+    functions: Swap | None = None,
     backward: Backward | None = None,
 ) -> tuple[list[Matrix], dict[str, Matrix], dict[str, Matrix]]:
     """Forward over the steps, then the derived backward.
@@ -92,34 +138,18 @@ def run(
     Returns ``(ys, final_states, grads)``; ``grads`` has every parameter,
     ``xs`` (as ``x0``, ``x1``…) and each initial state (``c0``…).
     ``backward`` replaces the derived equations (to show that a wrong one
-    fails the proof).
+    fails the proof); ``functions`` swaps activations (for opaque ones).
     """
     backward = backward or cell.backward
-    swap = dict(functions or {})
-    n_h = problem.state0[cell.states[0].name].rows
     n_x, batch = problem.xs[0].shape
-    ones = Matrix.ones(1, batch)
-
-    def f(expr: sympy.Expr) -> sympy.Expr:
-        for old, new in swap.items():
-            expr = expr.replace(old, new)
-        return expr
+    n_h = problem.state0[cell.states[0].name].rows
+    x_name = cell.inputs[0]
 
     # forward: every node's value at every step is kept (the cache)
     steps: list[dict[sympy.Basic, Matrix]] = []
     states = dict(problem.state0)
     for x in problem.xs:
-        env: dict[sympy.Basic, Matrix] = {sympy.Symbol("x"): x}
-        env.update({sympy.Symbol(s.prev): states[s.name] for s in cell.states})
-        for node in cell.nodes:
-            if isinstance(node, Affine):
-                stacked = Matrix.vstack(*(env[sympy.Symbol(p)] for p in node.parts))
-                value = problem.params[node.weight] * stacked
-                if node.bias:
-                    value += problem.params[node.bias] * ones
-            else:
-                value = _elementwise(f(node.expr), env, (n_h, batch))
-            env[sympy.Symbol(node.target)] = value
+        env = step_values(cell, problem.params, x, states, functions)
         states = {s.name: env[sympy.Symbol(s.name)] for s in cell.states}
         steps.append(env)
     ys = [env[sympy.Symbol(cell.output)] for env in steps]
@@ -135,49 +165,336 @@ def run(
             for w in a.expr.atoms(WeightT):
                 cols = _blocks(cell, w.weight, n_x, n_h)[w.part]
                 env[w] = problem.params[w.weight][:, cols].T * env[w.adjoint]
-            shape = (n_x if a.target == "x" else n_h, batch)
-            env[adjoint(a.target)] = _elementwise(a.expr, env, shape)
+            shape = (n_x if a.target == x_name else n_h, batch)
+            env[adjoint(a.target)] = _elementwise(_swapped(a.expr, functions or {}), env, shape)
         for g in backward.weight_grads:
             stacked = Matrix.vstack(*(env[sympy.Symbol(p)] for p in g.parts))
             grads[g.weight] += env[g.d_affine] * stacked.T
         for g in backward.bias_grads:
             grads[g.bias] += env[g.d_affine] * Matrix.ones(batch, 1)
-        grads[f"x{t}"] = env[adjoint("x")]
+        for g in backward.param_grads:
+            grads[g.param] += _elementwise(_swapped(g.expr, functions or {}), env, (n_h, batch)) * Matrix.ones(batch, 1)
+        grads[f"x{t}"] = env[adjoint(x_name)]
         carried = {s.name: env[adjoint(s.prev)] for s in cell.states}
     grads.update({f"{name}0": value for name, value in carried.items()})
     return ys, states, grads
 
 
-def opaque_functions() -> tuple[dict[type[sympy.Function], type[sympy.Function]], dict[type, object]]:
-    """Opaque stand-ins for σ and tanh, and the rule that rewrites their
-    derivatives (σ' = σ(1 − σ), tanh' = 1 − tanh²), which
-    :func:`derivative_identities_hold` proves for the real functions.
+# -- opaque activations ------------------------------------------------------------
+@cache
+def opaque_functions() -> tuple[dict[type[sympy.Function], type[sympy.Function]], dict[type, Callable]]:
+    """An opaque stand-in for every activation of the registry, and the rule
+    that rewrites each one's derivative (σ' = σ(1 − σ), tanh' = 1 − tanh², …)
+    in the opaque functions, as the activation's own ``fdiff`` states it.
 
-    Returns ``(swap, derivative_rules)``: ``swap`` maps sigmoid/tanh to the
-    opaque functions S/Th; ``derivative_rules`` maps the opaque derivative
-    functions dS/dTh to callables giving their value.
+    Returns ``(swap, derivative_rules)``: ``swap`` maps each activation to
+    its opaque function; ``derivative_rules`` maps each opaque derivative
+    function to a callable giving its value.
     """
-    dS = sympy.Function("dS")
-    dTh = sympy.Function("dTh")
+    swap: dict[type[sympy.Function], type[sympy.Function]] = {}
+    derivatives: dict[type[sympy.Function], type[sympy.Function]] = {}
+    for entry in functions.REGISTRY:
+        if entry.indicator or entry.function is functions.identity:
+            continue  # indicators appear only in derivatives; identity evaluates away
+        tag = "S" if entry.name == "sigmoid" else "Th" if entry.name == "tanh" else "O_" + entry.name
+        d = sympy.Function("d" + tag)
 
-    class S(sympy.Function):
-        def fdiff(self, argindex: int = 1) -> sympy.Expr:
-            return dS(self.args[0])
+        def fdiff(self: sympy.Function, argindex: int = 1, d: type = d) -> sympy.Expr:
+            return d(self.args[0])
 
-    class Th(sympy.Function):
-        def fdiff(self, argindex: int = 1) -> sympy.Expr:
-            return dTh(self.args[0])
-
-    rules = {dS: lambda u: S(u) * (1 - S(u)), dTh: lambda u: 1 - Th(u) ** 2}
-    return {sigmoid: S, sympy.tanh: Th}, rules
+        swap[entry.function] = type(tag, (sympy.Function,), {"fdiff": fdiff, "nargs": 1})
+        derivatives[entry.function] = d
+    v = sympy.Dummy("v")
+    rules = {}
+    for f, d in derivatives.items():
+        derivative = _swapped(sympy.diff(f(v), v), swap)
+        rules[d] = lambda u, derivative=derivative: derivative.xreplace({v: u})
+    return swap, rules
 
 
 def derivative_identities_hold() -> bool:
-    """σ'(z) = σ(z)(1 − σ(z)) and tanh'(z) = 1 − tanh(z)², checked on the
-    real functions (σ written with exp)."""
+    """Each activation's ``fdiff`` against its closed form: exactly for σ
+    (written with exp), tanh, exp and softplus (written with log and exp);
+    numerically, away from their kinks, for ReLU and hard-σ (piecewise)."""
     z = sympy.Symbol("z", real=True)
     s = 1 / (1 + sympy.exp(-z))
-    d_sigmoid_ok = sympy.simplify(sympy.diff(s, z) - s * (1 - s)) == 0
-    d_tanh_ok = sympy.simplify(sympy.diff(sympy.tanh(z), z) - (1 - sympy.tanh(z) ** 2)) == 0
-    fdiff_ok = sympy.simplify((sympy.diff(sigmoid(z), z) - sympy.diff(s, z)).rewrite(sympy.exp).subs(sigmoid(z), s)) == 0
-    return bool(d_sigmoid_ok and d_tanh_ok and fdiff_ok)
+    checks = [
+        sympy.simplify(sympy.diff(s, z) - s * (1 - s)) == 0,
+        sympy.simplify(sympy.diff(sympy.tanh(z), z) - (1 - sympy.tanh(z) ** 2)) == 0,
+        sympy.simplify((sympy.diff(functions.sigmoid(z), z) - sympy.diff(s, z)).rewrite(sympy.exp)
+                       .subs(functions.sigmoid(z), s)) == 0,
+        sympy.simplify(sympy.diff(functions.softplus(z), z).subs(functions.softplus(z), sympy.log(1 + sympy.exp(z)))
+                       - sympy.diff(sympy.log(1 + sympy.exp(z)), z)) == 0,
+    ]
+    points = np.array([-5.1, -2.9, -1.3, -0.2, 0.4, 1.7, 2.8, 4.6])
+    for entry in functions.REGISTRY:
+        if entry.indicator or entry.reference is None:
+            continue
+        ref = entry.reference
+        numeric = (ref(points + 1e-6) - ref(points - 1e-6)) / 2e-6
+        derived = sympy.lambdify(z, sympy.diff(entry.function(z), z), modules=[_indicator_modules(), "numpy"])(points)
+        checks.append(bool(np.allclose(np.broadcast_to(derived, points.shape), numeric, rtol=1e-6, atol=1e-8)))
+    return all(checks)
+
+
+def _indicator_modules() -> dict[str, Callable]:
+    out: dict[str, Callable] = {}
+    for e in functions.REGISTRY:
+        if e.reference is not None:
+            out[e.function.__name__] = e.reference
+    return out
+
+
+# -- brute force and exact comparison -----------------------------------------------
+def own_reference(cell: Cell) -> Reference:
+    """The cell's own forward as a reference step (for a proof of the
+    derivation: the forward is then the cell's definition itself)."""
+
+    def step(params: dict, x: Matrix, states: dict, f: SimpleNamespace) -> dict:
+        env = step_values(cell, params, x, states, f.swap)
+        names = {s.name for s in cell.states} | {cell.output}
+        return {n: env[sympy.Symbol(n)] for n in names}
+
+    return step
+
+
+def _namespace(swap: Swap) -> SimpleNamespace:
+    ns = SimpleNamespace(swap=swap)
+    for entry in functions.REGISTRY:
+        f = swap.get(entry.function, entry.function)
+        setattr(ns, entry.name, lambda m, f=f: m.applyfunc(f))
+    return ns
+
+
+def brute_force(cell: Cell, prob: Problem, reference: Reference, swap: Swap, rules: Mapping) -> tuple[list[Matrix], dict[str, Matrix]]:
+    """The reference forward, and SymPy's own derivatives of it.
+
+    Within a step, ``diff`` differentiates φ(t) = ⟨δy(t), y(t)⟩ + ⟨g, s(t)⟩
+    with the previous states and g (the gradient on s(t)) as plain symbols;
+    across steps the chain rule carries g back: g ← ∂φ(t)/∂s(t−1). The
+    values are substituted afterwards, so ``diff`` never walks a nested
+    two-step expression."""
+    f = _namespace(swap)
+    n_h, batch = next(iter(prob.state0.values())).shape
+    states, entering, ys = dict(prob.state0), [], []
+    for x in prob.xs:
+        entering.append(states)
+        new = reference(prob.params, x, states, f)
+        states = {s.name: new[s.name] for s in cell.states}
+        ys.append(new[cell.output])
+
+    def rewrite(expr: sympy.Expr) -> sympy.Expr:
+        for d, rule in rules.items():
+            expr = expr.replace(d, rule)
+        return expr
+
+    grads: dict[str, Matrix] = {k: sympy.zeros(*m.shape) for k, m in prob.params.items()}
+    g = dict(prob.dstate)
+    for t in reversed(range(len(prob.xs))):
+        s_sym = {k: Matrix(n_h, batch, lambda i, j, k=k: sympy.Symbol(f"_s{t}{k}_{i}_{j}")) for k in prob.state0}
+        g_sym = {k: Matrix(n_h, batch, lambda i, j, k=k: sympy.Symbol(f"_g{t}{k}_{i}_{j}")) for k in prob.state0}
+        new = reference(prob.params, prob.xs[t], s_sym, f)
+        phi = sum(prob.dys[t].multiply_elementwise(new[cell.output]))
+        phi += sum(sum(g_sym[s.name].multiply_elementwise(new[s.name])) for s in cell.states)
+        values = {s_sym[k][i]: entering[t][k][i] for k in s_sym for i in range(n_h * batch)}
+        values.update({g_sym[k][i]: g[k][i] for k in g_sym for i in range(n_h * batch)})
+
+        def d(m: Matrix) -> Matrix:
+            return m.applyfunc(lambda e: rewrite(sympy.diff(phi, e)).xreplace(values))
+
+        for k, m in prob.params.items():
+            grads[k] += d(m)
+        grads[f"x{t}"] = d(prob.xs[t])
+        g = {k: d(s_sym[k]) for k in s_sym}
+    grads.update({f"{k}0": v for k, v in g.items()})
+    return ys, grads
+
+
+class Canon:
+    """Names every application of a function by its expanded argument,
+    innermost first, so that nested σ(… tanh(…) …) become polynomials in a
+    few symbols: equal arguments get the same name, and ``expand(a - b) == 0``
+    stays an exact test without expanding inside the functions again."""
+
+    def __init__(self) -> None:
+        self.names: dict[tuple[str, sympy.Expr], sympy.Symbol] = {}
+
+    def __call__(self, expr: sympy.Expr) -> sympy.Expr:
+        memo: dict[sympy.Basic, sympy.Basic] = {}
+
+        def rebuild(e: sympy.Basic) -> sympy.Basic:  # bottom-up, each shared subtree once
+            if e.is_Atom:
+                return e
+            if e not in memo:
+                args = [rebuild(a) for a in e.args]
+                if isinstance(e, sympy.Function):
+                    key = (type(e).__name__, sympy.expand(args[0]))
+                    memo[e] = self.names.setdefault(key, sympy.Symbol(f"_{key[0]}{len(self.names)}"))
+                else:
+                    memo[e] = e.func(*args)
+            return memo[e]
+
+        return rebuild(expr)
+
+
+def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
+    """Exact equality of each pair, once every function application is
+    named (:class:`Canon`): as polynomials over ℤ, or — when an entry
+    divides (minLSTM's f/(f + i)) — as fractions of such polynomials,
+    a/b = c/d compared as a·d = c·b (no gcd is ever taken).
+
+    Equivalent to ``expand(a - b) == 0`` (``cancel`` with a division),
+    computed in a sparse polynomial ring, which multiplies out a two-step
+    GRU gradient in milliseconds where ``Expr.expand`` takes seconds.
+    """
+    canon = Canon()
+    named = [(canon(a), canon(b)) for a, b in pairs]
+    symbols = sorted(set().union(*(a.free_symbols | b.free_symbols for a, b in named)), key=str)
+    R, *gens = sympy.ring(symbols, sympy.ZZ)
+    gen = dict(zip(symbols, gens))
+    one = R(1)
+    memo: dict[sympy.Basic, tuple[object, object]] = {}
+
+    def value(e: sympy.Basic) -> tuple[object, object]:
+        """``e`` as (numerator, denominator) in the ring; shared subtrees converted once."""
+        if e in memo:
+            return memo[e]
+        if e.is_Symbol:
+            out = (gen[e], one)
+        elif e.is_Rational:
+            out = (R(int(e.p)), R(int(e.q)))
+        elif e.is_Add:
+            num, den = R(0), one
+            for a in e.args:
+                n, d = value(a)
+                num, den = (num * d + n * den, den * d) if d != one or den != one else (num + n, den)
+            out = (num, den)
+        elif e.is_Mul:
+            num, den = one, one
+            for a in e.args:
+                n, d = value(a)
+                num, den = num * n, den * d
+            out = (num, den)
+        elif e.is_Pow and e.exp.is_Integer:
+            n, d = value(e.base)
+            k = int(e.exp)
+            out = (n**k, d**k) if k >= 0 else (d**-k, n**-k)
+        else:
+            raise TypeError(f"not a polynomial in the named symbols: {e}")
+        memo[e] = out
+        return out
+
+    results = []
+    for a, b in named:
+        (na, da), (nb, db) = value(a), value(b)
+        results.append(na * db == nb * da)
+    return results
+
+
+def mismatches(cell: Cell, n_x: int, steps: int, *, reference: Reference | None = None,
+               backward: Backward | None = None, n_h: int = 2) -> list[str]:
+    """Every gradient (and output) whose derived value differs from the
+    brute-force derivative of ``reference`` (the cell's own forward by
+    default), at n_h = 2, batch 1: ``[]`` when the derivation is proved."""
+    swap, rules = opaque_functions()
+    prob = make_problem(cell, n_x=n_x, n_h=n_h, batch=1, steps=steps)
+    ys, _, derived = run(cell, prob, functions=swap, backward=backward)
+    ref_ys, ref = brute_force(cell, prob, reference or own_reference(cell), swap, rules)
+    if set(derived) != set(ref):
+        return sorted(set(derived) ^ set(ref))
+    keys = [(f"y{t}", y, r) for t, (y, r) in enumerate(zip(ys, ref_ys))]
+    keys += [(key, derived[key], ref[key]) for key in sorted(ref)]
+    pairs = [(a, b) for _, m, r in keys for a, b in zip(m, r)]
+    same = iter(equal_exactly(pairs))
+    return [key for key, m, _ in keys if not all([next(same) for _ in range(len(m))])]
+
+
+# -- the finite-difference check of a kernel ------------------------------------------
+def finite_differences(kernel: object, *, n_x: int = 3, n_h: int = 4, T: int = 4, B: int = 2, seed: int = 0,
+                       eps: float = 1e-6) -> dict[str, float]:
+    """The relative error of every gradient ``kernel.backward`` returns
+    against central differences of L = Σ_t ⟨dys(t), ys(t)⟩ + Σ_s ⟨dstate[s], s(T)⟩,
+    in float64: ‖g − g_fd‖ / max(‖g‖, ‖g_fd‖, 1e-12), per parameter, ``xs`` and
+    initial state."""
+    rng = np.random.default_rng(seed)
+    params = kernel.init_params(n_x, n_h, seed=seed)  # type: ignore[attr-defined]
+    states = kernel.STATES  # type: ignore[attr-defined]
+    xs = rng.standard_normal((T, B, n_x))
+    state0 = {s: rng.standard_normal((B, n_h)) * 0.5 for s in states}
+    dys = rng.standard_normal((T, B, n_h))
+    dstate = {s: rng.standard_normal((B, n_h)) for s in states}
+
+    def loss() -> float:
+        ys, cache = kernel.forward(params, xs, state0)  # type: ignore[attr-defined]
+        return float(np.sum(dys * ys) + sum(np.sum(dstate[s] * cache["final"][s]) for s in states))
+
+    _, cache = kernel.forward(params, xs, state0)  # type: ignore[attr-defined]
+    grads = kernel.backward(cache, dys, dstate)  # type: ignore[attr-defined]
+    arrays = {**params, "xs": xs, **{f"{s}0": state0[s] for s in states}}
+    errors = {}
+    for key, array in arrays.items():
+        numeric = np.zeros_like(array)
+        for index in np.ndindex(array.shape):
+            keep = array[index]
+            array[index] = keep + eps
+            up = loss()
+            array[index] = keep - eps
+            down = loss()
+            array[index] = keep
+            numeric[index] = (up - down) / (2 * eps)
+        got = grads[key]
+        errors[key] = float(np.linalg.norm(got - numeric) / max(np.linalg.norm(got), np.linalg.norm(numeric), 1e-12))
+    return errors
+
+
+# -- everything, for `derive prove` --------------------------------------------------
+@dataclass(frozen=True)
+class Check:
+    """One line of a proof: what was checked, whether it holds, how long it took."""
+
+    name: str
+    ok: bool
+    seconds: float
+    detail: str = ""
+
+    def line(self) -> str:
+        status = "ok  " if self.ok else "FAIL"
+        return f"{status} {self.name} ({self.seconds:.2f} s){': ' + self.detail if self.detail else ''}"
+
+
+FD_TOLERANCE = 1e-6
+
+
+def prove(cell: Cell, *, reference: Reference | None = None, sizes: tuple[int, ...] = (2, 3),
+          steps: tuple[int, ...] = (1, 2), kernel: object | None = None) -> Iterator[Check]:
+    """Every check of a cell, one at a time: the derivative identities, the
+    derived VJPs against the brute force (n_h = 2; each ``n_x`` in ``sizes``,
+    each number of ``steps``), a ``reference`` forward against the cell's
+    own when given, then finite differences of the generated kernel."""
+    start = time.perf_counter()
+    yield Check("derivative identities of the activations", derivative_identities_hold(), time.perf_counter() - start)
+    if reference is not None:
+        start = time.perf_counter()
+        swap, _ = opaque_functions()
+        prob = make_problem(cell, n_x=sizes[0], n_h=2, steps=1)
+        ours = own_reference(cell)(prob.params, prob.xs[0], prob.state0, _namespace(swap))
+        theirs = reference(prob.params, prob.xs[0], prob.state0, _namespace(swap))
+        missing = sorted(set(ours) - set(theirs))
+        bad = missing or [k for k in sorted(ours) if not all(equal_exactly(list(zip(ours[k], theirs[k]))))]
+        yield Check("the reference step equals the cell's forward", not bad, time.perf_counter() - start,
+                    f"differs for {bad}" if bad else "")
+    for n_x in sizes:
+        for t in steps:
+            start = time.perf_counter()
+            bad = mismatches(cell, n_x, t, reference=reference)
+            yield Check(f"derived VJPs = brute force, n_h=2 n_x={n_x} T={t}", not bad, time.perf_counter() - start,
+                        f"differ for {bad}" if bad else "")
+    if kernel is None:
+        from .kernels import compile as compile_kernel
+
+        kernel = compile_kernel(cell)
+    start = time.perf_counter()
+    errors = finite_differences(kernel)
+    worst = max(errors, key=errors.get)
+    yield Check(f"kernel gradients = finite differences (float64, < {FD_TOLERANCE:g})", errors[worst] < FD_TOLERANCE,
+                time.perf_counter() - start, f"max relative error {errors[worst]:.1e} ({worst})")

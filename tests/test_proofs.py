@@ -83,130 +83,17 @@ def lstm_step(p: dict, x: Matrix, s: dict) -> dict:
 
 
 STEPS = {"rnn": rnn_step, "gru_simple": gru_simple_step, "gru": gru_step, "gru_torch": gru_torch_step, "lstm": lstm_step}
-OUTPUT = {"rnn": "a", "gru_simple": "c", "gru": "c", "gru_torch": "c", "lstm": "a"}
 
 
-def brute_force(name: str, prob: proof.Problem) -> tuple[list[Matrix], dict[str, Matrix]]:
-    """Independent forward, and SymPy's own derivatives of it.
-
-    Within a step, ``diff`` differentiates φ(t) = ⟨δy(t), y(t)⟩ + ⟨g, s(t)⟩
-    with the previous states and g (the gradient on s(t)) as plain symbols;
-    across steps the chain rule carries g back: g ← ∂φ(t)/∂s(t−1). The
-    values are substituted afterwards, so ``diff`` never walks a nested
-    two-step expression (that took minutes per GRU case)."""
-    step = STEPS[name]
-    n_h, batch = next(iter(prob.state0.values())).shape
-    # forward, keeping the states entering each step
-    states, entering, ys = dict(prob.state0), [], []
-    for x in prob.xs:
-        entering.append(states)
-        states = step(prob.params, x, states)
-        ys.append(states[OUTPUT[name]])
-    grads: dict[str, Matrix] = {k: sympy.zeros(*m.shape) for k, m in prob.params.items()}
-    g = dict(prob.dstate)
-    for t in reversed(range(len(prob.xs))):
-        s_sym = {k: Matrix(n_h, batch, lambda i, j, k=k: sympy.Symbol(f"_s{t}{k}_{i}_{j}")) for k in prob.state0}
-        g_sym = {k: Matrix(n_h, batch, lambda i, j, k=k: sympy.Symbol(f"_g{t}{k}_{i}_{j}")) for k in prob.state0}
-        new = step(prob.params, prob.xs[t], s_sym)
-        phi = sum(had(prob.dys[t], new[OUTPUT[name]])) + sum(sum(had(g_sym[k], v)) for k, v in new.items())
-        values = {s_sym[k][i]: entering[t][k][i] for k in s_sym for i in range(n_h * batch)}
-        values.update({g_sym[k][i]: g[k][i] for k in g_sym for i in range(n_h * batch)})
-
-        def d(m: Matrix) -> Matrix:
-            return m.applyfunc(lambda e: _rewrite(sympy.diff(phi, e)).xreplace(values))
-
-        for k, m in prob.params.items():
-            grads[k] += d(m)
-        grads[f"x{t}"] = d(prob.xs[t])
-        g = {k: d(s_sym[k]) for k in s_sym}
-    grads.update({f"{k}0": v for k, v in g.items()})
-    return ys, grads
-
-
-def _rewrite(expr: sympy.Expr) -> sympy.Expr:
-    for f, rule in RULES.items():
-        expr = expr.replace(f, rule)
-    return expr
-
-
-class Canon:
-    """Names every application of an opaque function by its expanded
-    argument, innermost first, so that two steps' nested σ(… tanh(…) …)
-    become polynomials in a few symbols: equal arguments get the same name,
-    and ``expand(a - b) == 0`` stays an exact test without expanding inside
-    the functions again and again."""
-
-    def __init__(self) -> None:
-        self.names: dict[tuple[str, sympy.Expr], sympy.Symbol] = {}
-
-    def __call__(self, expr: sympy.Expr) -> sympy.Expr:
-        memo: dict[sympy.Basic, sympy.Basic] = {}
-
-        def rebuild(e: sympy.Basic) -> sympy.Basic:  # bottom-up, each shared subtree once
-            if e.is_Atom:
-                return e
-            if e not in memo:
-                args = [rebuild(a) for a in e.args]
-                if isinstance(e, (S, Th)):
-                    key = (type(e).__name__, sympy.expand(args[0]))
-                    memo[e] = self.names.setdefault(key, sympy.Symbol(f"_{key[0]}{len(self.names)}"))
-                else:
-                    memo[e] = e.func(*args)
-            return memo[e]
-
-        return rebuild(expr)
-
-
-def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
-    """Exact equality of each pair, as polynomials once every opaque
-    function is named (:class:`Canon`).
-
-    Equivalent to ``expand(a - b) == 0``, computed in a sparse polynomial
-    ring over ℤ, which multiplies out a two-step GRU gradient in
-    milliseconds where ``Expr.expand`` takes seconds per entry.
-    """
-    canon = Canon()
-    named = [(canon(a), canon(b)) for a, b in pairs]
-    symbols = sorted(set().union(*(a.free_symbols | b.free_symbols for a, b in named)), key=str)
-    R, *gens = sympy.ring(symbols, sympy.ZZ)
-    gen = dict(zip(symbols, gens))
-    memo: dict[sympy.Basic, object] = {}
-
-    def poly(e: sympy.Basic):  # noqa: ANN202 - a ring element; shared subtrees converted once
-        if e in memo:
-            return memo[e]
-        if e.is_Symbol:
-            out = gen[e]
-        elif e.is_Integer:
-            out = R(int(e))
-        elif e.is_Add:
-            out = sum((poly(a) for a in e.args), R(0))
-        elif e.is_Mul:
-            out = R(1)
-            for a in e.args:
-                out *= poly(a)
-        elif e.is_Pow and e.exp.is_Integer and e.exp > 0:
-            out = poly(e.base) ** int(e.exp)
-        else:
-            raise TypeError(f"not a polynomial in the named symbols: {e}")
-        memo[e] = out
-        return out
-
-    return [poly(a) == poly(b) for a, b in named]
+def independent(name: str) -> proof.Reference:
+    """The hand-written forward of ``name`` as a reference step for the proof."""
+    return lambda p, x, s, f: STEPS[name](p, x, s)
 
 
 def mismatches(name: str, n_x: int, steps: int, backward: Backward | None = None) -> list[str]:
-    """Every entry where the derived result differs from the brute force."""
-    cell = derive.cell(name)
-    prob = proof.make_problem(cell, n_x=n_x, n_h=2, batch=1, steps=steps)
-    ys, _, derived = proof.run(cell, prob, functions=SWAP, backward=backward)
-    ref_ys, ref = brute_force(name, prob)
-    assert set(derived) == set(ref), (sorted(derived), sorted(ref))
-    keys = [(f"y{t}", y, r) for t, (y, r) in enumerate(zip(ys, ref_ys))]
-    keys += [(key, derived[key], ref[key]) for key in sorted(ref)]
-    pairs = [(a, b) for _, m, r in keys for a, b in zip(m, r)]
-    same = iter(equal_exactly(pairs))
-    return [key for key, m, _ in keys if not all([next(same) for _ in range(len(m))])]
+    """Every entry where the derived result differs from the brute force
+    of the independent forward."""
+    return proof.mismatches(derive.cell(name), n_x, steps, reference=independent(name), backward=backward)
 
 
 CASES = [

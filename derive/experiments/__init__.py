@@ -23,28 +23,17 @@ import importlib
 from pathlib import Path
 from types import ModuleType
 
-from ..cells import NAMES
+from ..cells import cells, names
 
-CELLS: tuple[str, ...] = NAMES
+CELLS: tuple[str, ...] = names()
 """The cells the experiments run, in the order of the thread."""
 
-STATE_MEASURED: dict[str, str] = {
-    "rnn": "a",
-    "gru_simple": "c",
-    "gru": "c",
-    "gru_torch": "c",
-    "lstm": "c",
-}
-"""The state whose gradient :mod:`.gradient_flow` follows: the memory cell c,
-or a for the plain RNN (its only state). For the LSTM that is c, not a."""
+STATE_MEASURED: dict[str, str] = {c.name: c.memory for c in cells()}
+"""The state whose gradient :mod:`.gradient_flow` follows, as each cell
+declares it (``Cell.memory``): the memory cell c, or a for the plain RNN
+(its only state). For the LSTM that is c, not a."""
 
-KERNEL_STATES: dict[str, tuple[str, ...]] = {
-    "rnn": ("a",),
-    "gru_simple": ("c",),
-    "gru": ("c",),
-    "gru_torch": ("c",),
-    "lstm": ("a", "c"),
-}
+KERNEL_STATES: dict[str, tuple[str, ...]] = {c.name: tuple(s.name for s in c.states) for c in cells()}
 """Every state of each cell, by the names the kernels use (contract)."""
 
 KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"

@@ -71,6 +71,8 @@ def backward_lines(cell: Cell) -> list[Line]:
         lines.append((adjoint(w.weight), SumOverTime(OuterT(w.d_affine, *parts))))
     for b in cell.backward.bias_grads:
         lines.append((adjoint(b.bias), SumOverTime(BatchSum(b.d_affine))))
+    for g in cell.backward.param_grads:  # a per-element parameter: its step term, summed
+        lines.append((adjoint(g.param), SumOverTime(BatchSum(cell.expand_hidden(g.expr.xreplace(inline))))))
     return lines
 
 

@@ -96,7 +96,10 @@ class CellLatexPrinter(_ReadingOrder, LatexPrinter):
         return self._print(d) + r" \left[" + ", ".join(self._print(p) for p in parts) + r"\right]^{\top}"
 
     def _print_BatchSum(self, expr: display.BatchSum) -> str:
-        return self._print(expr.args[0]) + r" \, \mathbf{1}_{B}"
+        inner = self._print(expr.args[0])
+        if not expr.args[0].is_Symbol:  # a per-element parameter's term: (δc ⊙ c) 1_B
+            inner = r"\left(" + inner + r"\right)"
+        return inner + r" \, \mathbf{1}_{B}"
 
     def _print_Partial(self, expr: display.Partial) -> str:
         of, wrt = expr.args

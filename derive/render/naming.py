@@ -51,8 +51,10 @@ def block_latex(cell: Cell, weight: str, part: str) -> str:
     blocks = cell.weight_blocks(weight)
     if len(blocks) == 1:
         return cell.params[weight].latex
+    node = next(n for n in cell.nodes if getattr(n, "weight", None) == weight)
+    label = blocks[node.parts.index(part)][0]
     base, _, sub = weight.partition("_")
-    return f"{base}_{{{sub}{cell.vectors[part].block}}}"
+    return f"{base}_{{{sub}{label}}}"
 
 
 def is_preactivation(name: str) -> bool:

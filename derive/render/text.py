@@ -81,7 +81,8 @@ class CellTextPrinter(_ReadingOrder, StrPrinter):
         return self._print(d) + " [" + ", ".join(self._print(p) for p in parts) + "]ᵀ"
 
     def _print_BatchSum(self, expr: display.BatchSum) -> str:
-        return self._print(expr.args[0]) + " 1_B"
+        inner = self._print(expr.args[0])
+        return (inner if expr.args[0].is_Symbol else f"({inner})") + " 1_B"
 
     def _print_Partial(self, expr: display.Partial) -> str:
         of, wrt = expr.args
