@@ -56,6 +56,8 @@ Meaning:
   is an expression (``G_f ⊙ c(t-1)``) becomes a hidden node.
 * A bare NAME is the node defined on an earlier line, else a per-element
   (diagonal) parameter (``p_i ⊙ c(t-1)``).
+* An activation inside a larger expression (``G_o ⊙ tanh(c(t))``) gets a
+  hidden node (``tanh_c``) as it is read, as the builder would give it.
 * The output is the ``output:`` header, else the last equation's target.
 """
 
