@@ -90,6 +90,10 @@ MAX_NUMBER_BITS = 2_048
 MAX_NODES = 500
 """The most nodes (equations, affine and hidden nodes) a cell may have."""
 
+RESERVED_PREFIX = "d_"
+"""The derivation names the gradient of ``c`` ``d_c`` (and ``d_y``,
+``d_c_next``): a vector of that name would be confused with a gradient."""
+
 HEADERS = ("name", "title", "summary", "output", "memory")
 """The header keys, written ``key: value`` before the first equation."""
 
@@ -160,6 +164,9 @@ class _Text:
                     raise self.error(line, col, f"expected a name made of letters, digits and '_', got {name!r}")
                 if keyword.iskeyword(name):
                     raise self.error(line, col, f"{name!r} is a Python keyword: expected another name")
+                if name.startswith(RESERVED_PREFIX):
+                    raise self.error(line, col, f"{name!r}: names starting with {RESERVED_PREFIX!r} are the "
+                                                "derivation's gradients (d_c is δc): expected another name")
                 tokens.append(_Token("name", name, col))
                 i = j
             elif "0" <= ch <= "9":
@@ -900,4 +907,4 @@ def read_cell_file(path: str | Path) -> Cell:
     return parse_cell(text, source=source, name=path.stem)
 
 
-__all__ = ["HEADERS", "parse_cell", "read_cell_file"]
+__all__ = ["HEADERS", "RESERVED_PREFIX", "parse_cell", "read_cell_file"]

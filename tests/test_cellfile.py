@@ -220,6 +220,8 @@ CASES = [
     ("c(t) = W x(t) + +c(t-1)", "1:17", "expected a term (a unary '+' is not needed), got '+'"),
     ("c(t) = W x(t) + t", "1:17", "'t' is the time index: expected a vector NAME(t) or NAME(t-1)"),
     ("c(t) = W x(t) + lambda ⊙ c(t-1)", "1:17", "'lambda' is a Python keyword: expected another name"),
+    ("d_c = tanh(W [c(t-1), x(t)])\nc(t) = d_c ⊙ c(t-1)", "1:1", "'d_c': names starting with 'd_' are the "
+                                                                "derivation's gradients (d_c is δc)"),
     ("c(t) = W x(t) + c(t-1) + " + "a" * 65, "1:26", "name too long (65 characters, at most 64)"),
     ("c(t) = W x(t) + c(t-1) * " + "1" * 31, "1:26", "number too long (31 characters, at most 30)"),
     # headers
