@@ -112,15 +112,7 @@ def test_example_file_equals_the_python_cell(name: str) -> None:
     assert cell.latex("forward") == reference.latex("forward")
 
 
-# The derivation on this branch's base does not yet push gradients into
-# per-element parameters ("gradients reach unknown vectors ['u']"): that is
-# issue 10 item 3, on main. Strict: once it lands these pass and the marks go.
-PER_ELEMENT_PENDING = pytest.mark.xfail(strict=True, raises=ValueError,
-                                        reason="VJP of per-element parameters not in derive/derivation.py yet")
-
-
-@pytest.mark.parametrize("name", [n if n in ("mgu", "mingru") else pytest.param(n, marks=PER_ELEMENT_PENDING)
-                                  for n in sorted(REFERENCES)])
+@pytest.mark.parametrize("name", sorted(REFERENCES))
 def test_example_file_derives_its_backward(name: str) -> None:
     path = EXAMPLES[name]
     cell, reference = read_cell_file(path), REFERENCES[name](str(path))
@@ -274,7 +266,7 @@ CASES = [
     ("h = W_h x(t) + b\nc(t) = tanh(U c(t-1) + b)", "2:13", "'b' is already used by the affine node 'z_h'"),
     ("c(t) = tanh(W [x(t), x(t)] + c(t-1))", "1:13", "W [·] reads the same vector twice"),
     ("c(t) = tanh(W [2 ⊙ x(t)] + c(t-1))", "1:16", "node 'x_': reads only n_x vectors (x)"),
-    ("c(t) = tanh(W [c(t-1) - c(t-1)] + x(t))", "1:16", "node 'c_c': is a constant (0)"),
+    ("c(t) = tanh(W [c(t-1) - c(t-1)] + x(t))", "1:16", "node 'c_c': reads no vector (0)"),
 ]
 
 
