@@ -23,7 +23,7 @@ import derive
 from derive.cell import Cell, CellBuilder
 from derive.functions import sigmoid
 from derive.graph import Affine, Elementwise
-from derive.render.diagram import LANGS, WORDS, svg
+from derive.render.diagram import LANGS, WORDS, gate_roles, svg
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 CASES = [(name, lang) for name in derive.NAMES for lang in LANGS]
@@ -143,12 +143,14 @@ def test_labels_in_the_page_language(name: str) -> None:
     assert "Cellule" in fr and "Entrées en bas" in fr and "Cell " in en and "Inputs at the bottom" in en
 
 
-def test_gate_roles_come_from_the_gate_names() -> None:
+def test_gate_roles_come_from_where_the_gates_act() -> None:
     roles = {name: text(parse(svg(derive.cell(name))).find("s:g[@class='legend']", NS)) for name in derive.NAMES}
     assert "Gu: update gate" in roles["gru_simple"] and "Gr" not in roles["gru_simple"]
-    assert "Gr: relevance (reset) gate" in roles["gru"] and "Gz: update gate, z = 1 − Gu" in roles["gru_torch"]
+    assert "Gr: relevance (reset) gate" in roles["gru"] and "Gz: update gate, weight of c(t−1): Gz = 1 − Gu" in roles["gru_torch"]
     assert all(f"G{g}: {r} gate" in roles["lstm"] for g, r in (("i", "input"), ("f", "forget"), ("o", "output")))
-    assert "porte d'oubli" in svg(derive.cell("lstm"), "fr")
+    assert "porte d’oubli" in svg(derive.cell("lstm"), "fr")
+    # "= 1 − Gu" is said only of a gate that weights the old state
+    assert [name for name, legend in roles.items() if "= 1 − Gu" in legend] == ["gru_torch"]
 
 
 def test_unknown_language_lists_the_known_ones() -> None:
@@ -177,7 +179,8 @@ def test_a_modified_cell_changes_the_drawing() -> None:
     assert (len(of_kind(p, "mul")), len(of_kind(g, "mul"))) == (0, 2)
     assert (len(of_kind(p, "gate")), len(of_kind(g, "gate"))) == (0, 1)
     assert "Wq" not in text(p) and "Wq" in text(g)
-    assert "Gq: gate" in text(g.find("s:g[@class='legend']", NS))  # an unknown gate letter: a generic role
+    # a gate letter the words do not know: its role is read from the equation (Gq weights the candidate)
+    assert "Gq: update gate, weight of h(t)" in text(g.find("s:g[@class='legend']", NS))
 
 
 def test_an_operation_it_cannot_draw_is_an_error() -> None:
@@ -272,3 +275,33 @@ def test_no_two_edges_drawn_on_top_of_each_other(name: str) -> None:
                 overlap = min(max(a[other], a[other + 2]), max(b[other], b[other + 2])) - max(
                     min(a[other], a[other + 2]), min(b[other], b[other + 2]))
                 assert overlap < 1, (a, b)
+
+
+def mixing_cell(gate: str, keeps_old: bool) -> Cell:
+    """A GRU-like cell whose one gate (named ``gate``) weights either the
+    candidate (as the thread's Gu) or the old state (as PyTorch's z)."""
+    b = CellBuilder("mix", "Mix", "A test cell.")
+    x, a_prev = b.input("x"), b.state("a")
+    q = b.node(gate, sigmoid(b.affine("z_q", "W_q", [a_prev, x], "b_q")), latex=gate.replace("G", "G_"))
+    h = b.node("h", sympy.tanh(b.affine("z_a", "W_a", [a_prev, x], "b_a")))
+    b.node("a", (1 - q) * h + q * a_prev if keeps_old else q * h + (1 - q) * a_prev)
+    return b.build(output="a")
+
+
+@pytest.mark.parametrize("gate", ["Gz", "Gu", "Gf"])
+def test_a_gates_role_is_read_from_its_equation_not_its_name(gate: str) -> None:
+    for keeps_old, kind, words in ((False, "update", "update gate, weight of h(t)"),
+                                   (True, "update_old", f"update gate, weight of a(t−1): {gate} = 1 − Gu")):
+        cell = mixing_cell(gate, keeps_old)
+        assert gate_roles(cell)[gate].kind == kind
+        legend = text(parse(svg(cell)).find("s:g[@class='legend']", NS))
+        assert f"{gate}: {words}" in legend
+        assert ("= 1 − Gu" in legend) == keeps_old
+
+
+def test_roles_of_the_built_in_gates() -> None:
+    kinds = {name: {g: r.kind for g, r in gate_roles(derive.cell(name)).items()} for name in derive.NAMES}
+    assert kinds == {
+        "rnn": {}, "gru_simple": {"Gu": "update"}, "gru": {"Gr": "reset", "Gu": "update"},
+        "gru_torch": {"Gr": "reset", "Gz": "update_old"}, "lstm": {"Gi": "input", "Gf": "forget", "Go": "output"},
+    }

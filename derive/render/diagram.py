@@ -20,33 +20,56 @@ import sympy
 
 from ..cell import Cell
 from ..functions import sigmoid
-from ..graph import Affine
+from ..graph import Affine, Elementwise
 
 LANGS: tuple[str, ...] = ("en", "fr")
 
-# Words keyed by role, never by cell; a gate's role by its subscript.
+# Words keyed by role, never by cell. A gate's role is read from where it
+# acts in the equations (see gate_roles), not from its name.
 WORDS: dict[str, dict[str, str]] = {
     "en": {
         "title": "Cell {name}: the graph of one step's equations", "sep": ": ",
         "input": "input", "prev": "previous state", "next": "to the next step", "output": "output",
         "affine": "weights on the concatenation", "gate": "logistic σ (a gate)", "act": "activation",
         "mul": "Hadamard product", "add": "sum", "oneminus": "complement", "neg": "opposite",
-        "gate_u": "update gate", "gate_r": "relevance (reset) gate", "gate_z": "update gate, z = 1 − Gu",
-        "gate_i": "input gate", "gate_f": "forget gate", "gate_o": "output gate", "gate_": "gate",
+        "role_update": "update gate, weight of {new}",
+        "role_update_old": "update gate, weight of {prev}: {g} = 1 − Gu",
+        "role_forget": "forget gate, share of {prev} kept", "role_input": "input gate, share of {new} let in",
+        "role_output": "output gate, share of {new} let out",
+        "role_reset": "relevance (reset) gate, filters what the candidate reads of {prev}", "role_gate": "gate",
         "candidate": "candidate", "d_in": "Inputs at the bottom: {}.", "d_prev": "Previous states, entering "
         "on the left: {}.", "d_next": "New states, leaving on the right to the next step: {}.",
         "d_out": "Output at the top: {}.",
+        "path": "the path from {prev} to {new} that crosses no matrix product",
+        "d_path": "Highlighted, the path from {prev} to {new} that crosses no matrix product: {chain}; "
+        "along it the gradient is only multiplied, element by element, by {gain}.",
+        "u_title": "Cell {name} unrolled over time: the same step at t = {steps}",
+        "u_step": "step", "u_same": "The same parameters at every step: {}.",
+        "u_desc": "Inputs {xs} enter from below, one per step. Each step reads its input and {prev} from the step "
+        "before it and passes {new} on to the next; {first} starts the chain. Outputs {ys} leave at the top.",
     },
     "fr": {
-        "title": "Cellule {name} : le graphe des équations d'une étape", "sep": " : ",
-        "input": "entrée", "prev": "état précédent", "next": "vers l'étape suivante", "output": "sortie",
+        "title": "Cellule {name}\u00a0: le graphe des équations d’un pas", "sep": "\u00a0: ",
+        "input": "entrée", "prev": "état précédent", "next": "vers le pas suivant", "output": "sortie",
         "affine": "poids sur la concaténation", "gate": "logistique σ (une porte)", "act": "activation",
         "mul": "produit de Hadamard", "add": "somme", "oneminus": "complément", "neg": "opposé",
-        "gate_u": "porte de mise à jour", "gate_r": "porte de pertinence (reset)",
-        "gate_z": "porte de mise à jour, z = 1 − Gu", "gate_i": "porte d'entrée", "gate_f": "porte d'oubli",
-        "gate_o": "porte de sortie", "gate_": "porte", "candidate": "candidat", "d_in": "Entrées en bas : {}.",
-        "d_prev": "États précédents, entrant à gauche : {}.",
-        "d_next": "Nouveaux états, sortant à droite vers l'étape suivante : {}.", "d_out": "Sortie en haut : {}.",
+        "role_update": "porte de mise à jour, poids de {new}",
+        "role_update_old": "porte de mise à jour, poids de {prev}\u00a0: {g} = 1 − Gu",
+        "role_forget": "porte d’oubli, part de {prev} gardée", "role_input": "porte d’entrée, part de {new} admise",
+        "role_output": "porte de sortie, part de {new} émise",
+        "role_reset": "porte de pertinence (reset), filtre ce que le candidat lit de {prev}", "role_gate": "porte",
+        "candidate": "candidat", "d_in": "Entrées en bas\u00a0: {}.",
+        "d_prev": "États précédents, entrant à gauche\u00a0: {}.",
+        "d_next": "Nouveaux états, sortant à droite vers le pas suivant\u00a0: {}.",
+        "d_out": "Sortie en haut\u00a0: {}.",
+        "path": "le chemin de {prev} à {new} qui ne traverse aucun produit matriciel",
+        "d_path": "En surbrillance, le chemin de {prev} à {new} qui ne traverse aucun produit matriciel\u00a0: "
+        "{chain}\u00a0; le long de ce chemin, le gradient n’est que multiplié, élément par élément, par {gain}.",
+        "u_title": "Cellule {name} déroulée dans le temps\u00a0: le même pas en t = {steps}",
+        "u_step": "pas", "u_same": "Les mêmes paramètres à chaque pas\u00a0: {}.",
+        "u_desc": "Les entrées {xs} arrivent par le bas, une par pas. Chaque pas lit son entrée et {prev} du pas "
+        "précédent, et transmet {new} au suivant\u00a0; {first} commence la chaîne. Les sorties {ys} partent "
+        "par le haut.",
     },
 }
 
@@ -55,6 +78,95 @@ FILLS = {"affine": ("#5c6bc0", 0.22), "gate": ("#f59e0b", 0.32), "act": ("#26a69
 TERMINALS = ("input", "state_in", "state_out", "output")
 FONT, SMALL = 14.0, 11.0
 Runs = list[tuple[str, bool]]  # (text, is subscript)
+
+
+@dataclass(frozen=True)
+class GateRole:
+    """What a gate does, read from where it acts: ``kind`` is the key of
+    its ``role_*`` words; ``prev`` and ``new`` name the vectors it weights
+    (``prev`` a previous state, ``new`` the other vector of the mix)."""
+
+    kind: str  # update, update_old, forget, input, output, reset or gate
+    prev: str = ""
+    new: str = ""
+
+
+_KINDS = {  # the sides a gate is on -> its role; a side is (on the old state, as 1 − G)
+    frozenset({(False, False), (True, True)}): "update",
+    frozenset({(True, False), (False, True)}): "update_old",
+    frozenset({(True, False)}): "forget",
+    frozenset({(False, False)}): "input",
+}
+
+
+def _depends(cell: Cell) -> dict[str, set[str]]:
+    """Every vector's transitive dependencies within one step."""
+    deps: dict[str, set[str]] = {v: set() for v in (*cell.inputs, *(s.prev for s in cell.states))}
+    for node in cell.nodes:
+        direct = set(node.parts) if isinstance(node, Affine) else {s.name for s in node.expr.free_symbols}
+        deps[node.target] = direct.union(*(deps[d] for d in direct))
+    return deps
+
+
+def gate_roles(cell: Cell) -> dict[str, GateRole]:
+    """The role of each gate (σ node) of ``cell``, read from its equations.
+
+    In a new state's equation s(t) = Σ terms, a gate G (or 1 − G) that
+    multiplies s(t−1) weights the old state; one that multiplies another
+    vector weights that vector. On both sides (G and 1 − G), it is an update
+    gate, and what G itself weights says which way it points (the thread's
+    Gu weights the candidate; PyTorch's z weights the old state, so
+    z = 1 − Gu). On the old state only, a forget gate; on a new vector only,
+    an input gate, or an output gate when that vector is read from a new
+    state. A gate that, outside the states' equations, multiplies something
+    read from s(t−1) filters what the candidate sees: a relevance (reset)
+    gate. Anything else is a plain gate.
+    """
+    deps = _depends(cell)
+    prev_of = {s.name: s.prev for s in cell.states}
+    roles: dict[str, GateRole] = {}
+    for gate in (n.target for n in cell.nodes if isinstance(n, Elementwise) and isinstance(n.expr, sigmoid)):
+        g = sympy.Symbol(gate)
+        sides: dict[tuple[bool, bool], tuple[str, str, bool]] = {}  # side -> (prev, new, new read from a state)
+        filtered = ""
+        for node in (n for n in cell.nodes if isinstance(n, Elementwise)):
+            if node.target in prev_of:
+                prev = prev_of[node.target]
+                for term in sympy.Add.make_args(node.expr):
+                    factors = sympy.Mul.make_args(term)
+                    hits = [f != g for f in factors if f in (g, 1 - g)]
+                    if len(hits) != 1:
+                        continue
+                    rest = [f.name for f in factors if isinstance(f, sympy.Symbol) and f != g]
+                    new = next((r for r in rest if r != prev), "")
+                    read_from_state = bool(new) and any(d in prev_of for d in {new} | deps[new])
+                    sides[(prev in rest, hits[0])] = (prev, new, read_from_state)
+            else:
+                for e in sympy.preorder_traversal(node.expr):
+                    if isinstance(e, sympy.Mul) and g in e.args:
+                        read = {d for s in e.free_symbols - {g} for d in {s.name} | deps[s.name]}
+                        filtered = next((p for p in prev_of.values() if p in read), filtered)
+        kind = _KINDS.get(frozenset(sides), "gate") if sides else "reset" if filtered else "gate"
+        if kind == "input" and sides[(False, False)][2]:
+            kind = "output"
+        prev = next((v[0] for v in sides.values()), filtered)
+        new = next((v[1] for (old, _), v in sides.items() if not old), "")
+        roles[gate] = GateRole(kind, prev, new)
+    return roles
+
+
+def vector_text(cell: Cell, name: str) -> str:
+    """A vector as the diagrams write it: c(t−1), h(t), Gu; a hidden
+    vector by its definition, tanh(c(t))."""
+    vec = cell.vectors[name]
+    base = vec.latex.replace("{", "").replace("}", "").replace("_", "")
+    if vec.role in ("input", "state_prev"):
+        return base + ("(t−1)" if vec.time == -1 else "(t)")
+    node = cell.node(name)
+    if isinstance(node, Elementwise) and not node.show:
+        names = {s: sympy.Symbol(vector_text(cell, s.name)) for s in node.expr.free_symbols}
+        return sympy.sstr(node.expr.xreplace(names)).replace(" - ", " − ")
+    return base if isinstance(node, Elementwise) and isinstance(node.expr, sigmoid) else base + "(t)"
 
 
 def _runs(name: str, suffix: str = "") -> Runs:
@@ -138,6 +250,7 @@ class _Diagram:
             runs = _runs(vec[s.prev].latex, "(t−1)")
             self.make[s.prev] = self._add("state_in", runs, [], vector=s.prev, caption=w["prev"])
         states = {s.name for s in cell.states}
+        roles = gate_roles(cell)
         for node in cell.nodes:
             if isinstance(node, Affine):
                 dots = f"[{','.join('·' * len(node.parts))}]" if len(node.parts) > 1 else "·"
@@ -152,9 +265,12 @@ class _Diagram:
             label = _runs(vec[node.target].latex, "" if gate else "(t)")
             if node.show and node.target not in states:  # a state is named by its arrow on the right
                 top.tag = label
-                sub = label[1][0] if gate and len(label) > 1 else ""
-                if gate or top.kind == "act":
-                    self.roles.append((label, w.get("gate_" + sub, w["gate_"]) if gate else w["candidate"]))
+                if gate:
+                    r = roles[node.target]
+                    names = {k: vector_text(cell, v) if v else "" for k, v in (("prev", r.prev), ("new", r.new))}
+                    self.roles.append((label, w["role_" + r.kind].format(g=_plain(label), **names)))
+                elif top.kind == "act":
+                    self.roles.append((label, w["candidate"]))
         out = self.make[cell.output]
         self.output = self._add("output", _runs(vec[cell.output].latex, "(t)"), [out], caption=w["output"])
         self.state_out = [(self.make[s.name], _runs(vec[s.name].latex, "(t)")) for s in cell.states]
