@@ -13,12 +13,13 @@ on their own tracks between layers. Same cell, same bytes.
 from __future__ import annotations
 
 import itertools
+import re
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
 import sympy
 
-from ..cell import Cell
+from ..cell import Cell, State
 from ..functions import sigmoid
 from ..graph import Affine, Elementwise
 
@@ -76,6 +77,8 @@ WORDS: dict[str, dict[str, str]] = {
 # Mid-tone fills at low opacity read on white and on Material's slate alike.
 FILLS = {"affine": ("#5c6bc0", 0.22), "gate": ("#f59e0b", 0.32), "act": ("#26a69a", 0.3)}
 TERMINALS = ("input", "state_in", "state_out", "output")
+# The highlighted state path: a wide translucent stroke under the drawing, readable on light and dark pages.
+HIGHLIGHT = 'stroke="#e8590c" stroke-opacity="0.5" stroke-width="8" stroke-linecap="round" stroke-linejoin="round"'
 FONT, SMALL = 14.0, 11.0
 Runs = list[tuple[str, bool]]  # (text, is subscript)
 
@@ -198,6 +201,7 @@ class _Node:
     layer: int = 0
     x: float = 0.0
     y: float = 0.0
+    on_path: bool = False  # on a highlighted state path
 
     @property
     def round(self) -> bool:
@@ -316,6 +320,7 @@ class _Diagram:
                 n.layer = min(self.nodes[s].layer for s in succs[i]) - 1
         self.nodes[self.output].layer = 1 + max(n.layer for n in self.nodes[: self.output])
         self.chains: list[list[int]] = []  # a source, then its dummies upwards
+        self.chain_at: dict[int, dict[int, int]] = {}  # source -> layer -> itself or its dummy there
         self.up: dict[int, list[int]] = {}
         self.down: dict[int, list[int]] = {}
         for s, targets in enumerate(succs):
@@ -325,6 +330,7 @@ class _Diagram:
                 self._link(chain[layer - 1], chain[layer])
             if len(chain) > 1:
                 self.chains.append(list(chain.values()))
+            self.chain_at[s] = chain
             for t in targets:
                 self._link(chain[self.nodes[t].layer - 1], t)
         self.layers: list[list[int]] = [[] for _ in range(self.nodes[self.output].layer + 1)]
@@ -424,6 +430,41 @@ class _Diagram:
         ins = sorted(self.down[v], key=lambda j: (self.nodes[j].x, j))
         return (ins.index(u) - (len(ins) - 1) / 2) * min(12.0, (self.nodes[v].size[0] - 10) / max(1, len(ins) - 1))
 
+    def state_path(self) -> tuple[list[State], set[int], set[tuple[int, int]]]:
+        """The states with a path from their previous value to their new
+        one that crosses no affine node (no matrix product), and the nodes
+        and edges (source, target) of those paths: the nodes reachable from
+        s(t−1) and reaching s(t), affine nodes left out."""
+        succs: dict[int, list[int]] = {}
+        for i, n in enumerate(self.nodes):
+            for p in n.preds:
+                succs.setdefault(p, []).append(i)
+
+        def reach(start: int, step: dict[int, list[int]]) -> set[int]:
+            seen, todo = {start}, [start]
+            while todo:
+                for j in step.get(todo.pop(), []):
+                    if j not in seen and self.nodes[j].kind != "affine":
+                        seen.add(j)
+                        todo.append(j)
+            return seen
+
+        preds = {i: n.preds for i, n in enumerate(self.nodes)}
+        states, on = [], set()
+        for st in self.cell.states:
+            src, dst = self.make[st.prev], self.make[st.name]
+            path = reach(src, succs) & reach(dst, preds)
+            if dst in path:
+                states.append(st)
+                on |= path
+        return states, on, {(p, v) for v in on for p in self.nodes[v].preds if p in on}
+
+    def drawn_links(self, u: int, v: int) -> list[tuple[int, int]]:
+        """The drawn links of the edge u → v: through u's dummies, if any."""
+        chain = self.chain_at[u]
+        seq = [chain[k] for k in range(self.nodes[u].layer, self.nodes[v].layer)] + [v]
+        return list(zip(seq, seq[1:]))
+
     def port(self, v: int, u: int) -> tuple[float, float]:
         node, dx = self.nodes[v], self._dx(v, u)
         return node.x + dx, node.y + ((144 - dx * dx) ** 0.5 if node.round else node.size[1] / 2)
@@ -443,15 +484,20 @@ class _Diagram:
             y = band_bottom[k] + (28 + 10 * max(0, len(gaps[k - 1]) - 1) if k else 0)
         edges: list[tuple[str, bool]] = []
         dots: list[tuple[float, float]] = []
+        self.links: dict[tuple[int, int], str] = {}  # each drawn link on its own, for highlighting
         for k, tracks in enumerate(gaps):
             for u in self.layers[k]:
                 ux, uy = self.nodes[u].x, self.nodes[u].y - self.nodes[u].size[1] / 2
                 ends = [(self.port(v, u), self.nodes[v].kind != "dummy") for v in self.up.get(u, [])]
                 if u not in tracks:  # straight up
                     edges += [(f"M{_f(ux)},{_f(uy)}V{_f(vy)}", head) for (_, vy), head in ends]
+                    self.links.update({(u, v): f"M{_f(ux)},{_f(uy)}V{_f(self.port(v, u)[1])}" for v in self.up.get(u, [])})
                     continue
                 # one trunk, one track, one drop per target: no segment drawn twice
                 ty, xs = band_bottom[k + 1] + 14 + 10 * tracks[u], [ux] + [vx for (vx, _), _ in ends]
+                for v in self.up.get(u, []):
+                    vx, vy = self.port(v, u)
+                    self.links[(u, v)] = f"M{_f(ux)},{_f(uy)}V{_f(ty)}H{_f(vx)}V{_f(vy)}"
                 edges.append((f"M{_f(ux)},{_f(uy)}V{_f(ty)}M{_f(min(xs))},{_f(ty)}H{_f(max(xs))}", False))
                 edges += [(f"M{_f(vx)},{_f(ty)}V{_f(vy)}", head) for (vx, vy), head in ends]
                 dots += [(x, ty) for x in sorted(set(xs)) if min(xs) < x < max(xs)]
@@ -521,57 +567,191 @@ def _node_svg(n: _Node) -> str:
     if n.tag:
         parts.append(_text(n.tag, n.x + w / 2 + 6, n.y + 5, anchor="start"))
     data = f' data-node="{n.vector}"' if n.vector else ""
+    data += ' data-on-path="true"' if n.on_path else ""
     return f'<g class="node {n.kind}"{data}>{"".join(parts)}</g>'
 
 
-def _legend(d: _Diagram, w: dict[str, str], top: float, width: float) -> tuple[list[str], float]:
+def _wrap(runs: Runs, room: float, size: float) -> list[Runs]:
+    """``runs`` in lines no wider than ``room`` (words of the last run wrap)."""
+    if _width(runs, size) <= room or not runs or runs[-1][1]:
+        return [runs]
+    head, words = runs[:-1], runs[-1][0].split(" ")
+    lines: list[Runs] = []
+    line = ""
+    for word in words:
+        trial = f"{line} {word}" if line else word
+        if line and _width([*(head if not lines else []), (trial, False)], size) > room:
+            lines.append([*(head if not lines else []), (line, False)])
+            line = word
+        else:
+            line = trial
+    return [*lines, [*(head if not lines else []), (line, False)]]
+
+
+def _legend(d: _Diagram, w: dict[str, str], top: float, width: float,
+            paths: list[str] = ()) -> tuple[list[str], float]:  # type: ignore[assignment]
     """Swatches of the kinds of node drawn, then (on a new line) the role
-    of each gate and candidate; wrapped to ``width``. Returns the end y."""
+    of each gate and candidate, then the highlighted paths' swatch; wrapped
+    to ``width``. Returns the end y."""
     kinds = ("affine", "gate", "act", "mul", "add", "oneminus", "neg")
     first = {k: next((n for n in d.nodes if n.kind == k), None) for k in kinds}
     swatches = [_Node(k, [("W", False)] if k == "affine" else n.runs) for k, n in first.items() if n]
     groups = [[(n, [(w[n.kind], False)]) for n in swatches],
-              [(None, r + [(w["sep"] + role, False)]) for r, role in d.roles]]
+              [(None, r + [(w["sep"] + role, False)]) for r, role in d.roles],
+              [("path", [(text, False)]) for text in paths]]
     out, y = ['<g class="legend">'], top
     for group in filter(None, groups):
         x = 12.0
         for n, runs in group:
-            sw = n.size[0] + 8 if n else 0.0
-            if x > 12 and x + sw + _width(runs, 12) > width - 12:
+            sw = 36.0 if n == "path" else n.size[0] + 8 if n else 0.0
+            lines = _wrap(runs, width - 12 - x - sw, 12)
+            if x > 12 and (len(lines) > 1 or x + sw + _width(runs, 12) > width - 12):
                 x, y = 12.0, y + 30
-            if n:
+                lines = _wrap(runs, width - 12 - x - sw, 12)
+            if n == "path":
+                out.append(f'<path d="M{_f(x)},{_f(y)}H{_f(x + 28)}" fill="none" {HIGHLIGHT}/>')
+            elif n:
                 n.x, n.y = x + n.size[0] / 2, y
                 out.append(_node_svg(n))
-            out.append(_text(runs, x + sw, y + 4, 12, "start"))
-            x += sw + _width(runs, 12) + 24
-        y += 30
+            out += [_text(line, x + sw, y + 4 + 18 * k, 12, "start") for k, line in enumerate(lines)]
+            if len(lines) > 1:  # the next item on a line of its own
+                x, y = 12.0, y + 18 * (len(lines) - 1) + 30
+            else:
+                x += sw + _width(runs, 12) + 24
+        y += 30 if x > 12 else 0
     return out + ["</g>"], y - 6
 
 
-def svg(cell: Cell, lang: str = "en") -> str:
+def _expr_text(cell: Cell, expr: sympy.Expr) -> str:
+    """An element-wise expression in the diagrams' plain notation: 1 − Gu."""
+    names = {s: sympy.Symbol(vector_text(cell, s.name)) for s in expr.free_symbols}
+    return sympy.sstr(expr.xreplace(names)).replace(" - ", " − ").replace("*", " ⊙ ")
+
+
+def direct_gain(cell: Cell, state: State) -> sympy.Expr:
+    """∂s(t)/∂s(t−1) along the paths that cross no matrix product: the
+    element-wise factor by which the gradient flows along the state path
+    (1 − Gu for the GRU, Gf for the LSTM's c). Every element-wise node is
+    substituted, the affine nodes' outputs kept as opaque symbols, and the
+    shown vectors put back in the result."""
+    defs: dict[sympy.Symbol, sympy.Expr] = {}
+    for node in cell.nodes:
+        if isinstance(node, Elementwise):
+            defs[sympy.Symbol(node.target)] = node.expr.xreplace(defs)
+    gain = sympy.diff(defs[sympy.Symbol(state.name)], sympy.Symbol(state.prev))
+    shown = {defs[sympy.Symbol(n.target)]: sympy.Symbol(n.target) for n in cell.nodes
+             if isinstance(n, Elementwise) and n.show and n.target != state.name}
+    return gain.xreplace(shown)
+
+
+def _outline(n: _Node, pad: float = 0.0) -> str:
+    """The outline of a node's shape, for the highlight drawn under it."""
+    w, h = n.size
+    if n.round:
+        return f'<circle cx="{_f(n.x)}" cy="{_f(n.y)}" r="{_f(w / 2 + pad)}"/>'
+    return (f'<rect x="{_f(n.x - w / 2 - pad)}" y="{_f(n.y - h / 2 - pad)}" width="{_f(w + 2 * pad)}" '
+            f'height="{_f(h + 2 * pad)}" rx="{_f(h / 2 + pad if n.kind in TERMINALS else 4 + pad)}"/>')
+
+
+def svg(cell: Cell, lang: str = "en", *, state_path: bool = False) -> str:
     """The diagram of ``cell`` as a standalone SVG string labelled in
     ``lang`` ("en" or "fr"): deterministic, no external reference, sized
-    to its content and as wide as its container allows."""
+    to its content and as wide as its container allows.
+
+    With ``state_path``, the paths from each previous state to its new
+    value that cross no matrix product (Olah's "conveyor belt": the
+    gradient flows along them multiplied only element-wise) are
+    highlighted; which nodes and edges lie on them is computed from the
+    graph (:meth:`_Diagram.state_path`). A cell with no such path is a
+    ``ValueError``."""
     if lang not in WORDS:
         raise ValueError(f"lang: expected one of {', '.join(map(repr, LANGS))}, got {lang!r}")
+    if not isinstance(state_path, bool):
+        raise ValueError(f"state_path: expected True or False, got {state_path!r}")
     w = WORDS[lang]
     d = _Diagram(cell, w)
     edges, dots, bottom = d.route()
     right = max(n.x + n.extent[1] for n in d.nodes) + 40
     ends = [_Node("state_out", runs, caption=w["next"], y=d.nodes[i].y) for i, runs in d.state_out]
+    sides: dict[int, str] = {}  # node -> its arrow from the left or to the right
     for (i, _), end in zip(d.state_out, ends):  # new states leave on the right, to the next step
         end.x = right + end.extent[0]
-        edges.append((f"M{_f(d.nodes[i].x + d.nodes[i].size[0] / 2)},{_f(end.y)}H{_f(end.x - end.size[0] / 2)}", True))
-    edges += [(f"M4,{_f(n.y)}H{_f(n.x - n.size[0] / 2)}", True) for n in d.nodes if n.kind == "state_in"]
+        sides[i] = f"M{_f(d.nodes[i].x + d.nodes[i].size[0] / 2)},{_f(end.y)}H{_f(end.x - end.size[0] / 2)}"
+        edges.append((sides[i], True))
+    for i, n in enumerate(d.nodes):
+        if n.kind == "state_in":
+            sides[i] = f"M4,{_f(n.y)}H{_f(n.x - n.size[0] / 2)}"
+            edges.append((sides[i], True))
     width = max([380.0] + [e.x + e.extent[1] + 12 for e in ends])
-    legend, height = _legend(d, w, bottom + 26, width)
+    highlight, path_words, path_desc = [], [], []
+    if state_path:
+        states, on, links = d.state_path()
+        if not states:
+            pairs = ", ".join(f"{vector_text(cell, s.prev)} → {vector_text(cell, s.name)}" for s in cell.states)
+            raise ValueError(f"state_path: cell {cell.name!r} has no path {pairs} that avoids a matrix product, "
+                             "so there is nothing to highlight")
+        for u, v in sorted(links):  # one path per edge, through its dummies: no joint drawn twice
+            pieces = [d.links[link] for link in d.drawn_links(u, v)]
+            highlight.append(f'<path d="{pieces[0]}{"".join(re.sub(r"^M[^A-Z]*", "", p) for p in pieces[1:])}"/>')
+        ends_on = [end for (i, _), end in zip(d.state_out, ends) if i in on]
+        highlight += [f'<path d="{sides[i]}"/>' for i in sorted(on) if i in sides]
+        highlight += [_outline(n) for n in [d.nodes[i] for i in sorted(on)] + ends_on]
+        for n in [d.nodes[i] for i in on] + ends_on:
+            n.on_path = True
+        for st in states:
+            names = {"prev": vector_text(cell, st.prev), "new": vector_text(cell, st.name)}
+            chain = [names["prev"], *(d.nodes[i].runs[0][0] for i in sorted(on)
+                                      if d.nodes[i].kind in ("mul", "add", "oneminus", "neg", "act", "gate")
+                                      and _reaches(d, d.make[st.prev], i) and _reaches(d, i, d.make[st.name])),
+                     names["new"]]
+            path_words.append(w["path"].format(**names))
+            path_desc.append(w["d_path"].format(chain=" → ".join(chain), gain=_expr_text(cell, direct_gain(cell, st)),
+                                                **names))
+    legend, height = _legend(d, w, bottom + 26, width, path_words)
     desc = " ".join([
         w["d_in"].format(", ".join(_plain(d.nodes[d.make[x]].runs) for x in cell.inputs)),
         w["d_prev"].format(", ".join(_plain(d.nodes[d.make[s.prev]].runs) for s in cell.states)),
         *(f"{_plain(r)}{w['sep']}{role}." for r, role in d.roles),
         w["d_next"].format(", ".join(_plain(r) for _, r in d.state_out)),
         w["d_out"].format(_plain(d.nodes[d.output].runs)),
+        *path_desc,
     ])
+    uid = f"derive-{cell.name}-{lang}" + ("-path" if state_path else "")
+    arrow = f"{uid}-arrow"
+    title = w["title"].format(name=cell.name) + (w["sep"] + path_words[0] if len(path_words) == 1 else "")
+    return "\n".join([
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_f(width)} {_f(height)}" width="100%" '
+        f'style="max-width:{_f(width * 1.15)}px;height:auto;--derive-width:{_f(width)}px" role="img" '
+        f'aria-labelledby="{uid}-title {uid}-desc" font-family="system-ui, sans-serif" fill="currentColor">',
+        f'<title id="{uid}-title">{escape(title)}</title>',
+        f'<desc id="{uid}-desc">{escape(desc)}</desc>',
+        f'<defs><marker id="{arrow}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
+        'markerUnits="userSpaceOnUse" orient="auto-start-reverse"><path d="M0,1L10,5L0,9z" fill="currentColor"/>'
+        "</marker></defs>",
+        *([f'<g class="state-path" fill="none" {HIGHLIGHT}>', *highlight, "</g>"] if highlight else []),
+        '<g class="edges" fill="none" stroke="currentColor" stroke-width="1.4">',
+        *(f'<path d="{p}"' + (f' marker-end="url(#{arrow})"' if head else "") + "/>" for p, head in edges),
+        "</g>",
+        '<g class="junctions">', *(f'<circle cx="{_f(x)}" cy="{_f(y)}" r="2.5"/>' for x, y in dots), "</g>",
+        '<g class="nodes">', *(_node_svg(n) for n in d.nodes + ends if n.kind != "dummy"), "</g>",
+        *legend,
+        "</svg>",
+        "",
+    ])
+
+
+def _reaches(d: _Diagram, a: int, b: int) -> bool:
+    """Whether node ``b`` is reached from node ``a`` along the edges."""
+    todo, seen = [b], {b}
+    while todo:
+        i = todo.pop()
+        if i == a:
+            return True
+        for p in d.nodes[i].preds:
+            if p not in seen:
+                seen.add(p)
+                todo.append(p)
+    return False
     uid = f"derive-{cell.name}-{lang}"
     arrow = f"{uid}-arrow"
     return "\n".join([
