@@ -47,7 +47,7 @@ WORDS: dict[str, dict[str, str]] = {
         "u_title": "Cell {name} unrolled over time: the same step at t = {steps}",
         "u_step": "step", "u_same": "The same parameters at every step: {}.",
         "u_desc": "Inputs {xs} enter from below, one per step. Each step reads its input and {prev} from the step "
-        "before it and passes {new} on to the next; {first} starts the chain. Outputs {ys} leave at the top.",
+        "before it and passes {new} on to the next; the chain starts from {first}. Outputs {ys} leave at the top.",
     },
     "fr": {
         "title": "Cellule {name}\u00a0: le graphe des équations d’un pas", "sep": "\u00a0: ",
@@ -69,7 +69,7 @@ WORDS: dict[str, dict[str, str]] = {
         "u_title": "Cellule {name} déroulée dans le temps\u00a0: le même pas en t = {steps}",
         "u_step": "pas", "u_same": "Les mêmes paramètres à chaque pas\u00a0: {}.",
         "u_desc": "Les entrées {xs} arrivent par le bas, une par pas. Chaque pas lit son entrée et {prev} du pas "
-        "précédent, et transmet {new} au suivant\u00a0; {first} commence la chaîne. Les sorties {ys} partent "
+        "précédent, et transmet {new} au suivant\u00a0; la chaîne part de {first}. Les sorties {ys} partent "
         "par le haut.",
     },
 }
@@ -769,6 +769,108 @@ def _reaches(d: _Diagram, a: int, b: int) -> bool:
         '<g class="junctions">', *(f'<circle cx="{_f(x)}" cy="{_f(y)}" r="2.5"/>' for x, y in dots), "</g>",
         '<g class="nodes">', *(_node_svg(n) for n in d.nodes + ends if n.kind != "dummy"), "</g>",
         *legend,
+        "</svg>",
+        "",
+    ])
+
+
+def _marker(arrow: str) -> str:
+    return (f'<defs><marker id="{arrow}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
+            'markerUnits="userSpaceOnUse" orient="auto-start-reverse"><path d="M0,1L10,5L0,9z" fill="currentColor"/>'
+            "</marker></defs>")
+
+
+def unrolled_svg(cell: Cell, lang: str = "en", steps: int = 3) -> str:
+    """``cell`` unrolled over ``steps`` time steps as a standalone SVG:
+    one box per step (the same cell, the same parameters), its input
+    x(t) entering from below, its output leaving at the top, and each of
+    its states passed on to the next step, from s(0) on the left to "…"
+    on the right. Everything named comes from the cell: its inputs,
+    states, output and parameters."""
+    if lang not in WORDS:
+        raise ValueError(f"lang: expected one of {', '.join(map(repr, LANGS))}, got {lang!r}")
+    if not isinstance(steps, int) or isinstance(steps, bool) or not 1 <= steps <= 9:
+        raise ValueError(f"steps: expected an integer from 1 to 9, got {steps!r}")
+    w = WORDS[lang]
+    vec = cell.vectors
+
+    def at(name: str, t: int | str) -> Runs:
+        return _runs(vec[name].latex, f"({t})")
+
+    def pill(kind: str, runs: Runs, x: float, y: float, **kw: object) -> _Node:
+        node = _Node(kind, runs, x=x, y=y, **kw)  # type: ignore[arg-type]
+        nodes.append(node)
+        return node
+
+    states, k = cell.states, len(cell.states)
+    box_w = max(88.0, _width([(cell.name, False)]) + 28)
+    box_h = max(64.0, 30.0 * k + 26)
+    gap = max(76.0, max(_width(at(s.name, steps), 12) for s in states) + 44)
+    first_w = max(_Node("state_in", at(s.name, 0)).size[0] for s in states)
+    x0, top = 12 + first_w + 42, 84.0
+    lane = [top + (i + 1) * box_h / (k + 1) for i in range(k)]
+    nodes: list[_Node] = []
+    edges: list[str] = []
+    labels: list[str] = []
+    for i, s in enumerate(states):  # the chain starts from s(0)
+        start = pill("state_in", at(s.name, 0), 12 + first_w / 2, lane[i], vector=s.prev)
+        edges.append(f"M{_f(start.x + start.size[0] / 2)},{_f(lane[i])}H{_f(x0)}")
+    for t in range(1, steps + 1):
+        left = x0 + (t - 1) * (box_w + gap)
+        cx, bottom = left + box_w / 2, top + box_h
+        nodes.append(_Node("step", [], x=cx, y=top + box_h / 2))
+        labels.append(_text([(cell.name, False)], cx, top + box_h / 2 - 2))
+        labels.append(_text([(f"t = {t}", False)], cx, top + box_h / 2 + 16, SMALL))
+        for j, name in enumerate(cell.inputs):
+            dx = (j - (len(cell.inputs) - 1) / 2) * 40
+            node = pill("input", at(name, t), cx + dx, bottom + 46, vector=name)
+            edges.append(f"M{_f(cx + dx)},{_f(node.y - node.size[1] / 2)}V{_f(bottom)}")
+        out = pill("output", at(cell.output, t), cx, top - 46, vector=cell.output)
+        edges.append(f"M{_f(cx)},{_f(top)}V{_f(out.y + out.size[1] / 2)}")
+        for i, s in enumerate(states):  # s(t) to the next step, named over its arrow
+            end = left + box_w + gap if t < steps else left + box_w + 44
+            edges.append(f"M{_f(left + box_w)},{_f(lane[i])}H{_f(end)}")
+            if t < steps:
+                labels.append(_text(at(s.name, t), left + box_w + gap / 2, lane[i] - 6, 12))
+    right = x0 + steps * (box_w + gap) - gap + 44
+    labels.append(_text([("…", False)], right + 12, top + box_h / 2 + 5))
+    params = [r for p in cell.params for r in [*_runs(p), (", ", False)]][:-1]
+    same = _runs("") + [(w["u_same"].split("{}")[0], False), *params, (w["u_same"].split("{}")[1], False)]
+    width = max(right + 40, 24 + _width(same, 12))
+    caption_y = top + box_h + 46 + 12 + 30
+    labels.append(_text(same, 12, caption_y, 12, "start"))
+    plain = {
+        "xs": ", ".join(_plain(at(x, t)) for t in range(1, steps + 1) for x in cell.inputs),
+        "prev": ", ".join(_plain(at(s.prev, "t−1")) for s in states),
+        "new": ", ".join(_plain(at(s.name, "t")) for s in states),
+        "first": ", ".join(_plain(at(s.prev, 0)) for s in states),
+        "ys": ", ".join(_plain(at(cell.output, t)) for t in range(1, steps + 1)),
+    }
+    desc = w["u_desc"].format(**plain) + " " + w["u_same"].format(_plain(params))
+    uid = f"derive-{cell.name}-{lang}-unrolled"
+    arrow = f"{uid}-arrow"
+    height = caption_y + 14
+    shapes = []
+    for n in nodes:
+        if n.kind == "step":
+            shapes.append(f'<g class="node step"><rect x="{_f(n.x - box_w / 2)}" y="{_f(top)}" width="{_f(box_w)}" '
+                          f'height="{_f(box_h)}" rx="6" fill="{FILLS["affine"][0]}" fill-opacity="{FILLS["affine"][1]}" '
+                          'stroke="currentColor" stroke-width="1.2"/></g>')
+        else:
+            shapes.append(_node_svg(n))
+    steps_text = ", ".join(str(t) for t in range(1, steps + 1))
+    return "\n".join([
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {_f(width)} {_f(height)}" width="100%" '
+        f'style="max-width:{_f(width * 1.15)}px;height:auto;--derive-width:{_f(width)}px" role="img" '
+        f'aria-labelledby="{uid}-title {uid}-desc" font-family="system-ui, sans-serif" fill="currentColor">',
+        f'<title id="{uid}-title">{escape(w["u_title"].format(name=cell.name, steps=steps_text))}</title>',
+        f'<desc id="{uid}-desc">{escape(desc)}</desc>',
+        _marker(arrow),
+        '<g class="edges" fill="none" stroke="currentColor" stroke-width="1.4">',
+        *(f'<path d="{p}" marker-end="url(#{arrow})"/>' for p in edges),
+        "</g>",
+        '<g class="nodes">', *shapes, "</g>",
+        '<g class="labels">', *labels, "</g>",
         "</svg>",
         "",
     ])
