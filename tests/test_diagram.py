@@ -367,15 +367,21 @@ def test_state_path_is_drawn_on_the_edges(name: str) -> None:
 
 
 def test_a_longer_state_path_through_an_activation() -> None:
-    """c(t) = tanh(Gf ⊙ c(t−1) + h): the path crosses ⊙, + and tanh."""
+    """c(t) = tanh(k + h) with a hidden k = Gf ⊙ c(t−1): the path crosses
+    ⊙, + and tanh, and its gain goes through the hidden node."""
     b = CellBuilder("squash", "Squash", "A test cell.")
     x, c_prev = b.input("x"), b.state("c")
     f = b.node("Gf", sigmoid(b.affine("z_f", "W_f", [c_prev, x], "b_f")), latex="G_f")
     h = b.node("h", sympy.tanh(b.affine("z_h", "W_h", [c_prev, x], "b_h")))
-    b.node("c", sympy.tanh(f * c_prev + h))
-    root = parse(svg(b.build(output="c"), state_path=True))
+    k = b.node("k", f * c_prev, show=False)
+    b.node("c", sympy.tanh(k + h))
+    cell = b.build(output="c")
+    root = parse(svg(cell, state_path=True))
     assert sorted(g.get("class").split()[1] for g in on_path(root)) == ["act", "add", "mul", "state_in", "state_out"]
-    assert "c(t−1) → ⊙ → + → tanh → c(t)" in root.find("s:desc", NS).text
+    desc = root.find("s:desc", NS).text
+    assert "c(t−1) → ⊙ → + → tanh → c(t)" in desc
+    gain = desc.split("element by element, by ")[1]
+    assert "Gf" in gain and "tanh" in gain and sympy.simplify(belt_states(cell)["c"]) != 0
 
 
 def test_no_state_path_is_an_error_that_says_why() -> None:
