@@ -8,12 +8,19 @@ the left; the new states leave on the right to the next step, the output
 at the top. Layout: longest-path layers, dummy nodes on long edges,
 barycenter ordering, positions by isotonic regression, orthogonal edges
 on their own tracks between layers. Same cell, same bytes.
+
+The legend says what each gate does, read from where it acts in the
+equations (:func:`gate_roles`), never from its name or the cell's. With
+``state_path=True`` the paths from a previous state to its new value that
+cross no matrix product are highlighted, as found in the graph.
+:func:`unrolled_svg` draws the cell unrolled over a few time steps.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from xml.sax.saxutils import escape
 
@@ -56,7 +63,8 @@ WORDS: dict[str, dict[str, str]] = {
         "mul": "produit de Hadamard", "add": "somme", "oneminus": "complément", "neg": "opposé",
         "role_update": "porte de mise à jour, poids de {new}",
         "role_update_old": "porte de mise à jour, poids de {prev}\u00a0: {g} = 1 − Gu",
-        "role_forget": "porte d’oubli, part de {prev} gardée", "role_input": "porte d’entrée, part de {new} admise",
+        "role_forget": "porte d’oubli, part de {prev} gardée",
+        "role_input": "porte d’entrée, part de {new} admise",
         "role_output": "porte de sortie, part de {new} émise",
         "role_reset": "porte de pertinence (reset), filtre ce que le candidat lit de {prev}", "role_gate": "porte",
         "candidate": "candidat", "d_in": "Entrées en bas\u00a0: {}.",
@@ -491,7 +499,8 @@ class _Diagram:
                 ends = [(self.port(v, u), self.nodes[v].kind != "dummy") for v in self.up.get(u, [])]
                 if u not in tracks:  # straight up
                     edges += [(f"M{_f(ux)},{_f(uy)}V{_f(vy)}", head) for (_, vy), head in ends]
-                    self.links.update({(u, v): f"M{_f(ux)},{_f(uy)}V{_f(self.port(v, u)[1])}" for v in self.up.get(u, [])})
+                    for v in self.up.get(u, []):
+                        self.links[(u, v)] = f"M{_f(ux)},{_f(uy)}V{_f(self.port(v, u)[1])}"
                     continue
                 # one trunk, one track, one drop per target: no segment drawn twice
                 ty, xs = band_bottom[k + 1] + 14 + 10 * tracks[u], [ux] + [vx for (vx, _), _ in ends]
@@ -589,7 +598,7 @@ def _wrap(runs: Runs, room: float, size: float) -> list[Runs]:
 
 
 def _legend(d: _Diagram, w: dict[str, str], top: float, width: float,
-            paths: list[str] = ()) -> tuple[list[str], float]:  # type: ignore[assignment]
+            paths: Sequence[str] = ()) -> tuple[list[str], float]:
     """Swatches of the kinds of node drawn, then (on a new line) the role
     of each gate and candidate, then the highlighted paths' swatch; wrapped
     to ``width``. Returns the end y."""
@@ -725,9 +734,7 @@ def svg(cell: Cell, lang: str = "en", *, state_path: bool = False) -> str:
         f'aria-labelledby="{uid}-title {uid}-desc" font-family="system-ui, sans-serif" fill="currentColor">',
         f'<title id="{uid}-title">{escape(title)}</title>',
         f'<desc id="{uid}-desc">{escape(desc)}</desc>',
-        f'<defs><marker id="{arrow}" viewBox="0 0 10 10" refX="10" refY="5" markerWidth="8" markerHeight="8" '
-        'markerUnits="userSpaceOnUse" orient="auto-start-reverse"><path d="M0,1L10,5L0,9z" fill="currentColor"/>'
-        "</marker></defs>",
+        _marker(arrow),
         *([f'<g class="state-path" fill="none" {HIGHLIGHT}>', *highlight, "</g>"] if highlight else []),
         '<g class="edges" fill="none" stroke="currentColor" stroke-width="1.4">',
         *(f'<path d="{p}"' + (f' marker-end="url(#{arrow})"' if head else "") + "/>" for p, head in edges),
@@ -850,11 +857,11 @@ def unrolled_svg(cell: Cell, lang: str = "en", steps: int = 3) -> str:
     uid = f"derive-{cell.name}-{lang}-unrolled"
     arrow = f"{uid}-arrow"
     height = caption_y + 14
-    shapes = []
+    shapes, (fill, alpha) = [], FILLS["affine"]
     for n in nodes:
         if n.kind == "step":
             shapes.append(f'<g class="node step"><rect x="{_f(n.x - box_w / 2)}" y="{_f(top)}" width="{_f(box_w)}" '
-                          f'height="{_f(box_h)}" rx="6" fill="{FILLS["affine"][0]}" fill-opacity="{FILLS["affine"][1]}" '
+                          f'height="{_f(box_h)}" rx="6" fill="{fill}" fill-opacity="{alpha}" '
                           'stroke="currentColor" stroke-width="1.2"/></g>')
         else:
             shapes.append(_node_svg(n))
