@@ -23,7 +23,7 @@ import derive
 from derive.cell import Cell, CellBuilder
 from derive.functions import sigmoid
 from derive.graph import Affine, Elementwise
-from derive.render.diagram import LANGS, WORDS, svg
+from derive.render.diagram import LANGS, WORDS, gate_roles, svg, unrolled_svg
 
 NS = {"s": "http://www.w3.org/2000/svg"}
 CASES = [(name, lang) for name in derive.NAMES for lang in LANGS]
@@ -143,12 +143,15 @@ def test_labels_in_the_page_language(name: str) -> None:
     assert "Cellule" in fr and "Entrées en bas" in fr and "Cell " in en and "Inputs at the bottom" in en
 
 
-def test_gate_roles_come_from_the_gate_names() -> None:
+def test_gate_roles_come_from_where_the_gates_act() -> None:
     roles = {name: text(parse(svg(derive.cell(name))).find("s:g[@class='legend']", NS)) for name in derive.NAMES}
     assert "Gu: update gate" in roles["gru_simple"] and "Gr" not in roles["gru_simple"]
-    assert "Gr: relevance (reset) gate" in roles["gru"] and "Gz: update gate, z = 1 − Gu" in roles["gru_torch"]
+    assert "Gr: relevance (reset) gate" in roles["gru"]
+    assert "Gz: update gate, weight of c(t−1): Gz = 1 − Gu" in roles["gru_torch"]
     assert all(f"G{g}: {r} gate" in roles["lstm"] for g, r in (("i", "input"), ("f", "forget"), ("o", "output")))
-    assert "porte d'oubli" in svg(derive.cell("lstm"), "fr")
+    assert "porte d’oubli" in svg(derive.cell("lstm"), "fr")
+    # "= 1 − Gu" is said only of a gate that weights the old state
+    assert [name for name, legend in roles.items() if "= 1 − Gu" in legend] == ["gru_torch"]
 
 
 def test_unknown_language_lists_the_known_ones() -> None:
@@ -177,7 +180,8 @@ def test_a_modified_cell_changes_the_drawing() -> None:
     assert (len(of_kind(p, "mul")), len(of_kind(g, "mul"))) == (0, 2)
     assert (len(of_kind(p, "gate")), len(of_kind(g, "gate"))) == (0, 1)
     assert "Wq" not in text(p) and "Wq" in text(g)
-    assert "Gq: gate" in text(g.find("s:g[@class='legend']", NS))  # an unknown gate letter: a generic role
+    # a gate letter the words do not know: its role is read from the equation (Gq weights the candidate)
+    assert "Gq: update gate, weight of h(t)" in text(g.find("s:g[@class='legend']", NS))
 
 
 def test_an_operation_it_cannot_draw_is_an_error() -> None:
@@ -272,3 +276,187 @@ def test_no_two_edges_drawn_on_top_of_each_other(name: str) -> None:
                 overlap = min(max(a[other], a[other + 2]), max(b[other], b[other + 2])) - max(
                     min(a[other], a[other + 2]), min(b[other], b[other + 2]))
                 assert overlap < 1, (a, b)
+
+
+def mixing_cell(gate: str, keeps_old: bool) -> Cell:
+    """A GRU-like cell whose one gate (named ``gate``) weights either the
+    candidate (as the thread's Gu) or the old state (as PyTorch's z)."""
+    b = CellBuilder("mix", "Mix", "A test cell.")
+    x, a_prev = b.input("x"), b.state("a")
+    q = b.node(gate, sigmoid(b.affine("z_q", "W_q", [a_prev, x], "b_q")), latex=gate.replace("G", "G_"))
+    h = b.node("h", sympy.tanh(b.affine("z_a", "W_a", [a_prev, x], "b_a")))
+    b.node("a", (1 - q) * h + q * a_prev if keeps_old else q * h + (1 - q) * a_prev)
+    return b.build(output="a")
+
+
+@pytest.mark.parametrize("gate", ["Gz", "Gu", "Gf"])
+def test_a_gates_role_is_read_from_its_equation_not_its_name(gate: str) -> None:
+    for keeps_old, kind, words in ((False, "update", "update gate, weight of h(t)"),
+                                   (True, "update_old", f"update gate, weight of a(t−1): {gate} = 1 − Gu")):
+        cell = mixing_cell(gate, keeps_old)
+        assert gate_roles(cell)[gate].kind == kind
+        legend = text(parse(svg(cell)).find("s:g[@class='legend']", NS))
+        assert f"{gate}: {words}" in legend
+        assert ("= 1 − Gu" in legend) == keeps_old
+
+
+def test_roles_of_the_built_in_gates() -> None:
+    kinds = {name: {g: r.kind for g, r in gate_roles(derive.cell(name)).items()} for name in derive.NAMES}
+    assert kinds == {
+        "rnn": {}, "gru_simple": {"Gu": "update"}, "gru": {"Gr": "reset", "Gu": "update"},
+        "gru_torch": {"Gr": "reset", "Gz": "update_old"}, "lstm": {"Gi": "input", "Gf": "forget", "Go": "output"},
+    }
+
+
+# -- the state path ("conveyor belt") ---------------------------------------
+def belt_states(cell: Cell) -> dict[str, sympy.Expr]:
+    """Written here apart from the generator: the states whose new value
+    depends on their old one through element-wise operations alone (affine
+    outputs held fixed), with that element-wise derivative."""
+    defs: dict[sympy.Symbol, sympy.Expr] = {}
+    for node in cell.nodes:
+        if isinstance(node, Elementwise):
+            defs[sympy.Symbol(node.target)] = node.expr.xreplace(defs)
+    out = {}
+    for s in cell.states:
+        d = sympy.diff(defs[sympy.Symbol(s.name)], sympy.Symbol(s.prev))
+        if d != 0:
+            out[s.name] = d
+    return out
+
+
+def on_path(root: ET.Element) -> list[ET.Element]:
+    return [g for g in nodes(root) if g.get("data-on-path") == "true"]
+
+
+@pytest.mark.parametrize("name", [n for n in derive.NAMES if belt_states(derive.cell(n))])
+def test_state_path_follows_the_element_wise_dependence(name: str) -> None:
+    cell = derive.cell(name)
+    belts = belt_states(cell)
+    root = parse(svg(cell, state_path=True))
+    marked = on_path(root)
+    named = {g.get("data-node") for g in marked if g.get("data-node")}
+    prevs = {s.prev for s in cell.states if s.name in belts}
+    assert named == prevs | set(belts), named  # the gates, the candidate, the inputs are off the path
+    kinds = sorted(g.get("class").split()[1] for g in marked)
+    assert kinds.count("state_in") == kinds.count("state_out") == len(belts)
+    assert {"mul", "add"} <= set(kinds) and "affine" not in kinds and "gate" not in kinds
+    desc = root.find("s:desc", NS).text
+    for s, gain in belts.items():  # the gain in the description is the derivative, shown vectors put back
+        assert f"{s}(t−1) → ⊙ → + → {s}(t)" in desc
+    assert {"gru": "by 1 − Gu.", "gru_simple": "by 1 − Gu.", "gru_torch": "by Gz.", "lstm": "by Gf."}[name] in desc
+    assert svg(cell, state_path=True) == svg(cell, state_path=True)
+
+
+@pytest.mark.parametrize("name", [n for n in derive.NAMES if belt_states(derive.cell(n))])
+def test_state_path_is_drawn_on_the_edges(name: str) -> None:
+    """Every highlighted segment lies on a drawn edge (it follows the wires)."""
+    root = parse(svg(derive.cell(name), "fr", state_path=True))
+    drawn = [s for p in root.findall("s:g[@class='edges']/s:path", NS) for s in segments(p.get("d"))]
+    high = [s for p in root.findall("s:g[@class='state-path']/s:path", NS) for s in segments(p.get("d"))]
+    assert len(high) >= 3
+
+    def covered(x: float, y: float) -> bool:
+        return any(min(a[0], a[2]) - 0.6 <= x <= max(a[0], a[2]) + 0.6 and
+                   min(a[1], a[3]) - 0.6 <= y <= max(a[1], a[3]) + 0.6 for a in drawn)
+
+    for seg in high:
+        for t in (0.0, 0.25, 0.5, 0.75, 1.0):
+            assert covered(seg[0] + t * (seg[2] - seg[0]), seg[1] + t * (seg[3] - seg[1])), seg
+    legend = " ".join(root.find("s:g[@class='legend']", NS).itertext())  # a wrapped line is a separate <text>
+    assert "le chemin de c(t−1) à c(t) qui ne traverse aucun produit matriciel" in " ".join(legend.split())
+
+
+def test_a_longer_state_path_through_an_activation() -> None:
+    """c(t) = tanh(k + h) with a hidden k = Gf ⊙ c(t−1): the path crosses
+    ⊙, + and tanh, and its gain goes through the hidden node."""
+    b = CellBuilder("squash", "Squash", "A test cell.")
+    x, c_prev = b.input("x"), b.state("c")
+    f = b.node("Gf", sigmoid(b.affine("z_f", "W_f", [c_prev, x], "b_f")), latex="G_f")
+    h = b.node("h", sympy.tanh(b.affine("z_h", "W_h", [c_prev, x], "b_h")))
+    k = b.node("k", f * c_prev, show=False)
+    b.node("c", sympy.tanh(k + h))
+    cell = b.build(output="c")
+    root = parse(svg(cell, state_path=True))
+    assert sorted(g.get("class").split()[1] for g in on_path(root)) == ["act", "add", "mul", "state_in", "state_out"]
+    desc = root.find("s:desc", NS).text
+    assert "c(t−1) → ⊙ → + → tanh → c(t)" in desc
+    gain = desc.split("element by element, by ")[1]
+    assert "Gf" in gain and "tanh" in gain and sympy.simplify(belt_states(cell)["c"]) != 0
+
+
+def test_no_state_path_is_an_error_that_says_why() -> None:
+    with pytest.raises(ValueError, match=r"'rnn' has no path a\(t−1\) → a\(t\) that avoids a matrix product"):
+        svg(derive.cell("rnn"), state_path=True)
+    with pytest.raises(ValueError, match="state_path: expected True or False, got 'yes'"):
+        svg(derive.cell("gru"), state_path="yes")  # type: ignore[arg-type]
+
+
+# -- unrolled over time -----------------------------------------------------
+@pytest.mark.parametrize(("name", "lang"), CASES)
+def test_unrolled_shows_every_step_input_state_and_parameter(name: str, lang: str) -> None:
+    cell = derive.cell(name)
+    s = unrolled_svg(cell, lang, steps=4)
+    root = parse(s)
+    assert root.find("s:title", NS).text.endswith("t = 1, 2, 3, 4")
+    assert len(root.findall("s:g[@class='nodes']/s:g[@class='node step']", NS)) == 4
+    pills = [text(g) for g in nodes(root) if g.get("class") != "node step"]
+    assert [p for p in pills if p.startswith("x(")] == [f"x({t})" for t in range(1, 5)]
+    out = cell.vectors[cell.output].latex
+    assert [p for p in pills if p.startswith(f"{out}(") and p != f"{out}(0)"] == [f"{out}({t})" for t in range(1, 5)]
+    assert {f"{cell.vectors[st.prev].latex}(0)" for st in cell.states} <= set(pills)  # where the chain starts
+    labels = text(root.find("s:g[@class='labels']", NS))
+    for param in cell.params:  # "the same parameters at every step", read from the cell
+        assert param.replace("_", "") in labels.replace(" ", ""), param
+    for st in cell.states:  # each state passed on between steps, named over its arrow
+        assert all(f"{cell.vectors[st.name].latex}({t})" in labels for t in (1, 2, 3))
+    arrows = root.findall("s:g[@class='edges']/s:path", NS)
+    assert len(arrows) == len(cell.states) * 5 + 4 * (len(cell.inputs) + 1)
+    assert unrolled_svg(cell, lang, steps=4) == s
+
+
+def test_unrolled_follows_a_modified_cell_and_refuses_bad_steps() -> None:
+    plain, gated = unrolled_svg(gated_rnn(False)), unrolled_svg(gated_rnn(True))
+    assert "Wq" not in text(parse(plain)) and "Wq" in text(parse(gated))
+    for bad in (0, 10, 2.5, True):
+        with pytest.raises(ValueError, match="steps: expected an integer from 1 to 9"):
+            unrolled_svg(derive.cell("rnn"), steps=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="lang"):
+        unrolled_svg(derive.cell("rnn"), "de")
+
+
+# -- the site's diagram directive -------------------------------------------
+def test_diagram_directive_views(tmp_path) -> None:  # noqa: ANN001 - pytest's tmp_path
+    from derive.site.directives import DirectiveError, Sources, expand
+
+    sources = Sources(docs_dir=tmp_path)
+
+    def html(line: str, lang: str = "en") -> str:
+        return expand(line + "\n", page="p.md", lang=lang, sources=sources).slots[0].html
+
+    step, path, unrolled = (html(f"{{{{ derive: diagram gru{v} }}}}") for v in ("", " state-path", " unrolled"))
+    assert 'class="state-path"' in path and 'class="state-path"' not in step
+    assert 'class="node step"' in unrolled and 'class="node step"' not in step
+    assert step.startswith('<div class="derive-diagram" role="region" tabindex="0" aria-label="Cell gru: ')
+    assert 'aria-label="Cellule gru\u00a0: le graphe' in html("{{ derive: diagram gru }}", "fr")
+    with pytest.raises(DirectiveError, match="unknown diagram view 'belt'; known views: step, state-path, unrolled"):
+        html("{{ derive: diagram gru belt }}")
+    with pytest.raises(DirectiveError, match="'diagram' takes 1 to 2 argument"):
+        html("{{ derive: diagram gru state-path unrolled }}")
+    with pytest.raises(DirectiveError, match="p.md:1: .*'rnn' has no path"):
+        html("{{ derive: diagram rnn state-path }}")
+
+
+@pytest.mark.parametrize("name", derive.NAMES)
+def test_other_views_are_standalone_and_theme_neutral_too(name: str) -> None:
+    """As the plain diagram: no outside reference, lines in the page's
+    colour; the highlight is one translucent tint, readable on light and dark."""
+    cell = derive.cell(name)
+    views = [unrolled_svg(cell, "fr")] + ([svg(cell, "fr", state_path=True)] if belt_states(cell) else [])
+    for s in views:
+        assert not re.search(r"href|<image|@import|@font-face|url\((?!#)", s) and "\n\n" not in s
+        for elem in parse(s).iter():
+            if elem.get("stroke") not in (None, "currentColor", "none"):
+                assert elem.get("stroke") == "#e8590c" and float(elem.get("stroke-opacity")) <= 0.5
+            if elem.get("fill") not in (None, "none", "currentColor"):
+                assert re.fullmatch(r"#[0-9a-f]{6}", elem.get("fill")) and float(elem.get("fill-opacity")) < 0.4

@@ -8,7 +8,10 @@ cell, so that no formula, table of shapes or kernel listing is typed by hand:
 - ``{{ derive: equation CELL TARGET }}``: display math, one forward equation;
 - ``{{ derive: sigmoid }}``: display math, σ and its derivative;
 - ``{{ derive: params CELL }}``: a Markdown table of the parameters and shapes;
-- ``{{ derive: diagram CELL }}``: inline SVG from ``derive.render.diagram``;
+- ``{{ derive: diagram CELL [VIEW] }}``: inline SVG from ``derive.render.diagram``,
+  one step's equation graph; VIEW ``state-path`` highlights the paths from
+  the previous state to the new one that cross no matrix product, VIEW
+  ``unrolled`` draws the cell unrolled over time steps;
 - ``{{ derive: kernel CELL }}``: the generated ``derive/kernels/CELL.py``;
 - ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``.
 
@@ -47,7 +50,7 @@ ARITY = {
     "equation": 2,
     "sigmoid": 0,
     "params": 1,
-    "diagram": 1,
+    "diagram": (1, 2),
     "kernel": 1,
     "plot": 1,
     "table": 1,
@@ -167,8 +170,11 @@ def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion)
     """The Markdown lines that replace directive ``d``."""
     if d.kind not in ARITY:
         raise d.error(f"unknown directive {d.kind!r}; known: {', '.join(ARITY)}")
-    if len(d.args) != ARITY[d.kind]:
-        raise d.error(f"{d.kind!r} takes {ARITY[d.kind]} argument(s), got {len(d.args)}")
+    arity = ARITY[d.kind]
+    low, high = arity if isinstance(arity, tuple) else (arity, arity)
+    if not low <= len(d.args) <= high:
+        expected = f"{low} to {high}" if low != high else f"{low}"
+        raise d.error(f"{d.kind!r} takes {expected} argument(s), got {len(d.args)}")
 
     def slot(*, formula: Formula | None = None, html: str | None = None) -> list[str]:
         token = SLOT_TOKEN.format(len(expansion.slots))
@@ -199,8 +205,8 @@ def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion)
         if d.kind == "kernel":
             return kernel_block(d, cell.name, sources)
         # diagram
-        svg = _diagram_module(d).svg(cell, lang)
-        return slot(html=inline_svg(svg, f"{cell.name}-{len(expansion.slots)}"))
+        svg = diagram_svg(d, cell, lang)
+        return slot(html=diagram_html(inline_svg(svg, f"{cell.name}-{len(expansion.slots)}")))
     except DirectiveError:
         raise
     except Exception as exc:  # a renderer failed: say which directive asked for it
@@ -226,6 +232,32 @@ def _diagram_module(d: Directive):  # noqa: ANN202 - a module
         return importlib.import_module("derive.render.diagram")
     except ModuleNotFoundError as exc:
         raise d.error(f"derive.render.diagram is not available, so no diagram can be drawn ({exc})") from exc
+
+
+DIAGRAM_VIEWS = ("step", "state-path", "unrolled")
+
+
+def diagram_svg(d: Directive, cell: Cell, lang: str) -> str:
+    """The SVG a ``diagram`` directive asks for: one step's graph (the
+    default view, ``step``), the same with its state path highlighted
+    (``state-path``), or the cell unrolled over time (``unrolled``)."""
+    view = d.args[1] if len(d.args) > 1 else "step"
+    if view not in DIAGRAM_VIEWS:
+        raise d.error(f"unknown diagram view {view!r}; known views: {', '.join(DIAGRAM_VIEWS)}")
+    module = _diagram_module(d)
+    if view == "unrolled":
+        return module.unrolled_svg(cell, lang)
+    return module.svg(cell, lang, state_path=view == "state-path")
+
+
+def diagram_html(svg: str) -> str:
+    """A diagram in a box that scrolls sideways when the page is narrower
+    than the diagram's readable size (see ``derive.css``: on a phone the
+    diagram keeps its labels readable instead of shrinking to fit), and
+    that the keyboard can scroll (``tabindex``), named by the SVG's title."""
+    title = re.search(r"<title[^>]*>([^<]*)</title>", svg)
+    label = f' aria-label="{title[1].replace(chr(34), "&quot;")}"' if title else ""
+    return f'<div class="derive-diagram" role="region" tabindex="0"{label}>{svg}</div>'
 
 
 def _plot_file(d: Directive, lang: str, sources: Sources) -> Path:
