@@ -188,7 +188,8 @@ def on_files(files: Files, config: MkDocsConfig) -> Files:
 
 
 def on_nav(nav: Navigation, config: MkDocsConfig, files: Files) -> Navigation:
-    pages = [f for f in files.documentation_pages()]
+    """Check ``extra.thread_posts`` against the pages; find the sources page."""
+    pages = list(files.documentation_pages())
     try:
         _state.thread_posts = credit.check_mapping(config.extra.get("thread_posts"), {english_name(f.src_uri) for f in pages})
     except credit.CreditError as exc:
@@ -201,6 +202,8 @@ def on_nav(nav: Navigation, config: MkDocsConfig, files: Files) -> Navigation:
 
 
 def on_page_context(context: dict[str, Any], page: Page, config: MkDocsConfig, nav: Navigation) -> dict[str, Any]:
+    """The footer's credit, the page's posts of the thread and the link to
+    the sources page, in the page's language (partials/copyright.html)."""
     lang = page_lang(page, config)
     sources = _state.sources.get(lang)
     sources_url = get_relative_url(sources.url, page.url) if sources is not None and sources.page is not page else None
@@ -313,9 +316,7 @@ def on_post_page(output: str, page: Page, config: MkDocsConfig) -> str:
     # head's <link rel=alternate> (a 404 per page, mkdocs-material #6582).
     # The header's language menu keeps the per-page links.
     output = HEAD_ALTERNATE.sub("", output)
-    lang = page_lang(page, config)
-    prefix = f"{lang}/" if page.url.startswith(f"{lang}/") or page.url == lang else ""
-    output = _retarget_search(output, prefix)
+    output = _retarget_search(output, build_prefix(config))
     if "derive-pending" in output or "<!--derive-math-" in output:
         raise PluginError(f"{page.file.src_uri}: a formula was left untypeset")
     return output
@@ -323,6 +324,9 @@ def on_post_page(output: str, page: Page, config: MkDocsConfig) -> str:
 
 @event_priority(-200)  # after mkdocs-static-i18n has merged the languages' indexes
 def on_post_build(config: MkDocsConfig) -> None:
+    """Write the accent-folding search worker; split the search index per
+    language (the last call, once every language is built, sees the merged
+    index; earlier calls only see their own language's and split it alike)."""
     site = Path(config.site_dir)
     worker = site / "assets" / "javascripts" / "workers"
     materials = sorted(p.name for p in worker.glob("search.*.js")) if worker.is_dir() else []
