@@ -160,11 +160,27 @@ def _line(printer: CellLatexPrinter, lhs: sympy.Expr, rhs: sympy.Expr) -> str:
     return printer.doprint(lhs) + " &= " + printer.doprint(rhs)
 
 
+def _term_per_line(printer: CellLatexPrinter, lhs: sympy.Expr, rhs: sympy.Expr) -> str:
+    r"""``lhs &= t_1`` then ``&\quad + t_k`` on a line of its own for each
+    further term of the sum ``rhs`` (in reading order): a long Jacobian
+    stays as narrow as its widest term instead of running off the page."""
+    if not isinstance(rhs, sympy.Add):
+        return _line(printer, lhs, rhs)
+    terms = [printer.doprint(t) for t in ordered_terms(rhs)]
+    out = printer.doprint(lhs) + " &= " + terms[0]
+    for t in terms[1:]:
+        sign, body = ("-", t[1:].lstrip()) if t.startswith("-") else ("+", t)
+        out += r" \\" + "\n" + r"&\quad " + sign + " " + body
+    return out
+
+
 def cell_latex(cell: Cell, which: display.Which = "all") -> str:
-    """One ``aligned`` block with the equations of ``which``."""
+    """One ``aligned`` block with the equations of ``which``. The Jacobians
+    put each term of a sum on its own line (they are the longest lines)."""
     printer = CellLatexPrinter(cell)
+    line = _term_per_line if which == "jacobian" else _line
     body = r" \\" + "\n"
-    return r"\begin{aligned}" + "\n" + body.join(_line(printer, l, r) for l, r in display.lines(cell, which)) + "\n" + r"\end{aligned}"
+    return r"\begin{aligned}" + "\n" + body.join(line(printer, l, r) for l, r in display.lines(cell, which)) + "\n" + r"\end{aligned}"
 
 
 def equation_latex(cell: Cell, target: str) -> str:
