@@ -10,7 +10,10 @@ cell, so that no formula, table of shapes or kernel listing is typed by hand:
 - ``{{ derive: params CELL }}``: a Markdown table of the parameters and shapes;
 - ``{{ derive: diagram CELL }}``: inline SVG from ``derive.render.diagram``;
 - ``{{ derive: kernel CELL }}``: the generated ``derive/kernels/CELL.py``;
-- ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``.
+- ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``;
+- ``{{ derive: notebook }}``: the box offering the page's generated notebook
+  (``derive.notebooks``: the directive is also what makes ``derive build``
+  write that notebook).
 
 :func:`expand` turns a page's Markdown into Markdown in which each directive
 is either plain Markdown (tables, code blocks) or a *slot*: a token alone in
@@ -52,6 +55,7 @@ ARITY = {
     "plot": 1,
     "table": 1,
     "counts": 0,
+    "notebook": 0,
 }
 TABLE_HEADERS = {
     "en": ("Parameter", "Shape", "Column blocks"),
@@ -185,6 +189,10 @@ def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion)
             return _result_table(d, lang, sources)
         if d.kind == "counts":
             return counts_table(sources, lang)
+        if d.kind == "notebook":
+            from ..notebooks import download_box
+
+            return download_box(d.page, lang)
         cell = _cell(d, sources)
         if d.kind in LATEX_KINDS:
             return slot(formula=Formula(cell.latex(d.kind), True))
