@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from . import notebooks
 from .cells import cell, names, origin
 from .render.numpy_kernel import generate
 
@@ -21,17 +22,22 @@ def default_root() -> Path:
     return PACKAGE.parent
 
 
-def artefacts() -> dict[str, Callable[[], str]]:
-    """Relative path → a function giving the file's current content."""
+def artefacts(root: str | Path | None = None) -> dict[str, Callable[[], str]]:
+    """Relative path → a function giving the file's current content: the
+    kernels, and the notebooks of the pages of ``root``/docs that ask for
+    one (none where ``root`` has no docs)."""
+    root = Path(root) if root is not None else default_root()
     built_in = [n for n in names() if origin(n).kind == "built-in"]  # an installed package's cells are not ours to write
-    return {f"derive/kernels/{name}.py": (lambda name=name: generate(cell(name))) for name in built_in}
+    files = {f"derive/kernels/{name}.py": (lambda name=name: generate(cell(name))) for name in built_in}
+    files.update(notebooks.artefacts(root / "docs"))
+    return files
 
 
 def build(root: str | Path | None = None) -> list[Path]:
     """Write every generated file under ``root``; return the paths written."""
     root = Path(root) if root is not None else default_root()
     written = []
-    for rel, make in artefacts().items():
+    for rel, make in artefacts(root).items():
         path = root / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         content = make()
@@ -43,12 +49,12 @@ def build(root: str | Path | None = None) -> list[Path]:
 
 def check(root: str | Path | None = None) -> list[str]:
     """One line per generated file that is missing or differs from what the
-    equations give now, and per committed experiment result made with other
+    equations (for a kernel) or its page (for a notebook) give now, and per committed experiment result made with other
     kernels than the current ones (a cheap hash comparison: the experiments
     themselves take minutes); empty when everything is up to date."""
     root = Path(root) if root is not None else default_root()
     problems = []
-    for rel, make in artefacts().items():
+    for rel, make in artefacts(root).items():
         path = root / rel
         if not path.exists():
             problems.append(f"missing: {rel}")

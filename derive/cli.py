@@ -163,7 +163,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_show)
 
     for name, func, text in (
-        ("build", _cmd_build, "regenerate every generated file (the NumPy kernels) from the equations"),
+        ("build", _cmd_build, "regenerate every generated file (the NumPy kernels, the pages' notebooks) from their sources"),
         ("check", _cmd_check, "exit 1, naming each file, if a generated file differs from what the equations give"),
     ):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")

@@ -13,7 +13,10 @@ cell, so that no formula, table of shapes or kernel listing is typed by hand:
   the previous state to the new one that cross no matrix product, VIEW
   ``unrolled`` draws the cell unrolled over time steps;
 - ``{{ derive: kernel CELL }}``: the generated ``derive/kernels/CELL.py``;
-- ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``.
+- ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``;
+- ``{{ derive: notebook }}``: the box offering the page's generated notebook
+  (``derive.notebooks``: the directive is also what makes ``derive build``
+  write that notebook).
 
 :func:`expand` turns a page's Markdown into Markdown in which each directive
 is either plain Markdown (tables, code blocks) or a *slot*: a token alone in
@@ -55,6 +58,7 @@ ARITY = {
     "plot": 1,
     "table": 1,
     "counts": 0,
+    "notebook": 0,
 }
 TABLE_HEADERS = {
     "en": ("Parameter", "Shape", "Column blocks"),
@@ -191,6 +195,10 @@ def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion)
             return _result_table(d, lang, sources)
         if d.kind == "counts":
             return counts_table(sources, lang)
+        if d.kind == "notebook":
+            from ..notebooks import download_box
+
+            return download_box(d.page, lang)
         cell = _cell(d, sources)
         if d.kind in LATEX_KINDS:
             return slot(formula=Formula(cell.latex(d.kind), True))
