@@ -10,7 +10,9 @@ cell, so that no formula, table of shapes or kernel listing is typed by hand:
 - ``{{ derive: params CELL }}``: a Markdown table of the parameters and shapes;
 - ``{{ derive: diagram CELL }}``: inline SVG from ``derive.render.diagram``;
 - ``{{ derive: kernel CELL }}``: the generated ``derive/kernels/CELL.py``;
-- ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``.
+- ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``,
+  and ``NAME.<lang>.dark.svg`` beside it when there is one (the stylesheet
+  shows the one of the reader's palette).
 
 :func:`expand` turns a page's Markdown into Markdown in which each directive
 is either plain Markdown (tables, code blocks) or a *slot*: a token alone in
@@ -179,8 +181,13 @@ def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion)
         if d.kind == "sigmoid":
             return slot(formula=Formula(_latex_module(d).sigmoid_latex(), True))
         if d.kind == "plot":
-            svg = _plot_file(d, lang, sources).read_text(encoding="utf-8")
-            return slot(html=inline_svg(svg, f"{d.args[0]}-{len(expansion.slots)}"))
+            light = _plot_file(d, lang, sources)
+            prefix = f"{d.args[0]}-{len(expansion.slots)}"
+            html = inline_svg(light.read_text(encoding="utf-8"), prefix)
+            dark = light.with_name(f"{d.args[0]}.{lang}.dark.svg")
+            if dark.is_file():
+                html += inline_svg(dark.read_text(encoding="utf-8"), f"{prefix}-dark")
+            return slot(html=html)
         if d.kind == "table":
             return _result_table(d, lang, sources)
         if d.kind == "counts":
