@@ -1,18 +1,23 @@
 """Experiments that put numbers on the thread's central claim.
 
-Two experiments run the generated NumPy kernels (``derive/kernels/<cell>.py``)
+Four experiments run the generated NumPy kernels (``derive/kernels/<cell>.py``)
 and nothing else for the recurrence, forward and backward:
 
 * :mod:`.gradient_flow` — how fast the gradient reaching the state k steps
   back shrinks, ‖∂L/∂c(t−k)‖ / ‖∂L/∂c(t)‖, at initialisation and after
   training;
-* :mod:`.train` — the adding problem (:mod:`.tasks`) learnt with a small
-  NumPy Adam (:mod:`.optim`) at sequence lengths up to 200, test error
-  against the trivial baseline.
+* :mod:`.memory` — the adding problem (:mod:`.tasks`) learnt with a small
+  NumPy Adam (:mod:`.optim`, :mod:`.train`) at sequence lengths up to 200,
+  test error against the trivial baseline;
+* :mod:`.gates` — what the keep gate (1 − G_u, G_z, G_f: read off each
+  cell's equations) of the trained models does over a sequence;
+* :mod:`.forget_bias` — the keep gate's bias at initialisation (the LSTM's
+  forget-gate bias) and whether it lets a cell learn at T = 200.
 
-``derive experiment gradient-flow|memory`` (:mod:`.cli`) runs them and writes
-JSON results and SVG plots (:mod:`.plots`) that the site shows without
-rerunning anything; :func:`.check.stale_results` tells when the committed
+``derive experiment gradient-flow|memory|gates|forget-bias|all``
+(:mod:`.cli`) runs them and writes JSON results and SVG plots
+(:mod:`.plots`) that the site shows without rerunning anything;
+``derive experiment plots`` redraws the plots from the JSON; :func:`.check.stale_results` tells when the committed
 results were made with kernels that have changed since.
 """
 

@@ -127,7 +127,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "experiment",
         help="run the gradient-flow or memory experiment with the generated kernels",
         description="Run an experiment with the generated kernels and write its "
-        "results (JSON) and plots (SVG, English and French).",
+        "results (JSON) and plots (SVG, English and French, light and dark).",
     )
     experiments = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT",
                                         parser_class=OneLineParser)
@@ -158,7 +158,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
                       help="the sequence length trained and measured (default 200; 20 with --quick)")
     bias = experiments.add_parser(
         "forget-bias",
-        help="the keep (forget) gate's bias at initialisation: 0, 1, 2 on the LSTM at T = 200",
+        help="the keep (forget) gate's bias at initialisation: 0 to 3 on the LSTM at T = 200",
         description=fb.__doc__.splitlines()[0],
     )
     _common_options(bias, cells=BIAS_CELLS, seeds="5; 2 with --quick")

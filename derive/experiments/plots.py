@@ -30,6 +30,7 @@ import matplotlib
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_svg import FigureCanvasSVG
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from ..cells import NAMES
 from .results import LANGUAGES, SCHEME_SUFFIXES
@@ -295,6 +296,12 @@ def memory_figure(data: dict[str, Any], seeds: int, lang: str, scheme: str) -> t
     return figure, words["mem_title"]
 
 
+def _decimals(axis: Any, lang: str) -> None:
+    """Plain numbers on a linear axis, with a decimal comma in French."""
+    mark = "," if lang == "fr" else "."
+    axis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}".replace(".", mark)))
+
+
 def _math(latex: str) -> str:
     return f"${latex}$"
 
@@ -330,6 +337,8 @@ def gates_figure(data: dict[str, Any], seeds: int, lang: str, scheme: str) -> tu
         axes.set_title(words["gates_panel"].format(cell=cell, gate=gate, keep=keep), loc="left")
         axes.set_ylim(-0.03, 1.03)
         axes.set_yticks([0, 0.5, 1])
+        _decimals(axes.yaxis, lang)
+        _decimals(axes.xaxis, lang)
         axes.set_ylabel(gate)
         axes.set_xlim(1, len(steps))
     panels[-1].set_xlabel(words["gates_x"])
@@ -378,8 +387,10 @@ def forget_bias_figure(data: dict[str, Any], seeds: int, lang: str, scheme: str)
         error_axes.set_ylabel(words["fb_error"])
         keep_axes.set_ylabel(words["fb_keep"].format(keep=keep))
         keep_axes.set_ylim(0, 1.02)
+        _decimals(keep_axes.yaxis, lang)
         for axes in (error_axes, keep_axes):
             axes.set_xticks(biases)
+            _decimals(axes.xaxis, lang)
             axes.set_xlim(min(biases) - 0.4, max(biases) + 0.4)
         keep_axes.set_xlabel(words["fb_x"].format(bias=bias_name))
         error_axes.set_title(f"{cell}, T = {data['sequence_length']}", loc="left")
