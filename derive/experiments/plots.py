@@ -132,7 +132,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "gates_x": "step t",
         "gates_panel": "{cell}: {gate}, keeps {keep} of c(t−1)",
         "gates_unit": "one unit",
-        "gates_mean": "mean over the {n_h} units",
+        "gates_mean": "mean over the units",
         "gates_marked": "marked steps",
         "fb_title": "{cell} on the adding problem at T = {length}, by the bias added to {gate} at initialisation",
         "fb_error": "test error (MSE)",
@@ -163,7 +163,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "gates_x": "pas t",
         "gates_panel": "{cell} : {gate}, garde {keep} de c(t−1)",
         "gates_unit": "une unité",
-        "gates_mean": "moyenne sur les {n_h} unités",
+        "gates_mean": "moyenne sur les unités",
         "gates_marked": "pas marqués",
         "fb_title": "{cell} sur le problème de l’addition à T = {length}, selon le biais ajouté à {gate} "
         "à l’initialisation",
@@ -328,7 +328,7 @@ def gates_figure(data: dict[str, Any], seeds: int, lang: str, scheme: str) -> tu
                       label=words["gates_unit"] if index == 0 else None)
         mean = [sum(values) / len(values) for values in zip(*units, strict=True)]
         axes.plot(steps, mean, color=text_colour, linewidth=1.6,
-                  label=words["gates_mean"].format(n_h=len(units)))
+                  label=words["gates_mean"])
         for index, step in enumerate(marked):
             axes.axvline(step, color=text_colour, linestyle=(0, (4, 2)), linewidth=1.1,
                          label=words["gates_marked"] if index == 0 else None)
