@@ -488,3 +488,13 @@ def test_learnt_at_is_where_the_running_loss_stays_below_the_bound() -> None:
     assert learnt_at(losses + [1.0] * 10, 0.1, window=10) is None  # it did not stay below
     assert learnt_at([0.0] * 5, 0.1, window=10) is None
     assert learnt_at([0.001] * 12, 0.1, window=10) == 10
+
+
+def test_states_followed_are_read_off_the_cells_and_kernels() -> None:
+    from derive.experiments import STATE_MEASURED
+
+    assert dict(STATE_MEASURED) == {"rnn": "a", "gru_simple": "c", "gru": "c", "gru_torch": "c", "lstm": "c"}
+    assert KERNEL_STATES["lstm"] == ("a", "c") and KERNEL_STATES["rnn"] == ("a",)
+    assert list(KERNEL_STATES) == list(CELLS)
+    with pytest.raises(KeyError):
+        KERNEL_STATES["bogus"]

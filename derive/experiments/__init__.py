@@ -25,32 +25,62 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 from ..cells import NAMES
 
 CELLS: tuple[str, ...] = NAMES
 """The cells the experiments run, in the order of the thread."""
 
-STATE_MEASURED: dict[str, str] = {
-    "rnn": "a",
-    "gru_simple": "c",
-    "gru": "c",
-    "gru_torch": "c",
-    "lstm": "c",
-}
-"""The state whose gradient :mod:`.gradient_flow` follows: the memory cell c,
-or a for the plain RNN (its only state). For the LSTM that is c, not a."""
+def kernel_states(cell: str) -> tuple[str, ...]:
+    """Every state of ``cell``, by the names its generated kernel uses."""
+    return tuple(load_kernel(cell).STATES)
 
-KERNEL_STATES: dict[str, tuple[str, ...]] = {
-    "rnn": ("a",),
-    "gru_simple": ("c",),
-    "gru": ("c",),
-    "gru_torch": ("c",),
-    "lstm": ("a", "c"),
-}
-"""Every state of each cell, by the names the kernels use (contract)."""
+
+def state_measured(cell: str) -> str:
+    """The state whose gradient :mod:`.gradient_flow` follows: the one a
+    gate carries straight on (the memory cell c of the GRUs and the LSTM,
+    see :func:`.gates.keep_gate`), else the cell's only state (a for the
+    plain RNN)."""
+    from .gates import keep_gate
+
+    gate = keep_gate(cell)
+    if gate is not None:
+        return gate.state
+    states = kernel_states(cell)
+    if len(states) != 1:
+        raise ValueError(f"cell: {cell!r} has several states {states} and none carried by a gate: "
+                         "no state to follow")
+    return states[0]
+
+
+class _ByCell(Mapping[str, Any]):
+    """A read-only mapping from cell name to ``function(cell)``, computed
+    when asked: what differs between cells is read off the cells."""
+
+    def __init__(self, function: Callable[[str], Any]) -> None:
+        self._function = function
+
+    def __getitem__(self, cell: str) -> Any:
+        if cell not in CELLS:
+            raise KeyError(cell)
+        return self._function(cell)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(CELLS)
+
+    def __len__(self) -> int:
+        return len(CELLS)
+
+
+STATE_MEASURED: Mapping[str, str] = _ByCell(state_measured)
+"""The state followed by :mod:`.gradient_flow`, per cell (:func:`state_measured`)."""
+
+KERNEL_STATES: Mapping[str, tuple[str, ...]] = _ByCell(kernel_states)
+"""Every state of each cell, by the names the kernels use (:func:`kernel_states`)."""
 
 KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
 """Where the committed generated kernels live."""

@@ -109,6 +109,12 @@ def _mean_and_seeds(values: list[float], lang: str) -> str:
     return f"{_seed_list([mean], lang, '.2f')} [{_seed_list(values, lang, '.2f')}]"
 
 
+def _keep_latex(entry: dict[str, Any]) -> str:
+    """The keep share as inline math: the gate, or one minus the gate."""
+    gate = entry["gate_latex"]
+    return f"${gate}$" if entry["keep"] == entry["gate"] else f"$1 - {gate}$"
+
+
 def gates_table(data: dict[str, Any], seeds: int, lang: str) -> str:
     """Per gated cell: the keep share, unmarked and marked, the holding
     units and what the best unit carries over the sequence."""
@@ -116,7 +122,7 @@ def gates_table(data: dict[str, Any], seeds: int, lang: str) -> str:
     holding = _number(data["holding_threshold"], lang)
     rows = [words["header"].format(holding=holding), "|:--|:--|--:|--:|--:|--:|"]
     for cell, entry in data["cells"].items():
-        keep = f"${entry['keep'].replace('Gu', 'G_u').replace('Gz', 'G_z').replace('Gf', 'G_f')}$"
+        keep = _keep_latex(entry)
         units = ", ".join(f"{n}/{entry['n_h']}" for n in entry["holding_units"])
         if lang == "fr":
             units = units.replace(", ", " ; ").replace(" ;", "\u202f;")
@@ -147,7 +153,7 @@ def forget_bias_table(data: dict[str, Any], seeds: int, lang: str) -> str:
                 f"| {_seed_list(runs['test_mse'], lang)} | {_mean_and_seeds(runs['keep_init'], lang).split(' [')[0]} "
                 f"| {_mean_and_seeds(runs['keep_trained'], lang).split(' [')[0]} | {steps} |"
             )
-        keep = f"${entry['keep'].replace('Gu', 'G_u').replace('Gz', 'G_z').replace('Gf', 'G_f')}$"
+        keep = _keep_latex(entry)
         caption = words["caption"].format(
             cell=f"`{cell}`", T=data["sequence_length"], steps=data["training"]["steps"], s=seeds,
             baseline=_number(data["baseline_mse"] * data["learnt_below_fraction_of_baseline"], lang),
