@@ -498,3 +498,14 @@ def test_states_followed_are_read_off_the_cells_and_kernels() -> None:
     assert list(KERNEL_STATES) == list(CELLS)
     with pytest.raises(KeyError):
         KERNEL_STATES["bogus"]
+
+
+def test_committed_plots_are_what_their_results_draw(tmp_path: Path) -> None:
+    """The committed SVGs are the plots of the committed JSON with the
+    current plotting code (``derive experiment plots`` redraws them)."""
+    for experiment in EXPERIMENTS:
+        shutil.copy(COMMITTED / f"{experiment}.json", tmp_path / f"{experiment}.json")
+    assert main(["experiment", "plots", "--out", str(tmp_path)]) == 0
+    stale = [name for experiment in EXPERIMENTS for name in plot_names(experiment)
+             if (tmp_path / name).read_bytes() != (COMMITTED / name).read_bytes()]
+    assert not stale, f"redraw with `derive experiment plots`: {stale}"
