@@ -19,14 +19,20 @@ import pytest
 from derive.experiments import CELLS, KERNEL_STATES, kernel_sha256, load_kernel
 from derive.experiments.check import stale_results
 from derive.experiments.cli import main
+from derive.experiments.forget_bias import initial_model, learnt_at
+from derive.experiments.gates import keep_gate, measure
 from derive.experiments.gradient_flow import gradient_ratios, lags_up_to, states_at
+from derive.experiments.plots import finish_svg, scope_css
+from derive.experiments.results import plot_names
 from derive.experiments.optim import Adam, clip_by_global_norm, global_norm
 from derive.experiments.progress import Progress
 from derive.experiments.tables import markdown
+from derive.experiments import tasks
 from derive.experiments.tasks import BASELINE_MSE, adding_problem, baseline_mse
-from derive.experiments.train import FULL_TRAINING, hidden_size, param_count
+from derive.experiments.train import FULL_TRAINING, Model, hidden_size, param_count
 
-EXPERIMENTS = ("gradient-flow", "memory")
+EXPERIMENTS = ("gradient-flow", "memory", "gates", "forget-bias")
+COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "assets" / "generated" / "experiments"
 
 
 def _run(out: Path, experiment: str, *extra: str) -> None:
@@ -51,21 +57,72 @@ def test_quick_run_writes_json_with_provenance(quick: Path, experiment: str) -> 
     assert result["command"].startswith(f"derive experiment {experiment} --quick")
     assert result["derive_version"]
     assert result["numpy"] == np.__version__
-    assert result["kernels_sha256"] == {cell: kernel_sha256(cell) for cell in CELLS}
+    cells = {"gates": set(CELLS) - {"rnn"}, "forget-bias": {"lstm"}}.get(experiment, set(CELLS))
+    assert result["kernels_sha256"] == {cell: kernel_sha256(cell) for cell in (CELLS if experiment != "forget-bias" else ["lstm"])}
     assert result["seeds"] == [0, 1]
-    assert set(result["data"]["cells"]) == set(CELLS)
+    assert set(result["data"]["cells"]) == cells
     assert set(result["data"]["summary"]) >= {"init", "trained"} if experiment == "gradient-flow" else True
 
 
+WORDS = {
+    "en": {"gradient-flow": "seeds", "memory": "seeds", "gates": "marked steps", "forget-bias": "one seed"},
+    "fr": {"gradient-flow": "graines", "memory": "graines", "gates": "pas marqués", "forget-bias": "une graine"},
+}
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-@pytest.mark.parametrize(("lang", "word"), [("en", "seeds"), ("fr", "graines")])
-def test_quick_run_writes_valid_svg_per_language(quick: Path, experiment: str, lang: str, word: str) -> None:
-    path = quick / f"{experiment}.{lang}.svg"
+@pytest.mark.parametrize("lang", ["en", "fr"])
+@pytest.mark.parametrize("scheme", ["", ".dark"])
+def test_quick_run_writes_valid_svg_per_language_and_scheme(quick: Path, experiment: str, lang: str, scheme: str) -> None:
+    path = quick / f"{experiment}.{lang}{scheme}.svg"
     root = ET.parse(path).getroot()
     assert root.tag == "{http://www.w3.org/2000/svg}svg"
     texts = " ".join(t for t in root.itertext())
-    assert word in texts  # the legend is in the page's language
+    assert WORDS[lang][experiment] in texts  # the legend is in the page's language
     assert "Date" not in path.read_text(encoding="utf-8")
+    assert root.get("role") == "img" and root.get("aria-label")
+    assert root[0].tag == "{http://www.w3.org/2000/svg}title" and root[0].text == root.get("aria-label")
+    assert f"derive-plot-{'dark' if scheme else 'light'}" in root.get("class", "").split()
+
+
+def test_dark_plots_draw_the_same_data_in_lighter_text(quick: Path) -> None:
+    light = (quick / "memory.en.svg").read_text(encoding="utf-8")
+    dark = (quick / "memory.en.dark.svg").read_text(encoding="utf-8")
+    assert "#1f1f1f" in light and "#1f1f1f" not in dark and "#e2e4e9" in dark
+    assert "fill: #ffffff" not in light + dark  # transparent: the page's background shows
+
+
+@pytest.mark.parametrize("path", sorted(COMMITTED.glob("*.svg")), ids=lambda p: p.name)
+def test_committed_plots_have_a_title_and_a_scoped_stylesheet(path: Path) -> None:
+    svg = path.read_text(encoding="utf-8")
+    root = ET.fromstring(svg)
+    assert root.get("aria-label") and root.find("{http://www.w3.org/2000/svg}title") is not None
+    for style in root.iter("{http://www.w3.org/2000/svg}style"):
+        rules = [r for r in (style.text or "").split("}") if r.strip()]
+        assert rules and all(r.strip().startswith("svg.derive-plot ") for r in rules), style.text
+
+
+def test_every_experiment_has_its_committed_results_and_plots() -> None:
+    for experiment in EXPERIMENTS:
+        assert (COMMITTED / f"{experiment}.json").is_file(), experiment
+        for name in plot_names(experiment):
+            assert (COMMITTED / name).is_file(), name
+
+
+def test_scope_css_keeps_rules_inside_the_plot() -> None:
+    assert scope_css("*{stroke-linejoin: round; stroke-linecap: butt}", "svg.p") == (
+        "svg.p *{stroke-linejoin: round; stroke-linecap: butt}")
+    assert scope_css(" a, g > b {x: 1} c{y: 2}", "svg.p") == "svg.p a, svg.p g > b{x: 1}svg.p c{y: 2}"
+    with pytest.raises(ValueError, match="css: expected plain rules"):
+        scope_css("@media print { * {x: 1} }", "svg.p")
+
+
+def test_finish_svg_labels_the_plot() -> None:
+    svg = '<svg width="1pt" viewBox="0 0 1 1">\n <defs><style type="text/css">*{a: b}</style></defs></svg>'
+    done = finish_svg(svg, 'Error "T" < 1 & more', "dark")
+    assert done.startswith('<svg width="1pt" viewBox="0 0 1 1" class="derive-plot derive-plot-dark" role="img" '
+                           'aria-label="Error &quot;T&quot; &lt; 1 &amp; more">\n <title>Error "T" &lt; 1 &amp; more</title>')
+    assert "<style type=\"text/css\">svg.derive-plot *{a: b}</style>" in done
 
 
 def test_memory_results_hold_a_sensible_table(quick: Path) -> None:
@@ -80,6 +137,21 @@ def test_memory_results_hold_a_sensible_table(quick: Path) -> None:
     assert "| `lstm` |" in en and "| `lstm` |" in fr
     assert "référence triviale" in fr and "\u202f;" in fr  # French spacing before ;
     assert f"{data['cells']['gru']['test_mse_mean']['20']:.3g}".replace(".", ",") in fr
+
+
+def test_gates_and_forget_bias_tables_in_both_languages(quick: Path) -> None:
+    gates = json.loads((quick / "gates.json").read_text(encoding="utf-8"))
+    en, fr = markdown("gates", gates, "en"), markdown("gates", gates, "fr")
+    assert en.count("\n| `") == fr.count("\n| `") == 4 and "| `rnn` |" not in en  # the gated cells only
+    assert "| `gru` | $1 - G_u$ |" in en and "| `gru_torch` | $G_z$ |" in fr and "| `lstm` | $G_f$ |" in en
+    lstm = gates["data"]["cells"]["lstm"]
+    mean = sum(lstm["keep_mean_unmarked"]) / 2
+    assert f"{mean:.2f} [{lstm['keep_mean_unmarked'][0]:.2f}, {lstm['keep_mean_unmarked'][1]:.2f}]" in en
+    assert f"{mean:.2f}".replace(".", ",") + " [" in fr and "\u202f; " in fr and "; " not in fr.replace("\u202f; ", "")
+    bias = json.loads((quick / "forget-bias.json").read_text(encoding="utf-8"))
+    en, fr = markdown("forget-bias", bias, "en"), markdown("forget-bias", bias, "fr")
+    assert en.count("\n| ") == fr.count("\n| ") == len(bias["data"]["biases"])  # a row per bias
+    assert "| 2 | 0/2 |" in en and "biais ajouté à $b_{f}$" in fr and "(—\u202f: jamais)" in fr
 
 
 def test_the_site_builds_with_quick_results(quick: Path, tmp_path: Path) -> None:
@@ -103,6 +175,13 @@ def test_the_site_builds_with_quick_results(quick: Path, tmp_path: Path) -> None
     assert proc.returncode == 0, proc.stderr[-3000:]
     html = (tmp_path / "site" / "index.html").read_text(encoding="utf-8")
     assert html.count("<svg") >= 2 and "<table>" in html and "gru_torch" in html
+    # each plot in both colour schemes, the light one first, ids kept apart
+    for experiment in EXPERIMENTS:
+        assert html.count(f'id="{experiment}-') and html.count(f'id="{experiment}-', 0) >= 1
+    assert html.count('class="derive-plot derive-plot-light"') == len(EXPERIMENTS)
+    assert html.count('class="derive-plot derive-plot-dark"') == len(EXPERIMENTS)
+    assert html.index("derive-plot-light") < html.index("derive-plot-dark")
+    assert "<style type=\"text/css\">*" not in html
 
 
 def test_gradient_flow_ratios_start_near_one_and_shrink(quick: Path) -> None:
@@ -119,11 +198,42 @@ def test_gradient_flow_ratios_start_near_one_and_shrink(quick: Path) -> None:
 def test_each_command_alone_on_two_processes_gives_the_same_files(quick: Path, tmp_path: Path) -> None:
     # Run again, each experiment on its own (gradient-flow trains its models
     # itself) and in worker processes finishing in another order: same bytes.
+    # The gates experiment trains its models alone the way memory trained
+    # them, and forget-bias at bias 0 is memory's LSTM too.
     for experiment in EXPERIMENTS:
         _run(tmp_path, experiment, "--jobs", "2")
-        for suffix in (".json", ".en.svg", ".fr.svg"):
-            name = f"{experiment}{suffix}"
+        for name in [f"{experiment}.json", *plot_names(experiment)]:
             assert (tmp_path / name).read_bytes() == (quick / name).read_bytes(), name
+
+
+def test_redrawing_the_plots_from_the_results_gives_the_same_files(quick: Path, tmp_path: Path) -> None:
+    for path in quick.glob("*.json"):
+        shutil.copy(path, tmp_path / path.name)
+    assert main(["experiment", "plots", "--out", str(tmp_path)]) == 0
+    for experiment in EXPERIMENTS:
+        for name in plot_names(experiment):
+            assert (tmp_path / name).read_bytes() == (quick / name).read_bytes(), name
+
+
+def test_forget_bias_zero_is_the_memory_experiments_lstm(quick: Path) -> None:
+    memory = json.loads((quick / "memory.json").read_text(encoding="utf-8"))["data"]
+    bias = json.loads((quick / "forget-bias.json").read_text(encoding="utf-8"))["data"]
+    length = str(bias["sequence_length"])
+    assert bias["cells"]["lstm"]["biases"]["0"]["test_mse"] == memory["cells"]["lstm"]["test_mse"][length]
+    assert bias["cells"]["lstm"]["biases"]["2"]["test_mse"] != memory["cells"]["lstm"]["test_mse"][length]
+    keeps = [bias["cells"]["lstm"]["biases"][f"{b:g}"]["keep_init"][0] for b in bias["biases"]]
+    assert keeps == sorted(keeps) and keeps[0] < 0.7 < keeps[-1]  # a larger bias keeps more at first
+
+
+def test_gates_of_the_shown_sequence_are_its_marked_steps(quick: Path) -> None:
+    data = json.loads((quick / "gates.json").read_text(encoding="utf-8"))["data"]
+    xs, targets = tasks.test_set(20, 100)
+    shown = data["shown_sequence"]
+    assert shown["marked_steps"] == [int(t) + 1 for t in np.flatnonzero(xs[:, 0, 1])]
+    assert shown["target"] == pytest.approx(targets[0], rel=1e-3)
+    for cell, entry in data["cells"].items():
+        assert np.array(entry["shown_gate"]).shape == (entry["n_h"], 20), cell
+        assert all(0 <= k <= 1 for k in entry["keep_mean"])
 
 
 def test_stale_results_notices_a_changed_kernel_and_a_missing_plot(quick: Path, tmp_path: Path) -> None:
@@ -135,10 +245,13 @@ def test_stale_results_notices_a_changed_kernel_and_a_missing_plot(quick: Path, 
     result["kernels_sha256"]["gru"] = "0" * 64
     path.write_text(json.dumps(result), encoding="utf-8")
     (tmp_path / "gradient-flow.fr.svg").unlink()
-    changed, missing = sorted(stale_results(tmp_path), key=lambda line: "svg" in line)
+    (tmp_path / "gates.en.dark.svg").unlink()
+    changed, *missing = sorted(stale_results(tmp_path), key=lambda line: "svg" in line)
     assert "memory.json" in changed and "current ones for gru;" in changed
     assert "derive experiment memory --quick" in changed
-    assert "gradient-flow.fr.svg: missing" in missing
+    assert sorted(missing)[0].endswith("gates.en.dark.svg: missing; rerun `derive experiment gates --quick "
+                                       "--seeds 2 --cells rnn,gru_simple,gru,gru_torch,lstm --length 20`")
+    assert "gradient-flow.fr.svg: missing" in sorted(missing)[1]
 
 
 # -- bad arguments -----------------------------------------------------------
@@ -152,6 +265,10 @@ def test_stale_results_notices_a_changed_kernel_and_a_missing_plot(quick: Path, 
         (["gradient-flow", "--seeds", "-1"], "seed count: expected at least 1, got -1"),
         (["gradient-flow", "--max-lag", "0"], "max lag: expected at least 2, got 0"),
         (["memory", "--steps", "many"], "steps: expected an integer, got 'many'"),
+        (["forget-bias", "--biases", "1,x"], "bias: expected a number, got 'x'"),
+        (["forget-bias", "--biases", "1,nan"], "bias: expected a number between -100 and 100, got 'nan'"),
+        (["forget-bias", "--biases", "1,1.0"], "bias listed twice in '1,1.0'"),
+        (["gates", "--length", "1"], "length: expected at least 2, got 1"),
     ],
 )
 def test_bad_arguments_exit_2_with_one_line(
@@ -294,3 +411,101 @@ def test_progress_writes_few_lines_off_a_terminal() -> None:
         progress.advance(f"job {i}")
     lines = stream.getvalue().splitlines()
     assert len(lines) == 10 and lines[-1].startswith("memory: 100/100")
+
+
+def test_forget_bias_refuses_a_cell_without_keep_gate(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        main(["experiment", "forget-bias", "--quick", "--cells", "rnn", "--out", "/nonexistent"])
+    assert "'rnn' has no keep gate" in str(exit_info.value.code)
+    assert "gru_simple,gru,gru_torch,lstm" in str(exit_info.value.code)
+
+
+# -- gates -------------------------------------------------------------------
+
+
+def test_keep_gate_is_read_off_the_cells_equations() -> None:
+    found = {cell: keep_gate(cell) for cell in CELLS}
+    assert found["rnn"] is None
+    assert (found["gru"].gate, found["gru"].sign, found["gru"].bias) == ("Gu", -1, "b_u")
+    assert (found["gru_simple"].gate, found["gru_simple"].sign) == ("Gu", -1)
+    assert (found["gru_torch"].gate, found["gru_torch"].sign, found["gru_torch"].bias) == ("Gz", 1, "b_z")
+    assert (found["lstm"].state, found["lstm"].gate, found["lstm"].sign, found["lstm"].bias) == ("c", "Gf", 1, "b_f")
+    np.testing.assert_allclose(found["gru"].keep(np.array([0.25])), [0.75])
+    np.testing.assert_allclose(found["lstm"].keep(np.array([0.25])), [0.25])
+
+
+def test_keep_gate_matches_the_kernels_direct_path() -> None:
+    """What the kernel computes: with the candidate frozen at 0, c(t) is the
+    keep share times c(t−1) exactly, whatever the cell's names."""
+    for cell in CELLS:
+        gate = keep_gate(cell)
+        if gate is None:
+            continue
+        kernel = load_kernel(cell)
+        params = kernel.init_params(2, 3, seed=1)
+        xs, _ = adding_problem(np.random.default_rng(3), 4, 5)
+        _, cache = kernel.forward(params, xs)
+        c = cache["c"]  # c(0) .. c(T)
+        written = c[1:] - gate.keep(cache[gate.gate]) * c[:-1]
+        # what is left does not depend on c(t-1) through the direct path:
+        # the GRUs write Gu h (or (1 - Gz) h), the LSTM Gi h
+        others = [k for k in cache if k not in ("params", "xs", "final", "c", gate.gate)]
+        assert any(np.allclose(written, cache[k] * cache["h"]) or np.allclose(written, (1 - cache[k]) * cache["h"])
+                   for k in others + [gate.gate]), cell
+
+
+def test_measure_counts_marked_steps_holding_units_and_what_is_carried() -> None:
+    gate = keep_gate("lstm")
+    # 4 steps, 1 sequence marked at steps 0 and 2, two units keeping 0.5 and 0.99
+    values = np.array([[[0.5, 0.99]], [[0.5, 0.99]], [[0.1, 0.2]], [[0.5, 0.99]]])
+    markers = np.array([[1.0], [0.0], [1.0], [0.0]])
+    found = measure(gate, values, markers)
+    assert found["keep_mean_marked"] == pytest.approx((0.5 + 0.99 + 0.1 + 0.2) / 4)
+    assert found["keep_mean_unmarked"] == pytest.approx((0.5 + 0.99) / 2)
+    assert found["keep_per_unit"] == pytest.approx([0.99, 0.5])
+    assert found["holding_units"] == 1
+    assert found["carried_best_unit"] == pytest.approx(0.99 * 0.2 * 0.99)  # steps 1..3 of the best unit
+    flipped = measure(keep_gate("gru"), 1 - values, markers)
+    assert flipped["keep_mean"] == pytest.approx(found["keep_mean"])
+
+
+def test_a_keep_bias_moves_the_gate_the_way_that_keeps_more() -> None:
+    for cell, sign in (("lstm", 1), ("gru", -1), ("gru_torch", 1)):
+        gate = keep_gate(cell)
+        plain = Model.initial(cell, 5, 2)
+        shifted = initial_model(cell, 5, 2, 2.0)
+        np.testing.assert_allclose(shifted.params[gate.bias] - plain.params[gate.bias], sign * 2.0)
+        for name in plain.params:
+            if name != gate.bias:
+                np.testing.assert_array_equal(shifted.params[name], plain.params[name])
+    with pytest.raises(ValueError, match="'rnn' has no keep gate"):
+        initial_model("rnn", 5, 2, 1.0)
+
+
+def test_learnt_at_is_where_the_running_loss_stays_below_the_bound() -> None:
+    losses = [1.0] * 30 + [0.001] * 30
+    assert learnt_at(losses, 0.1, window=10) == 40  # the first window of low losses ends at step 40
+    assert learnt_at(losses + [1.0] * 10, 0.1, window=10) is None  # it did not stay below
+    assert learnt_at([0.0] * 5, 0.1, window=10) is None
+    assert learnt_at([0.001] * 12, 0.1, window=10) == 10
+
+
+def test_states_followed_are_read_off_the_cells_and_kernels() -> None:
+    from derive.experiments import STATE_MEASURED
+
+    assert dict(STATE_MEASURED) == {"rnn": "a", "gru_simple": "c", "gru": "c", "gru_torch": "c", "lstm": "c"}
+    assert KERNEL_STATES["lstm"] == ("a", "c") and KERNEL_STATES["rnn"] == ("a",)
+    assert list(KERNEL_STATES) == list(CELLS)
+    with pytest.raises(KeyError):
+        KERNEL_STATES["bogus"]
+
+
+def test_committed_plots_are_what_their_results_draw(tmp_path: Path) -> None:
+    """The committed SVGs are the plots of the committed JSON with the
+    current plotting code (``derive experiment plots`` redraws them)."""
+    for experiment in EXPERIMENTS:
+        shutil.copy(COMMITTED / f"{experiment}.json", tmp_path / f"{experiment}.json")
+    assert main(["experiment", "plots", "--out", str(tmp_path)]) == 0
+    stale = [name for experiment in EXPERIMENTS for name in plot_names(experiment)
+             if (tmp_path / name).read_bytes() != (COMMITTED / name).read_bytes()]
+    assert not stale, f"redraw with `derive experiment plots`: {stale}"

@@ -1,18 +1,23 @@
 """Experiments that put numbers on the thread's central claim.
 
-Two experiments run the generated NumPy kernels (``derive/kernels/<cell>.py``)
+Four experiments run the generated NumPy kernels (``derive/kernels/<cell>.py``)
 and nothing else for the recurrence, forward and backward:
 
 * :mod:`.gradient_flow` — how fast the gradient reaching the state k steps
   back shrinks, ‖∂L/∂c(t−k)‖ / ‖∂L/∂c(t)‖, at initialisation and after
   training;
-* :mod:`.train` — the adding problem (:mod:`.tasks`) learnt with a small
-  NumPy Adam (:mod:`.optim`) at sequence lengths up to 200, test error
-  against the trivial baseline.
+* :mod:`.memory` — the adding problem (:mod:`.tasks`) learnt with a small
+  NumPy Adam (:mod:`.optim`, :mod:`.train`) at sequence lengths up to 200,
+  test error against the trivial baseline;
+* :mod:`.gates` — what the keep gate (1 − G_u, G_z, G_f: read off each
+  cell's equations) of the trained models does over a sequence;
+* :mod:`.forget_bias` — the keep gate's bias at initialisation (the LSTM's
+  forget-gate bias) and whether it lets a cell learn at T = 200.
 
-``derive experiment gradient-flow|memory`` (:mod:`.cli`) runs them and writes
-JSON results and SVG plots (:mod:`.plots`) that the site shows without
-rerunning anything; :func:`.check.stale_results` tells when the committed
+``derive experiment gradient-flow|memory|gates|forget-bias|all``
+(:mod:`.cli`) runs them and writes JSON results and SVG plots
+(:mod:`.plots`) that the site shows without rerunning anything;
+``derive experiment plots`` redraws the plots from the JSON; :func:`.check.stale_results` tells when the committed
 results were made with kernels that have changed since.
 """
 
@@ -20,21 +25,62 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-from ..cells import cells, names
+from ..cells import names
 
 CELLS: tuple[str, ...] = names()
 """The cells the experiments run, in the order of the thread."""
 
-STATE_MEASURED: dict[str, str] = {c.name: c.memory for c in cells()}
-"""The state whose gradient :mod:`.gradient_flow` follows, as each cell
-declares it (``Cell.memory``): the memory cell c, or a for the plain RNN
-(its only state). For the LSTM that is c, not a."""
+def kernel_states(cell: str) -> tuple[str, ...]:
+    """Every state of ``cell``, by the names its generated kernel uses."""
+    return tuple(load_kernel(cell).STATES)
 
-KERNEL_STATES: dict[str, tuple[str, ...]] = {c.name: tuple(s.name for s in c.states) for c in cells()}
-"""Every state of each cell, by the names the kernels use (contract)."""
+
+def state_measured(cell: str) -> str:
+    """The state whose gradient :mod:`.gradient_flow` follows: the one a
+    gate carries straight on (the memory cell c of the GRUs and the LSTM,
+    see :func:`.gates.keep_gate`), else the cell's only state (a for the
+    plain RNN)."""
+    from .gates import keep_gate
+
+    gate = keep_gate(cell)
+    if gate is not None:
+        return gate.state
+    states = kernel_states(cell)
+    if len(states) != 1:
+        raise ValueError(f"cell: {cell!r} has several states {states} and none carried by a gate: "
+                         "no state to follow")
+    return states[0]
+
+
+class _ByCell(Mapping[str, Any]):
+    """A read-only mapping from cell name to ``function(cell)``, computed
+    when asked: what differs between cells is read off the cells."""
+
+    def __init__(self, function: Callable[[str], Any]) -> None:
+        self._function = function
+
+    def __getitem__(self, cell: str) -> Any:
+        if cell not in CELLS:
+            raise KeyError(cell)
+        return self._function(cell)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(CELLS)
+
+    def __len__(self) -> int:
+        return len(CELLS)
+
+
+STATE_MEASURED: Mapping[str, str] = _ByCell(state_measured)
+"""The state followed by :mod:`.gradient_flow`, per cell (:func:`state_measured`)."""
+
+KERNEL_STATES: Mapping[str, tuple[str, ...]] = _ByCell(kernel_states)
+"""Every state of each cell, by the names the kernels use (:func:`kernel_states`)."""
 
 KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
 """Where the committed generated kernels live."""

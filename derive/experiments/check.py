@@ -12,7 +12,7 @@ import json
 from pathlib import Path
 
 from . import kernel_file
-from .results import EXPERIMENTS, RESULTS_DIR, result_path
+from .results import EXPERIMENTS, RESULTS_DIR, plot_names, result_path
 
 REPO_RESULTS_DIR = Path(__file__).resolve().parents[2] / RESULTS_DIR
 """The results directory of the checkout this package was imported from."""
@@ -54,8 +54,8 @@ def stale_results(results_dir: Path | None = None, *, kernels_root: Path | None 
                 f"{path}: made with other kernels than the current ones for {', '.join(changed)}; "
                 f"rerun `{command}`"
             )
-        for lang in ("en", "fr"):
-            plot = directory / f"{experiment}.{lang}.svg"
+        for name in plot_names(experiment):
+            plot = directory / name
             if not plot.is_file():
                 problems.append(f"{plot}: missing; rerun `{command}`")
     return problems

@@ -1,4 +1,5 @@
-"""``derive experiment gradient-flow|memory``: run an experiment, write results.
+"""``derive experiment gradient-flow|memory|gates|forget-bias|all|plots``: run an
+experiment, write its results; or redraw the plots from the results.
 
 The lead's ``derive/cli.py`` calls :func:`add_parser` with its subparsers;
 ``python -m derive.experiments.cli`` runs the same commands on their own.
@@ -17,14 +18,19 @@ from pathlib import Path
 from typing import NoReturn
 
 from . import CELLS
+from . import forget_bias as fb
+from . import gates
 from . import gradient_flow as gf
 from . import memory
 from .progress import Progress, run_jobs
-from .results import RESULTS_DIR, provenance, result_path, write_json
+from .results import EXPERIMENTS, RESULTS_DIR, provenance, read_json, result_path, write_json
 from .train import FULL_TRAINING, QUICK_TRAINING, TrainingConfig
 
-FULL = {"seeds": 3, "lengths": (10, 50, 100, 200), "max_lag": 200}
-QUICK = {"seeds": 2, "lengths": (5, 20), "max_lag": 20}
+FULL = {"seeds": 3, "lengths": (10, 50, 100, 200), "max_lag": 200, "bias_seeds": 5, "bias_length": 200}
+QUICK = {"seeds": 2, "lengths": (5, 20), "max_lag": 20, "bias_seeds": 2, "bias_length": 20}
+BIAS_CELLS = ("lstm",)
+"""The forget-bias experiment's default: the LSTM's forget gate (Gers et
+al. 2000); any cell with a keep gate can be given with ``--cells``."""
 QUICK_OUT = Path(tempfile.gettempdir()) / "derive-experiments-quick"
 """Where ``--quick`` writes by default: never over the committed results."""
 
@@ -69,6 +75,24 @@ def _count(what: str, minimum: int) -> Callable[[str], int]:
 _length = _count("length", 2)
 
 
+def _biases(text: str) -> tuple[float, ...]:
+    parts = [part.strip() for part in text.split(",") if part.strip()]
+    if not parts:
+        raise argparse.ArgumentTypeError("expected at least one bias")
+    biases = []
+    for part in parts:
+        try:
+            value = float(part)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"bias: expected a number, got {part!r}") from None
+        if not abs(value) < 100:  # also refuses nan and inf
+            raise argparse.ArgumentTypeError(f"bias: expected a number between -100 and 100, got {part!r}")
+        biases.append(value)
+    if len(set(biases)) != len(biases):
+        raise argparse.ArgumentTypeError(f"bias listed twice in {text!r}")
+    return tuple(sorted(biases))
+
+
 def _lengths(text: str) -> tuple[int, ...]:
     parts = [part.strip() for part in text.split(",") if part.strip()]
     if not parts:
@@ -79,14 +103,15 @@ def _lengths(text: str) -> tuple[int, ...]:
     return tuple(sorted(lengths))
 
 
-def _common_options(parser: argparse.ArgumentParser) -> None:
+def _common_options(parser: argparse.ArgumentParser, *, cells: tuple[str, ...] = CELLS,
+                    seeds: str = "3; 2 with --quick") -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a tiny run (seconds) that checks the pipeline; writes to "
                         f"{QUICK_OUT} unless --out is given")
     parser.add_argument("--seeds", type=_count("seed count", 1), default=None,
-                        help="number of seeds, 0 .. N-1 (default 3; 2 with --quick)")
-    parser.add_argument("--cells", type=_cells, default=CELLS,
-                        help=f"comma-separated cells (default {','.join(CELLS)})")
+                        help=f"number of seeds, 0 .. N-1 (default {seeds})")
+    parser.add_argument("--cells", type=_cells, default=cells,
+                        help=f"comma-separated cells (default {','.join(cells)})")
     parser.add_argument("--steps", type=_count("steps", 1), default=None,
                         help="training steps per model (default "
                         f"{FULL_TRAINING.steps}; {QUICK_TRAINING.steps} with --quick)")
@@ -102,7 +127,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         "experiment",
         help="run the gradient-flow or memory experiment with the generated kernels",
         description="Run an experiment with the generated kernels and write its "
-        "results (JSON) and plots (SVG, English and French).",
+        "results (JSON) and plots (SVG, English and French, light and dark).",
     )
     experiments = parser.add_subparsers(dest="experiment", metavar="EXPERIMENT",
                                         parser_class=OneLineParser)
@@ -123,17 +148,46 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     _common_options(mem)
     mem.add_argument("--lengths", type=_lengths, default=None,
                      help="comma-separated sequence lengths (default 10,50,100,200; 5,20 with --quick)")
+    gate = experiments.add_parser(
+        "gates",
+        help="the keep gate of each trained gated cell over adding-problem sequences",
+        description=gates.__doc__.splitlines()[0],
+    )
+    _common_options(gate)
+    gate.add_argument("--length", type=_length, default=None,
+                      help="the sequence length trained and measured (default 200; 20 with --quick)")
+    bias = experiments.add_parser(
+        "forget-bias",
+        help="the keep (forget) gate's bias at initialisation: 0 to 3 on the LSTM at T = 200",
+        description=fb.__doc__.splitlines()[0],
+    )
+    _common_options(bias, cells=BIAS_CELLS, seeds="5; 2 with --quick")
+    bias.add_argument("--length", type=_length, default=None,
+                      help="the sequence length (default 200; 20 with --quick)")
+    bias.add_argument("--biases", type=_biases, default=fb.BIASES,
+                      help="comma-separated biases added at initialisation "
+                      f"(default {','.join(f'{b:g}' for b in fb.BIASES)})")
     both = experiments.add_parser(
         "all",
-        help="memory, then gradient-flow on the models it trained (the full suite)",
-        description="Run the memory experiment, then the gradient-flow experiment with the "
-        "longest length as the longest lag, measuring the models memory has just trained "
-        "instead of training them again. Writes the same files as the two commands.",
+        help="memory, gradient-flow and gates on the models memory trained, then forget-bias",
+        description="Run the memory experiment, then the gradient-flow and gates experiments "
+        "with the longest length, measuring the models memory has just trained instead of "
+        "training them again, then the forget-bias experiment on its default cells. Writes "
+        "the same files as the four commands.",
     )
     _common_options(both)
     both.add_argument("--lengths", type=_lengths, default=None,
                       help="comma-separated sequence lengths; the longest is also the longest lag "
+                      "and the length of the gates and forget-bias experiments "
                       "(default 10,50,100,200; 5,20 with --quick)")
+    redraw = experiments.add_parser(
+        "plots",
+        help="redraw every plot from the result files (no training)",
+        description="Redraw the plots (SVG, every language and colour scheme) of every "
+        "experiment whose result file (JSON) is in the directory.",
+    )
+    redraw.add_argument("--out", type=Path, default=None,
+                        help=f"directory of the JSON files, where the SVG files go (default {RESULTS_DIR})")
     parser.set_defaults(func=run)
 
 
@@ -193,6 +247,54 @@ def _run_gradient_flow(
     _report("gradient-flow", progress, _write("gradient-flow", command, args, data, out))
 
 
+def _run_gates(
+    args: argparse.Namespace, out: Path, length: int,
+    trained: dict[tuple[str, int], dict] | None = None,
+) -> None:
+    seeds = list(range(args.seeds))
+    training = _training(args)
+    jobs = gates.gates_jobs(args.cells, seeds, length, training, trained)
+    if not jobs:
+        raise SystemExit(f"derive experiment gates: error: none of the cells {','.join(args.cells)} "
+                         "has a keep gate")
+    progress = Progress(len(jobs), "gates")
+    runs = run_jobs(gates.run_gates_job, jobs, processes=args.jobs, progress=progress)
+    data = gates.aggregate(runs, args.cells, seeds, length, training)
+    command = _command("gates", args, ["--length", str(length)])
+    _report("gates", progress, _write("gates", command, args, data, out))
+
+
+def _run_forget_bias(args: argparse.Namespace, out: Path, length: int, seed_count: int,
+                     cells: tuple[str, ...]) -> None:
+    seeds = list(range(seed_count))
+    training = _training(args)
+    for cell in cells:
+        if gates.keep_gate(cell) is None:
+            raise SystemExit(f"derive experiment forget-bias: error: cells: {cell!r} has no keep gate "
+                             f"whose bias could be moved; cells with one: {','.join(gates.gated_cells(CELLS))}")
+    jobs = fb.forget_bias_jobs(cells, args.biases, seeds, length, training)
+    progress = Progress(len(jobs), "forget-bias")
+    runs = run_jobs(fb.run_forget_bias_job, jobs, processes=args.jobs, progress=progress)
+    data = fb.aggregate(runs, cells, args.biases, seeds, length, training)
+    run_args = argparse.Namespace(**{**vars(args), "seeds": seed_count, "cells": cells})
+    command = _command("forget-bias", run_args, [
+        "--length", str(length), "--biases", ",".join(f"{b:g}" for b in args.biases)])
+    _report("forget-bias", progress, _write("forget-bias", command, run_args, data, out))
+
+
+def _redraw(out: Path) -> int:
+    from .plots import write_plots
+
+    found = [e for e in EXPERIMENTS if result_path(out, e).is_file()]
+    if not found:
+        raise SystemExit(f"derive experiment plots: error: no result file in {out}")
+    for experiment in found:
+        result = read_json(result_path(out, experiment))
+        paths = write_plots(experiment, result["data"], len(result["seeds"]), out)
+        print(f"{experiment}: wrote {', '.join(str(p) for p in paths)}", file=sys.stderr)
+    return 0
+
+
 def _report(experiment: str, progress: Progress, paths: list[Path]) -> None:
     written = ", ".join(str(p) for p in paths)
     print(f"{experiment}: {progress.elapsed:.1f} s; wrote {written}", file=sys.stderr)
@@ -200,18 +302,30 @@ def _report(experiment: str, progress: Progress, paths: list[Path]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the experiment ``args`` describe; return the exit status."""
+    if args.experiment == "plots":
+        return _redraw(args.out or RESULTS_DIR)
     preset = QUICK if args.quick else FULL
+    seeds_given = args.seeds is not None
     if args.seeds is None:
-        args.seeds = preset["seeds"]
+        args.seeds = preset["bias_seeds"] if args.experiment == "forget-bias" else preset["seeds"]
     out = args.out or (QUICK_OUT if args.quick else RESULTS_DIR)
     if args.experiment == "memory":
         _run_memory(args, out)
     elif args.experiment == "gradient-flow":
         _run_gradient_flow(args, out, args.max_lag or preset["max_lag"])
+    elif args.experiment == "gates":
+        _run_gates(args, out, args.length or preset["max_lag"])
+    elif args.experiment == "forget-bias":
+        _run_forget_bias(args, out, args.length or preset["bias_length"], args.seeds, args.cells)
     else:
         start = time.perf_counter()
         trained = _run_memory(args, out)
-        _run_gradient_flow(args, out, max(args.lengths or preset["lengths"]), trained)
+        longest = max(args.lengths or preset["lengths"])
+        _run_gradient_flow(args, out, longest, trained)
+        _run_gates(args, out, longest, trained)
+        args.biases = fb.BIASES
+        _run_forget_bias(args, out, longest, args.seeds if seeds_given else preset["bias_seeds"],
+                         tuple(c for c in BIAS_CELLS if c in args.cells) or BIAS_CELLS)
         print(f"all: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

@@ -16,8 +16,20 @@ from . import kernel_sha256
 RESULTS_DIR = Path("docs/assets/generated/experiments")
 """Where the committed results and plots live, from the repository root."""
 
-EXPERIMENTS: tuple[str, ...] = ("gradient-flow", "memory")
+EXPERIMENTS: tuple[str, ...] = ("gradient-flow", "memory", "gates", "forget-bias")
 """The experiments, by the names of their command and files."""
+
+LANGUAGES: tuple[str, ...] = ("en", "fr")
+"""The languages every plot is drawn in."""
+
+SCHEME_SUFFIXES: dict[str, str] = {"light": "", "dark": ".dark"}
+"""The colour schemes every plot is drawn in, and the suffix of their files."""
+
+
+def plot_names(experiment: str) -> list[str]:
+    """The plot files of ``experiment``: ``NAME.LANG.svg`` (light) and
+    ``NAME.LANG.dark.svg`` for every language."""
+    return [f"{experiment}.{lang}{suffix}.svg" for lang in LANGUAGES for suffix in SCHEME_SUFFIXES.values()]
 
 
 def provenance(command: str, cells: Sequence[str], seeds: Sequence[int]) -> dict[str, Any]:

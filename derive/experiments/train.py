@@ -156,14 +156,20 @@ def mse(model: Model, xs: np.ndarray, targets: np.ndarray) -> float:
     return float(np.mean((model.predict(xs) - targets) ** 2))
 
 
-def train(cell: str, length: int, seed: int, config: TrainingConfig) -> tuple[Model, list[float]]:
+def train(
+    cell: str, length: int, seed: int, config: TrainingConfig, *, initial: Model | None = None
+) -> tuple[Model, list[float]]:
     """Train ``cell`` on the adding problem at ``length`` steps.
 
     The batches come from a stream seeded by ``(seed, length)`` only, so at
-    one seed every cell sees the same sequences. Returns the trained model
-    and the training loss of every step.
+    one seed every cell sees the same sequences. ``initial`` is the model to
+    start from (updated in place); by default :meth:`Model.initial` at the
+    hidden size of ``config`` and ``seed``. Returns the trained model and
+    the training loss of every step.
     """
-    model = Model.initial(cell, hidden_size(cell, config.param_target), seed)
+    if initial is not None and initial.cell != cell:
+        raise ValueError(f"initial: expected a model of cell {cell!r}, got one of {initial.cell!r}")
+    model = initial or Model.initial(cell, hidden_size(cell, config.param_target), seed)
     optimiser = Adam(lr=config.lr)
     data = np.random.default_rng([seed, length, 2])
     trainable = model.trainable()

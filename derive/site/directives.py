@@ -13,7 +13,9 @@ cell, so that no formula, table of shapes or kernel listing is typed by hand:
   the previous state to the new one that cross no matrix product, VIEW
   ``unrolled`` draws the cell unrolled over time steps;
 - ``{{ derive: kernel CELL }}``: the generated ``derive/kernels/CELL.py``;
-- ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``;
+- ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``,
+  and ``NAME.<lang>.dark.svg`` beside it when there is one (the stylesheet
+  shows the one of the reader's palette).
 - ``{{ derive: notebook }}``: the box offering the page's generated notebook
   (``derive.notebooks``: the directive is also what makes ``derive build``
   write that notebook).
@@ -189,8 +191,13 @@ def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion)
         if d.kind == "sigmoid":
             return slot(formula=Formula(_latex_module(d).sigmoid_latex(), True))
         if d.kind == "plot":
-            svg = _plot_file(d, lang, sources).read_text(encoding="utf-8")
-            return slot(html=inline_svg(svg, f"{d.args[0]}-{len(expansion.slots)}"))
+            light = _plot_file(d, lang, sources)
+            prefix = f"{d.args[0]}-{len(expansion.slots)}"
+            html = inline_svg(light.read_text(encoding="utf-8"), prefix)
+            dark = light.with_name(f"{d.args[0]}.{lang}.dark.svg")
+            if dark.is_file():
+                html += inline_svg(dark.read_text(encoding="utf-8"), f"{prefix}-dark")
+            return slot(html=html)
         if d.kind == "table":
             return _result_table(d, lang, sources)
         if d.kind == "counts":
