@@ -122,8 +122,10 @@ def check_sequence(
     shown = "(" + ", ".join(str(s) if s is not None else d for s, d in zip(shape, dims)) + ")"
     if array.ndim != len(shape):
         raise ValueError(f"{name}: expected rank {len(shape)}, shape {shown}{why}, got shape {array.shape}")
-    for got, want in zip(array.shape, shape):
-        if (want is None and got < 1) or (want is not None and got != want):
+    for got, want, dim in zip(array.shape, shape, dims):
+        if want is None and got < 1:
+            raise ValueError(f"{name}: expected shape {shown}{why}{' and' if why else ' with'} {dim} ≥ 1, got {array.shape}")
+        if want is not None and got != want:
             raise ValueError(f"{name}: expected shape {shown}{why}, got {array.shape}")
     _check_dtype(name, array, dtype, " like params")
     _check_finite(name, array)

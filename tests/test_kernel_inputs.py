@@ -198,3 +198,24 @@ def test_runtime_sigmoid_is_stable_and_keeps_dtype() -> None:
     np.testing.assert_allclose(sigmoid(z), 1.0 / (1.0 + np.exp(-z)), rtol=1e-14, atol=1e-16)
     extreme = sigmoid(np.array([-1e4, 1e4], np.float32))
     assert extreme.dtype == np.float32 and extreme.tolist() == [0.0, 1.0]
+
+
+@pytest.mark.parametrize("dim", ["T", "B"])
+def test_empty_sequence_or_batch_says_the_minimum(cell_name: str, dim: str) -> None:
+    kernel, params, xs, _ = _setup(cell_name)
+    empty = xs[:0] if dim == "T" else xs[:, :0]
+    _raises(lambda: kernel.forward(params, empty), "xs", f"{dim} ≥ 1", str(empty.shape))
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "0"])
+def test_init_params_refuses_a_bad_seed(cell_name: str, seed: object) -> None:
+    kernel = kernels.load(cell_name)
+    _raises(lambda: kernel.init_params(N_X, N_H, seed=seed), "seed", "non-negative integer", repr(seed))
+
+
+def test_params_as_nested_lists(cell_name: str) -> None:
+    """Lists of floats are arrays like any other: the same result, no TypeError from inside the kernel."""
+    kernel, params, xs, _ = _setup(cell_name)
+    ys, _ = kernel.forward(params, xs)
+    ys_lists, _ = kernel.forward({k: v.tolist() for k, v in params.items()}, xs.tolist())
+    np.testing.assert_array_equal(ys_lists, ys)
