@@ -107,7 +107,8 @@ def test_a_node_for_every_vector_and_operation(name: str, lang: str) -> None:
             assert node.weight.replace("_", "") in label and node.bias.replace("_", "") in label
     subs = subexpressions(cell)
     assert len(of_kind(root, "mul")) == hadamard_products(cell)
-    assert hadamard_products(cell) >= (0 if name == "rnn" else 2)  # the count above is not vacuous
+    # the count above, checked against the ⊙ the text printer writes (zero for rnn, 2 or 3 for the others)
+    assert hadamard_products(cell) == cell.text("forward").count("⊙")
     assert len(of_kind(root, "gate")) == sum(isinstance(e, sigmoid) for e in subs)
     assert len(of_kind(root, "act")) == sum(isinstance(e, sympy.tanh) for e in subs)
     assert len(of_kind(root, "add")) == sum(isinstance(e, sympy.Add) and e.as_coeff_add()[0] == 0 for e in subs)
