@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Literal
 
 import sympy
 
+from . import functions
 from .graph import Affine, Elementwise, Node, Param, Size, Vector
 
 if TYPE_CHECKING:
@@ -46,6 +47,8 @@ class Cell:
     states: tuple[State, ...]
     output: str
     inputs: tuple[str, ...] = ("x",)
+    source: str = ""  # the file the cell comes from, named in generated files
+    memory: str = ""  # the state whose gradient the experiments follow (see CellBuilder.build)
 
     # -- structure -----------------------------------------------------
     def node(self, name: str) -> Node:
@@ -64,11 +67,22 @@ class Cell:
         return (sizes[p.rows], sum(sizes[c] for c in p.cols))
 
     def weight_blocks(self, weight: str) -> list[tuple[str, Size]]:
-        """The column blocks of ``weight``: (part label, size) in order."""
+        """The column blocks of ``weight``: (part label, size) in order.
+
+        A part's label is the block label of its vector (``c`` for c(t−1)
+        and for G_r ⊙ c(t−1)), else its own name; two parts of one weight
+        with the same label are told apart by their vector names."""
         for node in self.nodes:
             if isinstance(node, Affine) and node.weight == weight:
-                return [(self.vectors[p].block, self.vectors[p].size) for p in node.parts]
+                labels = [self.vectors[p].block or self.vectors[p].text or p for p in node.parts]
+                labels = [p if labels.count(lab) > 1 else lab for lab, p in zip(labels, node.parts)]
+                return [(lab, self.vectors[p].size) for lab, p in zip(labels, node.parts)]
         raise KeyError(f"cell {self.name!r} has no weight {weight!r}")
+
+    @property
+    def per_element(self) -> list[str]:
+        """The per-element (diagonal) parameters, used as ``p ⊙ v``."""
+        return [n for n, p in self.params.items() if p.per_element]
 
     def forward_equations(self) -> list[sympy.Eq]:
         """The step's equations, in order, as SymPy ``Eq`` objects.
@@ -149,6 +163,33 @@ def _latex_name(name: str) -> str:
     return f"{base}_{{{sub}}}" if sub else base
 
 
+class CellError(ValueError):
+    """A cell that cannot be built: which file, which node, why — one line.
+
+    Every mistake in a cell definition (an undefined vector, sizes that do
+    not agree, a weight on two affine nodes, an unknown function, a node
+    that reaches no output) is reported this way, before anything is
+    derived; the command line prints it on one line and exits with 2.
+    """
+
+    def __init__(self, reason: str, *, node: str | None = None, source: str = "", line: int | None = None,
+                 column: int | None = None) -> None:
+        self.reason, self.node, self.source, self.line, self.column = reason, node, source, line, column
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = self.source or "cell"
+        if self.line is not None:
+            where += f":{self.line}" + (f":{self.column}" if self.column is not None else "")
+        node = f" node {self.node!r}:" if self.node else ""
+        return f"{where}:{node} {self.reason}"
+
+
+# what an element-wise expression may contain besides registered functions
+_ALGEBRA = (sympy.Symbol, sympy.Number, sympy.Add, sympy.Mul, sympy.Pow)
+_SIZE_NAMES = {"n_h": "n_h", "n_x": "n_x"}
+
+
 class CellBuilder:
     """Describes a cell step by step, in the order of its equations.
 
@@ -157,67 +198,177 @@ class CellBuilder:
     >>> z = b.affine("z_a", "W_a", [a_prev, x], "b_a")
     >>> a = b.node("a", sympy.tanh(z))
     >>> cell = b.build(output="a")
+
+    Each call is checked as it is made and :meth:`build` checks the whole;
+    a mistake raises one :class:`CellError` naming the node and the reason.
     """
 
-    def __init__(self, name: str, title: str, summary: str) -> None:
-        self.name, self.title, self.summary = name, title, summary
+    def __init__(self, name: str, title: str = "", summary: str = "", *, source: str = "") -> None:
+        if not isinstance(name, str) or not name.isidentifier():
+            raise CellError(f"the cell's name must be a Python identifier, got {name!r}", source=source)
+        self.name, self.title, self.summary = name, title or name, summary
+        self.source = source or f"derive/cells/{name}.py"
         self.vectors: dict[str, Vector] = {}
         self.params: dict[str, Param] = {}
         self.nodes: list[Node] = []
         self.states: list[State] = []
         self.inputs: list[str] = []
+        self._owner: dict[str, str] = {}  # parameter -> the node that uses it (one node each for W and b)
+
+    def _error(self, reason: str, node: str | None = None) -> CellError:
+        return CellError(reason, node=node, source=self.source)
 
     def _add_vector(self, vector: Vector) -> sympy.Symbol:
-        if vector.name in self.vectors:
-            raise ValueError(f"vector {vector.name!r} defined twice in cell {self.name!r}")
+        if not vector.name.isidentifier():
+            raise self._error(f"a vector's name must be an identifier, got {vector.name!r}", vector.name)
+        if vector.name in self.vectors or vector.name in self.params:
+            raise self._error(f"{vector.name!r} is defined twice", vector.name)
         self.vectors[vector.name] = vector
         return vector.symbol
 
     def input(self, name: str = "x", latex: str = "x") -> sympy.Symbol:
         """The input x(t), of size n_x."""
+        if self.inputs:
+            raise self._error(f"a cell has one input; {self.inputs[0]!r} is already defined", name)
         self.inputs.append(name)
         return self._add_vector(Vector(name, latex, "n_x", "input", 0, block=latex, text=latex))
 
     def state(self, name: str, latex: str | None = None) -> sympy.Symbol:
         """A recurrent state; returns its value at t−1. A later node named
         ``name`` must compute its value at t."""
-        latex = latex or name
+        latex = latex or _latex_name(name)
         prev = f"{name}_prev"
         self.states.append(State(name, prev))
-        return self._add_vector(Vector(prev, latex, "n_h", "state_prev", -1, block=latex, text=latex))
+        return self._add_vector(Vector(prev, latex, "n_h", "state_prev", -1, block=_plain(latex), text=_plain(latex)))
+
+    def param(self, name: str, latex: str | None = None) -> sympy.Symbol:
+        """A per-element (diagonal) parameter ``p`` of size n_h, to use as
+        ``p ⊙ v`` (or ``+ p``) in element-wise nodes; its gradient is summed
+        over the batch and time."""
+        if not name.isidentifier():
+            raise self._error(f"a parameter's name must be an identifier, got {name!r}", name)
+        if name in self.params or name in self.vectors:
+            raise self._error(f"{name!r} is defined twice", name)
+        self.params[name] = Param(name, latex or _latex_name(name), "n_h", (), per_element=True)
+        return sympy.Symbol(name)
 
     def affine(
         self, target: str, weight: str, parts: list[sympy.Symbol], bias: str | None = None
     ) -> sympy.Symbol:
-        """``target = weight [parts…] + bias``, a pre-activation of size n_h."""
-        names = tuple(p.name for p in parts)
+        """``target = weight [parts…] + bias``, a pre-activation of size n_h.
+
+        ``parts`` are vectors already defined: the input, previous states,
+        or earlier nodes (a state at t included)."""
+        if not parts:
+            raise self._error("an affine node needs at least one part", target)
+        names: list[str] = []
+        for p in parts:
+            name = getattr(p, "name", None)
+            if not isinstance(p, sympy.Symbol) or name not in self.vectors:
+                raise self._error(f"{weight} [·] reads {p!s}, which is not a defined vector "
+                                  f"(defined: {', '.join(self.vectors) or 'none'})", target)
+            names.append(name)
+        if len(set(names)) != len(names):
+            raise self._error(f"{weight} [·] reads the same vector twice: {names}", target)
+        for param in (weight, bias):
+            if param is None:
+                continue
+            if not param.isidentifier():
+                raise self._error(f"a parameter's name must be an identifier, got {param!r}", target)
+            if param in self.params or param in self.vectors:
+                other = self._owner.get(param)
+                where = f"the affine node {other!r}" if other else "another definition"
+                raise self._error(f"{param!r} is already used by {where}: each weight and bias belongs to one affine node", target)
         cols = tuple(self.vectors[p].size for p in names)
         self.params[weight] = Param(weight, _latex_name(weight), "n_h", cols)
+        self._owner[weight] = target
         if bias:
             self.params[bias] = Param(bias, _latex_name(bias), "n_h", ())
-        self.nodes.append(Affine(target, weight, names, bias))
+            self._owner[bias] = target
+        self.nodes.append(Affine(target, weight, tuple(names), bias))
         return self._add_vector(Vector(target, _latex_name(target), "n_h", "node", text=target))
 
     def node(
         self, target: str, expr: sympy.Expr, *, latex: str | None = None, show: bool = True, block: str = ""
     ) -> sympy.Symbol:
         """``target = expr``, elementwise. ``show=False`` hides it in the
-        displayed equations (it is substituted into its consumers)."""
-        unknown = {s.name for s in expr.free_symbols} - set(self.vectors)
-        if unknown:
-            raise ValueError(f"node {target!r} uses undefined vectors {sorted(unknown)}")
+        displayed equations (it is substituted into its consumers).
+
+        An activation applied inside a larger expression (``G_o ⊙ tanh(c)``)
+        gets a hidden node of its own, so that its derivative is read from
+        the cache instead of evaluated again."""
+        expr = sympy.sympify(expr)
+        self._check_expression(target, expr)
+        expr = self._hoist(target, expr)
         self.nodes.append(Elementwise(target, expr, show))
         latex = latex or _latex_name(target)
-        return self._add_vector(Vector(target, latex, "n_h", "node", block=block, text=latex.replace("{", "").replace("}", "")))
+        return self._add_vector(Vector(target, latex, "n_h", "node", block=block, text=_plain(latex)))
 
-    def build(self, output: str) -> Cell:
-        """The finished cell; ``output`` is the vector y(t) it emits."""
-        targets = {n.target for n in self.nodes}
+    # -- checks ------------------------------------------------------------
+    def _check_expression(self, target: str, expr: sympy.Expr) -> None:
+        for e in sympy.preorder_traversal(expr):
+            if isinstance(e, sympy.Function) and functions.of(e) is not None and not functions.of(e).indicator:
+                continue
+            if isinstance(e, sympy.Pow) and not e.exp.is_Number:
+                raise self._error(f"a power's exponent must be a number, got {e.exp}", target)
+            if not isinstance(e, _ALGEBRA):
+                name = type(e).__name__ if not isinstance(e, sympy.Function) else e.func.__name__
+                raise self._error(f"unknown function {name!r}; known: {', '.join(functions.known_names())}", target)
+        unknown = sorted(s.name for s in expr.free_symbols if s.name not in self.vectors and s.name not in self.params)
+        if unknown:
+            raise self._error(f"uses undefined vectors {unknown} (defined: {', '.join(self.vectors) or 'none'})", target)
+        weights = sorted(s.name for s in expr.free_symbols if s.name in self.params and not self.params[s.name].per_element)
+        if weights:
+            raise self._error(f"uses {weights}, a weight or bias of an affine node, element-wise: "
+                              "declare a per-element parameter instead", target)
+        sizes = {self.vectors[s.name].size: s.name for s in expr.free_symbols if s.name in self.vectors}
+        if "n_x" in sizes and "n_h" in sizes:
+            raise self._error(f"mixes sizes element-wise: {sizes['n_h']} is n_h, {sizes['n_x']} is n_x "
+                              "(pass the n_x vector through a weight first)", target)
+        if set(sizes) == {"n_x"}:
+            raise self._error(f"reads only n_x vectors ({sizes['n_x']}): element-wise nodes are of size n_h, "
+                              "pass the input through a weight first", target)
+        if not expr.free_symbols:
+            raise self._error(f"is a constant ({expr}): a node must read a vector", target)
+
+    def _hoist(self, target: str, expr: sympy.Expr) -> sympy.Expr:
+        """Give each activation nested inside ``expr`` a hidden node."""
+        nested = [e for e in sympy.preorder_traversal(expr) if e != expr and functions.of(e) is not None]
+        for k, e in enumerate(nested):
+            if e not in expr.atoms(type(e)):  # already replaced through an outer one
+                continue
+            arg = e.args[0]
+            base = f"{functions.of(e).name}_{arg.name}" if arg.is_Symbol else f"{target}_{functions.of(e).name}{k}"
+            name = base
+            while name in self.vectors or name in self.params:
+                name += "_"
+            symbol = self.node(name, e, show=False)
+            expr = expr.xreplace({e: symbol})
+        return expr
+
+    def build(self, output: str, *, memory: str | None = None) -> Cell:
+        """The finished cell; ``output`` is the vector y(t) it emits.
+
+        ``memory`` is the state whose gradient the experiments follow: by
+        default the only state, or the one state that is not the output
+        (the LSTM's memory cell c rather than its output a)."""
+        targets = [n.target for n in self.nodes]
+        if not self.inputs:
+            raise self._error("the cell has no input: call input('x')")
+        if not self.states:
+            raise self._error("the cell has no recurrent state: call state(name)")
         for s in self.states:
             if s.name not in targets:
-                raise ValueError(f"state {s.name!r} of cell {self.name!r} is never computed")
+                raise self._error(f"state {s.name!r} is never computed: add a node named {s.name!r}", s.name)
         if output not in targets:
-            raise ValueError(f"output {output!r} of cell {self.name!r} is never computed")
+            raise self._error(f"output {output!r} is never computed (nodes: {', '.join(targets)})", output)
+        self._check_reach(output)
+        names = [s.name for s in self.states]
+        if memory is None:
+            others = [s for s in names if s != output]
+            memory = names[0] if len(names) == 1 else others[0] if len(others) == 1 else names[0]
+        if memory not in names:
+            raise self._error(f"memory {memory!r} is not a state (states: {', '.join(names)})", memory)
         return Cell(
             self.name,
             self.title,
@@ -228,4 +379,32 @@ class CellBuilder:
             tuple(self.states),
             output,
             tuple(self.inputs),
+            self.source,
+            memory,
         )
+
+    def _check_reach(self, output: str) -> None:
+        """Every node, input, state and parameter reaches the output or a new state."""
+        reads: dict[str, set[str]] = {}
+        for n in self.nodes:
+            if isinstance(n, Affine):
+                reads[n.target] = set(n.parts) | {n.weight} | ({n.bias} if n.bias else set())
+            else:
+                reads[n.target] = {s.name for s in n.expr.free_symbols}
+        reached, todo = set(), [output, *(s.name for s in self.states)]
+        while todo:
+            v = todo.pop()
+            if v not in reached:
+                reached.add(v)
+                todo += reads.get(v, ())
+        for n in self.nodes:
+            if n.target not in reached:
+                raise self._error("reaches neither the output nor a new state", n.target)
+        for name in [*self.inputs, *(s.prev for s in self.states), *self.params]:
+            if name not in reached:
+                raise self._error(f"{name!r} is defined but never used on a path to the output or a state", name)
+
+
+def _plain(latex: str) -> str:
+    """``G_{r}`` → ``G_r``."""
+    return latex.replace("{", "").replace("}", "")

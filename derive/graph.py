@@ -21,7 +21,7 @@ from typing import Literal
 import sympy
 from sympy.core.symbol import Str
 
-from .functions import ACTIVATIONS
+from . import functions
 
 Role = Literal["input", "state_prev", "node", "carried_in", "output_grad"]
 Size = Literal["n_x", "n_h"]
@@ -52,15 +52,19 @@ class Vector:
 
 @dataclass(frozen=True)
 class Param:
-    """A learned parameter: a matrix on a concatenation, or a bias."""
+    """A learned parameter: a matrix on a concatenation, a bias, or a
+    per-element (diagonal) vector ``p`` used as ``p ⊙ v`` in an element-wise
+    node (a peephole, IndRNN's recurrent weights)."""
 
     name: str
     latex: str
     rows: Size
-    cols: tuple[Size, ...]  # () for a bias vector
+    cols: tuple[Size, ...]  # () for a vector: a bias or a per-element parameter
+    per_element: bool = False
 
     @property
     def is_bias(self) -> bool:
+        """Whether the parameter is a vector of shape (n_h,) (a bias or a per-element parameter)."""
         return not self.cols
 
 
@@ -134,22 +138,20 @@ class Elementwise:
         return sorted(s.name for s in self.expr.free_symbols)
 
     def vjp(self, d_target: sympy.Symbol, cached: dict[sympy.Expr, sympy.Symbol]) -> dict[str, sympy.Expr]:
-        """δu += δv ⊙ ∂f/∂u for each argument u.
+        """δu += δv ⊙ ∂f/∂u for each argument u (a per-element parameter
+        included: its gradient is this summed over the batch and time).
 
         The partial is rewritten in terms of cached forward values: with
         ``cached = {σ(z_r): G_r}``, ∂σ(z_r)/∂z_r = σ(1−σ) becomes
-        G_r (1 − G_r). An activation left unrewritten would be re-evaluated
-        by the kernels, so it is an error.
+        G_r (1 − G_r). The builder gives every activation a node of its own
+        (:class:`derive.cell.CellBuilder`), so one left unrewritten is a bug.
         """
         out: dict[str, sympy.Expr] = {}
         for name in self.arguments():
             partial = sympy.diff(self.expr, sympy.Symbol(name)).xreplace(cached)
-            leftover = [f for f in partial.atoms(sympy.Function) if isinstance(f, ACTIVATIONS)]
-            if leftover:
-                raise ValueError(
-                    f"∂{self.target}/∂{name} still evaluates {leftover[0]}: "
-                    "give that activation its own node so it is cached"
-                )
+            unknown = [f for f in partial.atoms(sympy.Function) if functions.of(f) is None]
+            if unknown:  # the printers could not spell it
+                raise ValueError(f"∂{self.target}/∂{name} contains {unknown[0]}, a function outside the registry")
             out[name] = d_target * partial
         return out
 

@@ -46,6 +46,25 @@ def sigmoid_of_half(half_z: np.ndarray, out: np.ndarray | None = None) -> np.nda
     return out
 
 
+def hard_sigmoid(z: np.ndarray) -> np.ndarray:
+    """PyTorch's hard-σ, clip(z/6 + ½, 0, 1), in the dtype of ``z``."""
+    z = np.asarray(z)
+    return np.clip(z / z.dtype.type(6) + z.dtype.type(0.5), 0, 1)
+
+
+def step(y: np.ndarray) -> np.ndarray:
+    """1 where y > 0, else 0 (ReLU's derivative in its output; 0 at 0, as
+    PyTorch), in the dtype of ``y``."""
+    y = np.asarray(y)
+    return (y > 0).astype(y.dtype)
+
+
+def inside01(y: np.ndarray) -> np.ndarray:
+    """1 where 0 < y < 1, else 0 (hard-σ's derivative ×6, in its output)."""
+    y = np.asarray(y)
+    return ((y > 0) & (y < 1)).astype(y.dtype)
+
+
 @dataclass(frozen=True)
 class Sizes:
     """The sizes read from the parameters: ``values["n_x"]`` and the

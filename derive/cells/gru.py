@@ -11,6 +11,8 @@ import sympy
 from ..cell import Cell, CellBuilder
 from ..functions import sigmoid
 
+ORDER = 30  # its place in the thread's order
+
 
 def build() -> Cell:
     b = CellBuilder("gru", "Full GRU (thread, Cho et al.)", "A reset gate Gr filters c(t−1) before the candidate's matrix product; Gu mixes as before.")

@@ -10,6 +10,8 @@ import sympy
 from ..cell import Cell, CellBuilder
 from ..functions import sigmoid
 
+ORDER = 20  # its place in the thread's order
+
 
 def build() -> Cell:
     b = CellBuilder("gru_simple", "Simplified GRU", "An update gate Gu mixes the candidate h(t) with the previous state c(t−1).")

@@ -13,6 +13,8 @@ import sympy
 from ..cell import Cell, CellBuilder
 from ..functions import sigmoid
 
+ORDER = 40  # its place in the thread's order
+
 
 def build() -> Cell:
     b = CellBuilder("gru_torch", "PyTorch / cuDNN GRU", "Reset applied after the hidden matrix product, two candidate biases, update gate Gz = 1 − Gu.")

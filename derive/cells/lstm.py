@@ -10,6 +10,8 @@ import sympy
 from ..cell import Cell, CellBuilder
 from ..functions import sigmoid
 
+ORDER = 50  # its place in the thread's order
+
 
 def build() -> Cell:
     b = CellBuilder("lstm", "LSTM", "Input, forget and output gates around a memory cell c(t); the output is a(t).")

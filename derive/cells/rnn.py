@@ -9,6 +9,8 @@ import sympy
 
 from ..cell import Cell, CellBuilder
 
+ORDER = 10  # its place in the thread's order
+
 
 def build() -> Cell:
     b = CellBuilder("rnn", "Vanilla RNN", "The output a(t) depends on a(t−1) and x(t) through one learned matrix and tanh.")

@@ -13,6 +13,7 @@ from sympy.printing.precedence import PRECEDENCE, precedence
 
 from ..cell import Cell
 from ..derivation import Block, Diag
+from .. import functions
 from ..functions import sigmoid
 from ..graph import Concat, WeightT
 from . import display
@@ -71,13 +72,9 @@ class CellLatexPrinter(_ReadingOrder, LatexPrinter):
             return r"\left(" + self._print(base) + r"\right)^{" + self._print(exp) + "}"
         return super()._print_Pow(expr)
 
-    def _print_sigmoid(self, expr: sigmoid, exp: str | None = None) -> str:
+    def _print_activation(self, entry: functions.Activation, expr: sympy.Function, exp: str | None = None) -> str:
         power = f"^{{{exp}}}" if exp else ""
-        return r"\sigma" + power + r"\left(" + self._print(expr.args[0]) + r"\right)"
-
-    def _print_tanh(self, expr: sympy.tanh, exp: str | None = None) -> str:
-        power = f"^{{{exp}}}" if exp else ""
-        return r"\tanh" + power + r"\left(" + self._print(expr.args[0]) + r"\right)"
+        return entry.latex + power + r"\left(" + self._print(expr.args[0]) + r"\right)"
 
     # -- matrix operations ----------------------------------------------
     def _print_Concat(self, expr: Concat) -> str:
@@ -110,6 +107,9 @@ class CellLatexPrinter(_ReadingOrder, LatexPrinter):
 
     def _print_Block(self, expr: Block) -> str:
         return block_latex(self.cell, expr.args[0].name, expr.args[1].name)
+
+
+functions.install_printers(CellLatexPrinter, CellLatexPrinter._print_activation)
 
 
 def format_label(lab: Label) -> str:

@@ -12,7 +12,7 @@ from sympy.printing.str import StrPrinter
 
 from ..cell import Cell
 from ..derivation import Block, Diag
-from ..functions import sigmoid
+from .. import functions
 from ..graph import Concat, WeightT
 from . import display
 from .latex import _ReadingOrder, ordered_factors
@@ -58,11 +58,8 @@ class CellTextPrinter(_ReadingOrder, StrPrinter):
             inner = "(" + inner + ")"
         return inner + ("²" if exp == 2 else f"^{self._print(exp)}")
 
-    def _print_sigmoid(self, expr: sigmoid) -> str:
-        return "σ(" + self._print(expr.args[0]) + ")"
-
-    def _print_tanh(self, expr: sympy.tanh) -> str:
-        return "tanh(" + self._print(expr.args[0]) + ")"
+    def _print_activation(self, entry: functions.Activation, expr: sympy.Function) -> str:
+        return entry.text + "(" + self._print(expr.args[0]) + ")"
 
     def _print_Concat(self, expr: Concat) -> str:
         weight, *parts = expr.args
@@ -95,6 +92,9 @@ class CellTextPrinter(_ReadingOrder, StrPrinter):
 
     def _print_Block(self, expr: Block) -> str:
         return self._block(expr.args[0].name, expr.args[1].name)
+
+
+functions.install_printers(CellTextPrinter, CellTextPrinter._print_activation)
 
 
 def cell_text(cell: Cell, which: display.Which = "all") -> str:
