@@ -63,7 +63,7 @@ def test_jupyter_display_is_the_forward_latex() -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("show", "nope"), "unknown cell 'nope'; known cells: rnn, gru_simple, gru, gru_torch, lstm"),
+        (("show", "nope"), f"unknown cell 'nope'; known cells: {', '.join(derive.NAMES)}"),
         (("show",), "the following arguments are required: cell"),
         (("show", "gru", "--backward", "--jacobian"), "not allowed with argument"),
         (("frobnicate",), "invalid choice"),

@@ -44,6 +44,12 @@ def rnn_step(p: dict, x: Matrix, s: dict) -> dict:
     return {"a": a}
 
 
+def rnn_relu_step(p: dict, x: Matrix, s: dict) -> dict:
+    # torch.nn.RNN(nonlinearity="relu"); relu(z) = max(z, 0), kept whole (its derivative is step(relu(z)))
+    a = ew(derive.functions.relu, p["W_a"] * Matrix.vstack(s["a"], x) + p["b_a"])
+    return {"a": a}
+
+
 def gru_simple_step(p: dict, x: Matrix, s: dict) -> dict:
     c = s["c"]
     cx = Matrix.vstack(c, x)
@@ -82,8 +88,8 @@ def lstm_step(p: dict, x: Matrix, s: dict) -> dict:
     return {"a": had(o, ew(Th, c)), "c": c}
 
 
-STEPS = {"rnn": rnn_step, "gru_simple": gru_simple_step, "gru": gru_step, "gru_torch": gru_torch_step, "lstm": lstm_step}
-OUTPUT = {"rnn": "a", "gru_simple": "c", "gru": "c", "gru_torch": "c", "lstm": "a"}
+STEPS = {"rnn": rnn_step, "rnn_relu": rnn_relu_step, "gru_simple": gru_simple_step, "gru": gru_step, "gru_torch": gru_torch_step, "lstm": lstm_step}
+OUTPUT = {"rnn": "a", "rnn_relu": "a", "gru_simple": "c", "gru": "c", "gru_torch": "c", "lstm": "a"}
 
 
 def brute_force(name: str, prob: proof.Problem) -> tuple[list[Matrix], dict[str, Matrix]]:
@@ -147,7 +153,7 @@ class Canon:
                 return e
             if e not in memo:
                 args = [rebuild(a) for a in e.args]
-                if isinstance(e, (S, Th)):
+                if isinstance(e, sympy.Function):  # S, Th, relu, step: every opaque application
                     key = (type(e).__name__, sympy.expand(args[0]))
                     memo[e] = self.names.setdefault(key, sympy.Symbol(f"_{key[0]}{len(self.names)}"))
                 else:

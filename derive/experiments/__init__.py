@@ -25,9 +25,6 @@ from types import ModuleType
 
 from ..cells import NAMES
 
-CELLS: tuple[str, ...] = NAMES
-"""The cells the experiments run, in the order of the thread."""
-
 STATE_MEASURED: dict[str, str] = {
     "rnn": "a",
     "gru_simple": "c",
@@ -37,6 +34,10 @@ STATE_MEASURED: dict[str, str] = {
 }
 """The state whose gradient :mod:`.gradient_flow` follows: the memory cell c,
 or a for the plain RNN (its only state). For the LSTM that is c, not a."""
+
+CELLS: tuple[str, ...] = tuple(n for n in NAMES if n in STATE_MEASURED)
+"""The cells the experiments run, in the order of the thread: those the
+committed results were made with (a new cell joins with its results)."""
 
 KERNEL_STATES: dict[str, tuple[str, ...]] = {
     "rnn": ("a",),

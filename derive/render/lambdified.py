@@ -24,10 +24,10 @@ import sympy
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD, carried_in
 from ..graph import Affine, WeightT, adjoint
-from ..runtime import sigmoid
+from ..runtime import sigmoid, step
 
 Arrays = Mapping[str, np.ndarray]
-_MODULES = [{"sigmoid": sigmoid}, "numpy"]
+_MODULES = [{"sigmoid": sigmoid, "relu": lambda z: np.maximum(z, 0), "step": step}, "numpy"]
 
 
 def _compile(expr: sympy.Expr) -> tuple[list[str], Callable[..., np.ndarray]]:
