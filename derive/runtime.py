@@ -17,8 +17,10 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 """The dtypes kernels accept; float16 is refused (σ and tanh lose too much)."""
 
 
-SIGMOID_TAIL_HALF_Z = -2.0
-"""When some z/2 is below −2 (z < −4, σ < 0.018), σ is computed as 1 / (1 + e^(−z))."""
+SIGMOID_TAIL_HALF_Z = {np.dtype(np.float32): -2.0, np.dtype(np.float64): -10.0}
+"""When some z is below −4 in float32 (σ < 0.018) or −20 in float64 (σ < 2e−9),
+σ is computed as 1 / (1 + e^(−z)): above those, ½(1 + tanh(z/2)) is within
+4e−6 (float32) and 6e−8 (float64) of σ, relatively."""
 
 
 def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
@@ -36,7 +38,7 @@ def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def sigmoid_of_half(half_z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """σ(z) from ``half_z`` = z / 2: ½ tanh(z/2) + ½, or 1 / (1 + e^(−z)) when z < −4 somewhere.
+    """σ(z) from ``half_z`` = z / 2: ½ tanh(z/2) + ½, or 1 / (1 + e^(−z)) when there is a left tail.
 
     The kernels fold the ½ into the weights that produce a gate's
     pre-activation, so they call this on z/2 directly (in place, with
@@ -50,14 +52,18 @@ def sigmoid_of_half(half_z: np.ndarray, out: np.ndarray | None = None) -> np.nda
     harmless: a gate held nearly shut (bias −20) gets gradients δz = δG ⊙
     G(1 − G) wrong by factors up to 600 relative to their own scale
     (``benchmarks/sigmoid_tail.py``), which a scale-free optimiser such as
-    Adam follows. So when some z is below −4 (a ``min`` pass tells), the
-    whole array is computed as 1 / (1 + e^(−z)), accurate to a few ulps in
-    both tails, e^(−z) clamped below overflow (σ changes only below the
-    smallest normal float): five passes instead of three. Otherwise the
-    tanh form's relative error is below 4e−6 in float32 and 1e−14 in
-    float64.
+    Adam follows; float64 has the same flaw further out (σ(z) = 0 below
+    z ≈ −37). So when some z is below −4 in float32, −20 in float64 (a
+    ``min`` pass tells), the whole array is computed as 1 / (1 + e^(−z)),
+    accurate to a few ulps in both tails, e^(−z) clamped below overflow (σ
+    changes only below the smallest normal float): five passes instead of
+    three. Otherwise the tanh form's relative error is below 4e−6 in float32
+    and 6e−8 in float64. (The float64 threshold is far out so that
+    ordinary float64 runs, the experiments' among them, keep the tanh form
+    and its exact results: their training is chaotic enough that changing
+    σ in the last bits changes which seeds learn.)
     """
-    if half_z.size and half_z.min() < SIGMOID_TAIL_HALF_Z:
+    if half_z.size and half_z.min() < SIGMOID_TAIL_HALF_Z.get(half_z.dtype, -2.0):
         return _sigmoid_of_half_exp(half_z, out)
     out = np.tanh(half_z, out=out)
     half = out.dtype.type(0.5)

@@ -236,6 +236,9 @@ def test_runtime_sigmoid_is_accurate_in_both_tails_in_float32() -> None:
     rel = np.abs(got - exact) / exact
     worst = int(np.argmax(rel))
     assert rel[worst] < 1e-6, f"σ({z[worst]:g}) in float32 = {got[worst]:.3g}, exact {exact[worst]:.3g}"
+    z64 = np.linspace(-700.0, 30.0, 7301)  # float64 lost the tail below about −37
+    rel64 = np.abs(sigmoid(z64) - 1.0 / (1.0 + np.exp(-z64))) * (1.0 + np.exp(-z64))
+    assert rel64.max() < 1e-13, f"σ({z64[np.argmax(rel64)]:g}) in float64: relative error {rel64.max():.2e}"
 
 
 def _sigma_biases(cell: derive.Cell) -> list[str]:
