@@ -407,3 +407,31 @@ def test_lambdify_of_a_cell_file_agrees_with_its_kernel(name: str, outside: Path
     np.testing.assert_allclose(values[cell.output], ys[0], rtol=1e-12, atol=1e-13)
     for key in params:
         np.testing.assert_allclose(out[key], grads[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+def test_a_squared_denominator_stays_under_the_division() -> None:
+    """δ of f/(f + i) has (f + i)² below; printed as a product it must stay
+    whole under the division (a/((f + i)*(f + i)), never a/(f + i)*(f + i)).
+    The kernel shares 1/(f + i) first; ``Cell.lambdify`` prints the derived
+    expression as it is, and must agree with the kernel."""
+    import sympy as sp
+
+    from derive.render.numpy_kernel import KernelPrinter
+
+    a, f, i = sp.symbols("a f i")
+    assert KernelPrinter({}).doprint(a / (f + i) ** 2) == "a/((f + i)*(f + i))"
+    b = CellBuilder("ratio", "ratio", "")
+    x, c_prev = b.input("x"), b.state("c")
+    G = b.node("f", sigmoid(b.affine("z_f", "W_f", [x, c_prev], "b_f")))
+    H = b.node("i", sigmoid(b.affine("z_i", "W_i", [x], "b_i")))
+    b.node("c", G / (G + H) * c_prev + H / (G + H))
+    cell = b.build(output="c")
+    kernel, step = kernels.compile(cell), cell.lambdify()
+    params = kernel.init_params(2, 3, seed=8)
+    rng = np.random.default_rng(8)
+    xs, c0, dys = rng.standard_normal((1, 2, 2)), {"c": rng.standard_normal((2, 3))}, rng.standard_normal((1, 2, 3))
+    ys, cache = kernel.forward(params, xs, c0)
+    grads = kernel.backward(cache, dys)
+    out = step.vjp(params, step.forward(params, xs[0], c0), dys[0], {"c": np.zeros((2, 3))})
+    for key in params:
+        np.testing.assert_allclose(out[key], grads[key], rtol=1e-10, atol=1e-12, err_msg=key)

@@ -71,6 +71,15 @@ class KernelPrinter(NumPyPrinter):
         self.runtime.update(entry.runtime)
         return entry.numpy.format(self._print(expr.args[0]))
 
+    def _print_Mul(self, expr: sympy.Mul) -> str:
+        """A product with a division prints as numerator/(denominator): the
+        denominator whole, so that a square in it (printed h*h) stays under
+        the division (a/(h*h), never a/h*h)."""
+        if any(isinstance(f, sympy.Pow) and f.exp.is_negative for f in expr.args):
+            num, den = expr.as_numer_denom()
+            return f"{self.parenthesize(num, PRECEDENCE['Mul'])}/({self._print(den)})"
+        return super()._print_Mul(expr)
+
     def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:
         base, exp = expr.args
         if exp == 2:  # h*h: one multiply, dtype kept
