@@ -21,13 +21,16 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
+from .. import functions
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD, carried_in
 from ..graph import Affine, WeightT, adjoint
 from ..runtime import sigmoid
 
 Arrays = Mapping[str, np.ndarray]
-_MODULES = [{"sigmoid": sigmoid}, "numpy"]
+# every activation of the registry by its name (relu, step, …), σ the kernels' own
+_MODULES = [{**{a.function.__name__: a.reference for a in functions.REGISTRY if a.reference is not None},
+             "sigmoid": sigmoid}, "numpy"]
 
 
 def _compile(expr: sympy.Expr) -> tuple[list[str], Callable[..., np.ndarray]]:
@@ -46,6 +49,7 @@ class StepFunctions:
     cell: Cell
     _forward: dict[str, tuple[list[str], Callable[..., np.ndarray]]] = field(init=False)
     _adjoints: list[tuple[str, dict[WeightT, sympy.Symbol], list[str], Callable[..., np.ndarray]]] = field(init=False)
+    _param_grads: list[tuple[str, list[str], Callable[..., np.ndarray]]] = field(init=False)
 
     def __post_init__(self) -> None:
         self._forward = {
@@ -56,6 +60,7 @@ class StepFunctions:
             atoms = {w: sympy.Symbol(f"_matmul{i}") for i, w in enumerate(sorted(a.expr.atoms(WeightT), key=sympy.default_sort_key))}
             names, fn = _compile(a.expr.xreplace(atoms))
             self._adjoints.append((a.symbol.name, atoms, names, fn))
+        self._param_grads = [(g.param, *_compile(g.expr)) for g in self.cell.backward.param_grads]
 
     def param_shapes(self, n_x: int, n_h: int) -> dict[str, tuple[int, ...]]:
         """The shape of every parameter at sizes ``n_x``, ``n_h``."""
@@ -65,6 +70,7 @@ class StepFunctions:
         """Every vector of the step — inputs, previous states, nodes — by name."""
         values: dict[str, np.ndarray] = {"x": np.asarray(x)}
         values.update({s.prev: np.asarray(state[s.name]) for s in self.cell.states})
+        values.update({p: np.asarray(params[p]) for p in self.cell.per_element})  # peepholes, IndRNN's u
         for node in self.cell.nodes:
             if isinstance(node, Affine):
                 stacked = np.concatenate([values[p] for p in node.parts], axis=1)
@@ -102,6 +108,8 @@ class StepFunctions:
             out[g.weight] = env[g.d_affine.name].T @ stacked
         for g in self.cell.backward.bias_grads:
             out[g.bias] = env[g.d_affine.name].sum(axis=0)
+        for param, names, fn in self._param_grads:  # per-element parameters: summed over the batch
+            out[param] = np.broadcast_to(fn(*(env[n] for n in names)), env[adjoint("x").name].shape[:1] + params[param].shape).sum(axis=0)
         out["x"] = env[adjoint("x").name]
         out.update({s.name: env[adjoint(s.prev).name] for s in self.cell.states})
         return out
