@@ -21,7 +21,7 @@ import sympy
 
 import derive
 from derive.cell import Cell, CellBuilder
-from derive.functions import sigmoid
+from derive.functions import relu, sigmoid
 from derive.graph import Affine, Elementwise
 from derive.render.diagram import LANGS, WORDS, gate_roles, svg, unrolled_svg
 
@@ -322,7 +322,7 @@ def test_roles_of_the_built_in_gates() -> None:
         "rnn": {}, "gru_simple": {"Gu": "update"}, "gru": {"Gr": "reset", "Gu": "update"},
         "gru_torch": {"Gr": "reset", "Gz": "update_old"}, "lstm": {"Gi": "input", "Gf": "forget", "Go": "output"},
         "mgu": {"Gf": "update"}, "lstm_peephole": {"Gi": "input", "Gf": "forget", "Go": "output"},
-        "min_gru": {"Gu": "update"}, "min_lstm": {"Gf": "gate", "Gi": "gate"}, "indrnn": {},
+        "min_gru": {"Gu": "update"}, "min_lstm": {"Gf": "gate", "Gi": "gate"}, "indrnn": {}, "rnn_relu": {},
     }
 
 

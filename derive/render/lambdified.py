@@ -21,21 +21,33 @@ from dataclasses import dataclass, field
 import numpy as np
 import sympy
 
-from .. import functions
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD, carried_in
 from ..graph import Affine, WeightT, adjoint
-from ..runtime import sigmoid
+from .. import functions, runtime
+from .numpy_kernel import KernelPrinter
 
 Arrays = Mapping[str, np.ndarray]
-# every activation of the registry by its name (relu, step, …), σ the kernels' own
-_MODULES = [{**{a.function.__name__: a.reference for a in functions.REGISTRY if a.reference is not None},
-             "sigmoid": sigmoid}, "numpy"]
+
+
+# the kernels' own printer spells every activation (np.maximum(z, 0), sigmoid(z), …):
+# the names it prints are these
+_MODULES = [{"np": np, **{f: getattr(runtime, f) for a in functions.REGISTRY for f in a.runtime}}, "numpy"]
+
+
+class _Printer(KernelPrinter):
+    """The kernels' printer, with v**2 (printed v*v) in parentheses: it may stand
+    in a denominator, where a/v*v would read as (a/v)*v (minLSTM's 1/(G_f + G_i)²)."""
+
+    def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:
+        text = super()._print_Pow(expr, rational)
+        return f"({text})" if expr.exp == 2 else text
 
 
 def _compile(expr: sympy.Expr) -> tuple[list[str], Callable[..., np.ndarray]]:
     names = sorted(s.name for s in expr.free_symbols)
-    return names, sympy.lambdify([sympy.Symbol(n) for n in names], expr, modules=_MODULES)
+    printer = _Printer({})
+    return names, sympy.lambdify([sympy.Symbol(n) for n in names], expr, modules=_MODULES, printer=printer)
 
 
 @dataclass
@@ -49,7 +61,6 @@ class StepFunctions:
     cell: Cell
     _forward: dict[str, tuple[list[str], Callable[..., np.ndarray]]] = field(init=False)
     _adjoints: list[tuple[str, dict[WeightT, sympy.Symbol], list[str], Callable[..., np.ndarray]]] = field(init=False)
-    _param_grads: list[tuple[str, list[str], Callable[..., np.ndarray]]] = field(init=False)
 
     def __post_init__(self) -> None:
         self._forward = {
@@ -60,7 +71,6 @@ class StepFunctions:
             atoms = {w: sympy.Symbol(f"_matmul{i}") for i, w in enumerate(sorted(a.expr.atoms(WeightT), key=sympy.default_sort_key))}
             names, fn = _compile(a.expr.xreplace(atoms))
             self._adjoints.append((a.symbol.name, atoms, names, fn))
-        self._param_grads = [(g.param, *_compile(g.expr)) for g in self.cell.backward.param_grads]
 
     def param_shapes(self, n_x: int, n_h: int) -> dict[str, tuple[int, ...]]:
         """The shape of every parameter at sizes ``n_x``, ``n_h``."""
@@ -68,9 +78,9 @@ class StepFunctions:
 
     def forward(self, params: Arrays, x: np.ndarray, state: Arrays) -> dict[str, np.ndarray]:
         """Every vector of the step — inputs, previous states, nodes — by name."""
-        values: dict[str, np.ndarray] = {"x": np.asarray(x)}
+        values: dict[str, np.ndarray] = {self.cell.inputs[0]: np.asarray(x)}
         values.update({s.prev: np.asarray(state[s.name]) for s in self.cell.states})
-        values.update({p: np.asarray(params[p]) for p in self.cell.per_element})  # peepholes, IndRNN's u
+        values.update({p: np.asarray(params[p]) for p in self.cell.per_element})  # broadcast over the batch
         for node in self.cell.nodes:
             if isinstance(node, Affine):
                 stacked = np.concatenate([values[p] for p in node.parts], axis=1)
@@ -108,16 +118,17 @@ class StepFunctions:
             out[g.weight] = env[g.d_affine.name].T @ stacked
         for g in self.cell.backward.bias_grads:
             out[g.bias] = env[g.d_affine.name].sum(axis=0)
-        for param, names, fn in self._param_grads:  # per-element parameters: summed over the batch
-            out[param] = np.broadcast_to(fn(*(env[n] for n in names)), env[adjoint("x").name].shape[:1] + params[param].shape).sum(axis=0)
-        out["x"] = env[adjoint("x").name]
+        for g in self.cell.backward.param_grads:
+            names, fn = _compile(g.expr)
+            out[g.param] = np.asarray(fn(*(env[n] for n in names))).sum(axis=0)
+        out["x"] = env[adjoint(self.cell.inputs[0]).name]
         out.update({s.name: env[adjoint(s.prev).name] for s in self.cell.states})
         return out
 
 
 def _block_slices(cell: Cell, params: Arrays) -> dict[str, dict[str, slice]]:
     """The columns of each weight that act on each of its parts."""
-    n_h = next(iter(params[n.bias] for n in cell.nodes if isinstance(n, Affine) and n.bias)).shape[0]
+    n_h = next(params[n.weight].shape[0] for n in cell.nodes if isinstance(n, Affine))
     sizes = {"n_h": n_h}
     out: dict[str, dict[str, slice]] = {}
     for node in cell.nodes:
