@@ -49,6 +49,7 @@ def test_linear_scan_refuses_mismatched_shapes() -> None:
 
 EXPECTED = {  # the thread's cells and the five beyond, as the site states them
     "rnn": "full, state-dependent",
+    "rnn_relu": "full, state-dependent",
     "gru_simple": "full, state-dependent",
     "gru": "full, state-dependent",
     "gru_torch": "full, state-dependent",
@@ -150,3 +151,18 @@ def test_the_committed_scan_kernels_are_the_generated_ones() -> None:
         committed = (kernels.__file__.rsplit("/", 1)[0] + f"/scan/{name}.py")
         with open(committed, encoding="utf-8") as f:
             assert f.read() == generate(derive.cell(name))
+
+
+@pytest.mark.parametrize("name", SCAN_CELLS)
+def test_scan_kernel_cache_does_not_alias_the_inputs(name: str) -> None:
+    fast = scan.load(name)
+    params = fast.init_params(3, 4, seed=1)
+    xs = np.random.default_rng(1).standard_normal((6, 2, 3))
+    dys = np.ones((6, 2, 4))
+    _, cache = fast.forward(params, xs)
+    before = fast.backward(cache, dys)
+    xs += 1.0
+    for v in params.values():
+        v *= 2.0
+    after = fast.backward(cache, dys)
+    assert all(np.array_equal(before[k], after[k]) for k in before)

@@ -74,7 +74,8 @@ def forward(
     c_seq = linear_scan(a, b, state0['c'])
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'a': a, 'c': c_seq, 'z_u': z_u, 'Gu': Gu, 'h': h}
+    # the cache holds its own copies: the caller may change params or xs before backward
+    cache = {'params': {k: np.array(v, copy=True) for k, v in params.items()}, 'xs': xs.copy(), 'final': {'c': c_seq[T].copy()}, 'a': a, 'c': c_seq, 'z_u': z_u, 'Gu': Gu, 'h': h}
     return ys, cache
 
 

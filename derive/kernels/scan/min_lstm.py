@@ -86,7 +86,8 @@ def forward(
     c_seq = linear_scan(a, b, state0['c'])
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'a': a, 'c': c_seq, 'z_f': z_f, 'Gf': Gf, 'z_i': z_i, 'Gi': Gi, 'h': h, 'Gf_n': Gf_n, 'Gi_n': Gi_n}
+    # the cache holds its own copies: the caller may change params or xs before backward
+    cache = {'params': {k: np.array(v, copy=True) for k, v in params.items()}, 'xs': xs.copy(), 'final': {'c': c_seq[T].copy()}, 'a': a, 'c': c_seq, 'z_f': z_f, 'Gf': Gf, 'z_i': z_i, 'Gi': Gi, 'h': h, 'Gf_n': Gf_n, 'Gi_n': Gi_n}
     return ys, cache
 
 
