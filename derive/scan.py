@@ -94,11 +94,43 @@ def reverse_linear_scan(a: np.ndarray, d: np.ndarray, g_last: np.ndarray, block:
     ``d`` is the gradient on each s(t) from the loss (shape (T, …)),
     ``g_last`` the gradient on the final state. Returns g, shape (T, …):
     the total gradient on each s(t); the gradient on s(−1) is a(0) ⊙ g(0).
+    The same three passes as :func:`linear_scan`, each block read backwards.
     """
     a, d, g_last = np.asarray(a), np.asarray(d), np.asarray(g_last)
     _check(a, d, g_last)
-    # read backwards, it is a forward scan: coefficient 1 on g_last, then a(T−1), …, a(1)
-    coef = np.empty_like(a)
-    coef[1:] = a[:0:-1]
-    coef[:1] = 1
-    return linear_scan(coef, d[::-1], g_last, block)[1:][::-1]
+    T, rest = a.shape[0], a.shape[1:]
+    dtype = np.result_type(a, d, g_last)
+    if T == 0:
+        return np.empty((0, *rest), dtype)
+    L = min(block or block_length(T), T)
+    K = -(-T // L)
+    pad = K * L - T
+    if pad:  # a = 1, d = 0 past the end: the padded steps pass g_last on unchanged
+        a = np.concatenate([a, np.ones((pad, *rest), a.dtype)])
+        d = np.concatenate([d, np.zeros((pad, *rest), d.dtype)])
+    ak = a.reshape(K, L, *rest)
+    dk = d.reshape(K, L, *rest)
+    # a(t+1) for the last step of each block: the next block's first a; 1 after the end
+    a_after = np.ones((K, *rest), a.dtype)
+    a_after[:-1] = ak[1:, 0]
+    # 1. each block from zero at its end, every block at once: g at its first step, ∏ a over it
+    start = dk[:, L - 1].astype(dtype, copy=True)
+    gain = a_after.astype(dtype, copy=True)
+    for j in range(L - 2, -1, -1):
+        start *= ak[:, j + 1]
+        start += dk[:, j]
+        gain *= ak[:, j + 1]
+    # 2. the gradient entering each block from the one after it
+    carry = np.empty((K, *rest), dtype)
+    carry[K - 1] = g_last
+    for k in range(K - 2, -1, -1):
+        np.multiply(gain[k + 1], carry[k + 1], out=carry[k])
+        carry[k] += start[k + 1]
+    # 3. every g, every block at once
+    out = np.empty((K, L, *rest), dtype)
+    np.multiply(a_after, carry, out=out[:, L - 1])
+    out[:, L - 1] += dk[:, L - 1]
+    for j in range(L - 2, -1, -1):
+        np.multiply(ak[:, j + 1], out[:, j + 1], out=out[:, j])
+        out[:, j] += dk[:, j]
+    return out.reshape(K * L, *rest)[:T]
