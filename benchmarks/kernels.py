@@ -37,6 +37,11 @@ Run::
 
     python benchmarks/kernels.py              # full run
     python benchmarks/kernels.py --quick      # smoke run, a few seconds
+    python benchmarks/kernels.py --scan-only  # the parallel scan against the step loop
+
+The last table times the parallel-scan kernels of the linear-scan cells
+(``derive.kernels.scan``) against their step-loop kernels at T = 4096,
+B = 8, n_x = n_h = 64, float64, and prints the ratio scan/loop.
 
 This machine may set ``OPENBLAS_CORETYPE`` / ``OPENBLAS_L2_SIZE``, which can
 slow a current NumPy's OpenBLAS; the script prints them and what
@@ -64,12 +69,16 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 import derive
 from derive import kernels
+from derive.kernels import scan
 from derive.graph import Affine
 from derive.interop.torch import to_torch
 
 SHAPES = [(100, 32, 64, 128), (20, 4, 8, 16)]  # T, B, n_x, n_h
 DTYPES = [np.float32, np.float64]
-NEAREST_MODULE = {"rnn": "rnn", "gru_simple": "gru_torch", "gru": "gru_torch", "gru_torch": "gru_torch", "lstm": "lstm"}
+NEAREST_MODULE = {"rnn": "rnn", "gru_simple": "gru_torch", "gru": "gru_torch", "gru_torch": "gru_torch", "lstm": "lstm",
+                  "mgu": "gru_torch", "lstm_peephole": "lstm", "min_gru": "gru_torch", "min_lstm": "lstm", "indrnn": "rnn"}
+"""The torch module each cell is timed against: its own, else the nearest one (a benchmark's choice)."""
+SCAN_SHAPE = (4096, 8, 64, 64)  # T, B, n_x, n_h: the parallel scan against the step loop
 
 
 @dataclass(frozen=True)
@@ -157,7 +166,7 @@ def cases(name: str, T: int, B: int, n_x: int, n_h: int, dtype: type) -> dict[st
         _, cache = kernel.forward(tiny_params, tiny_xs)
         kernel.backward(cache, tiny_dys)
 
-    nearest = NEAREST_MODULE[name]
+    nearest = NEAREST_MODULE.get(name, "lstm" if len(derive.cell(name).states) > 1 else "gru_torch")
     module = to_torch(nearest, kernels.load(nearest).init_params(n_x, n_h, seed=0, dtype=dtype))
     xs_t, dys_t = torch.from_numpy(xs), torch.from_numpy(dys)
 
@@ -180,6 +189,49 @@ def cases(name: str, T: int, B: int, n_x: int, n_h: int, dtype: type) -> dict[st
         "gemm f+b": gemm_runner(forward + backward, dtype, rng),
         "calls f+b": kernel_calls,
     }
+
+
+def scan_cases(name: str, T: int, B: int, n_x: int, n_h: int, dtype: type) -> dict[str, Callable[[], object]]:
+    """The step-loop kernel and the parallel-scan kernel of one linear-scan
+    cell, forward and forward+backward, on the same inputs."""
+    rng = np.random.default_rng(0)
+    loop, fast = kernels.load(name), scan.load(name)
+    params = loop.init_params(n_x, n_h, seed=0, dtype=dtype)
+    xs = rng.standard_normal((T, B, n_x)).astype(dtype)
+    dys = rng.standard_normal((T, B, n_h)).astype(dtype)
+
+    def fb(kernel: object) -> Callable[[], None]:
+        def run() -> None:
+            _, cache = kernel.forward(params, xs)  # type: ignore[attr-defined]
+            kernel.backward(cache, dys)  # type: ignore[attr-defined]
+
+        return run
+
+    return {
+        "loop fwd": lambda: loop.forward(params, xs),
+        "scan fwd": lambda: fast.forward(params, xs),
+        "loop f+b": fb(loop),
+        "scan f+b": fb(fast),
+    }
+
+
+def scan_table(cells: list[str], repeat: int, min_seconds: float) -> None:
+    """Print the scan/loop time ratio of every linear-scan cell at :data:`SCAN_SHAPE`."""
+    T, B, n_x, n_h = SCAN_SHAPE
+    chosen = [c for c in cells if scan.has_scan(c)]
+    print(f"\nparallel scan against the step loop (T = {T}, B = {B}, n_x = {n_x}, n_h = {n_h}, float64)")
+    header = f"{'cell':<11}|{'loop fwd':>10} {'scan fwd':>10} {'scan/loop':>10} |{'loop f+b':>10} {'scan f+b':>10} {'scan/loop':>10}"
+    print(header)
+    print("-" * len(header))
+    for name in chosen:
+        samples = measure(scan_cases(name, T, B, n_x, n_h, np.float64), repeat, min_seconds)
+        t = {k: statistics.median(v) for k, v in samples.items()}
+        print(f"{name:<11}|{_ms(t['loop fwd'], 10)} {_ms(t['scan fwd'], 10)} {paired(samples, 'scan fwd', 'loop fwd'):>10.3f} |"
+              f"{_ms(t['loop f+b'], 10)} {_ms(t['scan f+b'], 10)} {paired(samples, 'scan f+b', 'loop f+b'):>10.3f}",
+              flush=True)
+    if not chosen:
+        print("(none of the cells is a linear scan)")
+    print("times in ms (median); scan/loop < 1: the scan is faster")
 
 
 def measure(fns: dict[str, Callable[[], object]], repeat: int, min_seconds: float) -> dict[str, list[float]]:
@@ -233,6 +285,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--threads", type=int, default=1, help="threads for both NumPy's BLAS and torch (default 1)")
     parser.add_argument("--repeat", type=int, default=None, help="interleaved rounds; medians are reported (default 11, quick 3)")
     parser.add_argument("--cells", nargs="+", default=list(derive.NAMES), choices=derive.NAMES)
+    parser.add_argument("--scan-only", action="store_true",
+                        help="only the parallel-scan table (scan/loop ratio of the linear-scan cells at T = 4096)")
     args = parser.parse_args(argv)
     repeat = args.repeat or (3 if args.quick else 11)
     shapes, dtypes = (SHAPES[1:], [np.float64]) if args.quick else (SHAPES, DTYPES)
@@ -241,6 +295,9 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads)
     with threadpool_limits(limits=args.threads, user_api="blas"):
         print("\n".join(describe_environment(args.threads)))
+        if args.scan_only:
+            scan_table(args.cells, repeat, min_seconds)
+            return 0
         print(f"derive build: {time_derive_build()}\n")
         header = (
             f"{'cell':<11} {'T':>4} {'B':>3} {'n_x':>4} {'n_h':>4} {'dtype':<8}|"
@@ -269,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
               " at B = n_x = n_h = 1 (per-call cost only) / kernel time;"
               " bound = floor / (kernel - calls), the floor fraction\nif every call were free:"
               " what is left is the GEMMs and the element-wise passes the equations need")
+        scan_table(args.cells, repeat, min_seconds)
     return 0
 
 

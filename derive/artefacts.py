@@ -12,6 +12,7 @@ from pathlib import Path
 
 from . import notebooks
 from .cells import cell, names, origin
+from .render import scan_kernel
 from .render.numpy_kernel import generate
 
 PACKAGE = Path(__file__).resolve().parent
@@ -29,6 +30,9 @@ def artefacts(root: str | Path | None = None) -> dict[str, Callable[[], str]]:
     root = Path(root) if root is not None else default_root()
     built_in = [n for n in names() if origin(n).kind == "built-in"]  # an installed package's cells are not ours to write
     files = {f"derive/kernels/{name}.py": (lambda name=name: generate(cell(name))) for name in built_in}
+    # beside the step loop, a parallel-scan kernel for every cell whose recurrence is a linear scan
+    files.update({f"derive/kernels/scan/{name}.py": (lambda name=name: scan_kernel.generate(cell(name)))
+                  for name in built_in if scan_kernel.scannable(cell(name)) is None})
     files.update(notebooks.artefacts(root / "docs"))
     return files
 

@@ -43,6 +43,11 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if args.all:
         which = "all"
     print(c.latex(which) if args.latex else c.text(which))
+    if which == "jacobian" and not args.latex:
+        from .structure import classify
+
+        print()
+        print("classification: " + classify(c).text())
     return 0
 
 
@@ -160,7 +165,8 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("cell", help=f"a cell name ({', '.join(names())}) or a cell file (.py or .cell)")
     group = p.add_mutually_exclusive_group()
     group.add_argument("--backward", action="store_true", help="the derived backward (BPTT) step")
-    group.add_argument("--jacobian", action="store_true", help="the state Jacobians ∂s(t)/∂s(t-1)")
+    group.add_argument("--jacobian", action="store_true", help="the state Jacobians ∂s(t)/∂s(t-1), then their classification: "
+                       "full or diagonal, state-dependent or not, linear scan")
     group.add_argument("--all", action="store_true", help="forward and backward")
     p.add_argument("--latex", action="store_true", help="print LaTeX (KaTeX-compatible) instead of text")
     p.set_defaults(func=_cmd_show)

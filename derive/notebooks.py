@@ -83,6 +83,9 @@ DIRECTIVE_CODE: dict[str, str | None] = {
     'result = json.loads(Path("../assets/generated/experiments/{a0}.json").read_text(encoding="utf-8"))\n'
     'Markdown(markdown("{a0}", result, "{lang}"))',
     "counts": 'from derive.site.directives import Sources, counts_table\n\nMarkdown("\\n".join(counts_table(Sources(Path("..")), "{lang}")))',
+    "structure": 'from derive.site.directives import structure_table\n\n'
+    'Markdown("\\n".join(structure_table(derive.cell("{a0}"), "{lang}")))',
+    "file": 'print(Path("../{a0}").read_text(encoding="utf-8"))  # the file the page shows',
     "notebook": None,  # the download box: nothing to show in the notebook itself
 }
 

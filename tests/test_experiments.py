@@ -20,8 +20,8 @@ import pytest
 from derive.experiments import CELLS, KERNEL_STATES, load_kernel
 from derive.experiments.check import stale_results
 from derive.experiments.cli import main
-from derive.experiments.forget_bias import initial_model, learnt_at
-from derive.experiments.gates import keep_gate, measure
+from derive.experiments.forget_bias import default_cells, initial_model, learnt_at
+from derive.experiments.gates import gated_cells, keep_gate, measure
 from derive.experiments.gradient_flow import gradient_ratios, lags_up_to, states_at
 from derive.experiments.plots import finish_svg, scope_css
 from derive.experiments.results import plot_names
@@ -58,10 +58,12 @@ def test_quick_run_writes_json_with_provenance(quick: Path, experiment: str) -> 
     assert result["command"].startswith(f"derive experiment {experiment} --quick")
     assert result["derive_version"]
     assert result["numpy"] == np.__version__
-    cells = {"gates": set(CELLS) - {"rnn"}, "forget-bias": {"lstm"}}.get(experiment, set(CELLS))
+    bias_cells = default_cells(CELLS)  # the cells with a forget gate on a memory apart from the output
+    assert "lstm" in bias_cells
+    cells = {"gates": set(gated_cells(CELLS)), "forget-bias": set(bias_cells)}.get(experiment, set(CELLS))
     # the hash of each kernel file, computed here from its bytes (not by the function the run used)
     kernels_dir = Path(load_kernel(CELLS[0]).__file__).parent
-    hashed = CELLS if experiment != "forget-bias" else ["lstm"]
+    hashed = CELLS if experiment != "forget-bias" else bias_cells
     assert result["kernels_sha256"] == {
         cell: hashlib.sha256((kernels_dir / f"{cell}.py").read_bytes()).hexdigest() for cell in hashed
     }
@@ -151,7 +153,8 @@ def test_memory_results_hold_a_sensible_table(quick: Path) -> None:
 def test_gates_and_forget_bias_tables_in_both_languages(quick: Path) -> None:
     gates = json.loads((quick / "gates.json").read_text(encoding="utf-8"))
     en, fr = markdown("gates", gates, "en"), markdown("gates", gates, "fr")
-    assert en.count("\n| `") == fr.count("\n| `") == 4 and "| `rnn` |" not in en  # the gated cells only
+    assert en.count("\n| `") == fr.count("\n| `") == len(gated_cells(CELLS)) >= 4
+    assert "| `rnn` |" not in en  # the gated cells only
     assert "| `gru` | $1 - G_u$ |" in en and "| `gru_torch` | $G_z$ |" in fr and "| `lstm` | $G_f$ |" in en
     lstm = gates["data"]["cells"]["lstm"]
     mean = sum(lstm["keep_mean_unmarked"]) / 2
@@ -159,7 +162,8 @@ def test_gates_and_forget_bias_tables_in_both_languages(quick: Path) -> None:
     assert f"{mean:.2f}".replace(".", ",") + " [" in fr and "\u202f; " in fr and "; " not in fr.replace("\u202f; ", "")
     bias = json.loads((quick / "forget-bias.json").read_text(encoding="utf-8"))
     en, fr = markdown("forget-bias", bias, "en"), markdown("forget-bias", bias, "fr")
-    assert en.count("\n| ") == fr.count("\n| ") == len(bias["data"]["biases"])  # a row per bias
+    n_cells = len(bias["data"]["cells"])  # a table per cell, a row per bias; the tables after the first start a line
+    assert en.count("\n| ") == fr.count("\n| ") == len(bias["data"]["biases"]) * n_cells + n_cells - 1
     assert "| 2 | 0/2 |" in en and "biais ajouté à $b_{f}$" in fr and "(—\u202f: jamais)" in fr
 
 
@@ -259,7 +263,7 @@ def test_stale_results_notices_a_changed_kernel_and_a_missing_plot(quick: Path, 
     assert "memory.json" in changed and "current ones for gru;" in changed
     assert "derive experiment memory --quick" in changed
     assert sorted(missing)[0].endswith("gates.en.dark.svg: missing; rerun `derive experiment gates --quick "
-                                       "--seeds 2 --cells rnn,gru_simple,gru,gru_torch,lstm --length 20`")
+                                       f"--seeds 2 --cells {','.join(CELLS)} --length 20`")
     assert "gradient-flow.fr.svg: missing" in sorted(missing)[1]
 
 
@@ -443,6 +447,15 @@ def test_keep_gate_is_read_off_the_cells_equations() -> None:
     np.testing.assert_allclose(found["lstm"].keep(np.array([0.25])), [0.25])
 
 
+def _affine_of_x(cell: str, name: str, params: dict, xs: np.ndarray) -> np.ndarray:
+    """An affine node of the input alone, W x(t) + b, at every step (not in the kernel's cache)."""
+    import derive
+
+    node = derive.cell(cell).node(name)
+    assert node.parts == ("x",), node
+    return xs @ params[node.weight].T + params[node.bias]
+
+
 def test_keep_gate_matches_the_kernels_direct_path() -> None:
     """What the kernel computes: with the candidate frozen at 0, c(t) is the
     keep share times c(t−1) exactly, whatever the cell's names."""
@@ -458,8 +471,10 @@ def test_keep_gate_matches_the_kernels_direct_path() -> None:
         written = c[1:] - gate.keep(cache[gate.gate]) * c[:-1]
         # what is left does not depend on c(t-1) through the direct path:
         # the GRUs write Gu h (or (1 - Gz) h), the LSTM Gi h
-        others = [k for k in cache if isinstance(cache[k], np.ndarray) and k not in ("xs", "c", gate.gate)]
-        assert any(np.allclose(written, cache[k] * cache["h"]) or np.allclose(written, (1 - cache[k]) * cache["h"])
+        others = [k for k in cache if k not in ("params", "xs", "final", "c", gate.gate)
+                  and isinstance(cache[k], np.ndarray)]
+        h = cache["h"] if "h" in cache else _affine_of_x(cell, "h", params, xs)  # minGRU's linear candidate
+        assert any(np.allclose(written, cache[k] * h) or np.allclose(written, (1 - cache[k]) * h)
                    for k in others + [gate.gate]), cell
 
 
@@ -502,7 +517,9 @@ def test_learnt_at_is_where_the_running_loss_stays_below_the_bound() -> None:
 def test_states_followed_are_read_off_the_cells_and_kernels() -> None:
     from derive.experiments import STATE_MEASURED
 
-    assert dict(STATE_MEASURED) == {"rnn": "a", "gru_simple": "c", "gru": "c", "gru_torch": "c", "lstm": "c"}
+    thread = {"rnn": "a", "gru_simple": "c", "gru": "c", "gru_torch": "c", "lstm": "c"}
+    assert {c: STATE_MEASURED[c] for c in thread} == thread
+    assert STATE_MEASURED["lstm_peephole"] == "c" and STATE_MEASURED["indrnn"] == "c"
     assert KERNEL_STATES["lstm"] == ("a", "c") and KERNEL_STATES["rnn"] == ("a",)
     assert list(KERNEL_STATES) == list(CELLS)
     with pytest.raises(KeyError):

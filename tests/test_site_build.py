@@ -57,7 +57,12 @@ def _need_node() -> None:
 
 
 # -- what the pages should show ---------------------------------------------------
-def expected_latex(label: str, cell_of=derive.cell) -> str:
+def _cell_or_docs_file(name: str) -> derive.Cell:
+    """A registered cell, or a cell file under docs/ (the page "Write your own cell")."""
+    return derive.load_cell(DOCS / name) if name.endswith((".py", ".cell")) else derive.cell(name)
+
+
+def expected_latex(label: str, cell_of=_cell_or_docs_file) -> str:
     """The LaTeX a math directive must show, asked of the cells directly."""
     from derive.render.latex import equation_latex, sigmoid_latex
 

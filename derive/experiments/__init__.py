@@ -57,18 +57,21 @@ def kernel_states(cell: str) -> tuple[str, ...]:
 def state_measured(cell: str) -> str:
     """The state whose gradient :mod:`.gradient_flow` follows: the one a
     gate carries straight on (the memory cell c of the GRUs and the LSTM,
-    see :func:`.gates.keep_gate`), else the cell's only state (a for the
-    plain RNN)."""
+    see :func:`.gates.keep_gate`), else the cell's memory (its only state,
+    a for the plain RNN; the state that is not its output otherwise)."""
+    import derive
+
     from .gates import keep_gate
 
     gate = keep_gate(cell)
     if gate is not None:
         return gate.state
+    memory = derive.cell(cell).memory
     states = kernel_states(cell)
-    if len(states) != 1:
-        raise ValueError(f"cell: {cell!r} has several states {states} and none carried by a gate: "
-                         "no state to follow")
-    return states[0]
+    if memory not in states:
+        raise ValueError(f"cell: {cell!r} follows the state {memory!r}, which its kernel does not have "
+                         f"(states: {states})")
+    return memory
 
 
 class _ByCell(Mapping[str, Any]):

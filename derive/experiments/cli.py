@@ -17,6 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import NoReturn
 
+from ..cells import names as registered_names
 from . import CELLS
 from . import forget_bias as fb
 from . import gates
@@ -29,9 +30,6 @@ from .train import FULL_TRAINING, QUICK_TRAINING, TrainingConfig
 
 FULL = {"seeds": 3, "lengths": (10, 50, 100, 200), "max_lag": 200, "bias_seeds": 5, "bias_length": 200}
 QUICK = {"seeds": 2, "lengths": (5, 20), "max_lag": 20, "bias_seeds": 2, "bias_length": 20}
-BIAS_CELLS = ("lstm",)
-"""The forget-bias experiment's default: the LSTM's forget gate (Gers et
-al. 2000); any cell with a keep gate can be given with ``--cells``."""
 QUICK_OUT = Path(tempfile.gettempdir()) / "derive-experiments-quick"
 """Where ``--quick`` writes by default: never over the committed results."""
 
@@ -48,9 +46,9 @@ def _cells(text: str) -> tuple[str, ...]:
     if not names:
         raise argparse.ArgumentTypeError("expected at least one cell")
     for name in names:
-        if name not in CELLS:
+        if name not in registered_names():  # any registered cell: one joins the experiments by being run
             raise argparse.ArgumentTypeError(
-                f"unknown cell {name!r}; known cells: {', '.join(CELLS)}"
+                f"unknown cell {name!r}; known cells: {', '.join(registered_names())}"
             )
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"cell listed twice in {text!r}")
@@ -113,15 +111,15 @@ def _lengths(text: str) -> tuple[int, ...]:
     return tuple(sorted(lengths))
 
 
-def _common_options(parser: argparse.ArgumentParser, *, cells: tuple[str, ...] = CELLS,
-                    seeds: str = "3; 2 with --quick") -> None:
+def _common_options(parser: argparse.ArgumentParser, *, cells: tuple[str, ...] | None = CELLS,
+                    cells_help: str = "", seeds: str = "3; 2 with --quick") -> None:
     parser.add_argument("--quick", action="store_true",
                         help="a tiny run (seconds) that checks the pipeline; writes to "
                         f"{QUICK_OUT} unless --out is given")
     parser.add_argument("--seeds", type=_count("seed count", 1, MAX_SEEDS), default=None,
                         help=f"number of seeds, 0 .. N-1, 1 ≤ N ≤ {MAX_SEEDS} (default {seeds})")
     parser.add_argument("--cells", type=_cells, default=cells,
-                        help=f"comma-separated cells (default {','.join(cells)})")
+                        help=f"comma-separated cells (default {cells_help or ','.join(cells or ())})")
     parser.add_argument("--steps", type=_count("steps", 1, MAX_STEPS), default=None,
                         help=f"training steps per model, 1 to {MAX_STEPS} (default "
                         f"{FULL_TRAINING.steps}; {QUICK_TRAINING.steps} with --quick)")
@@ -173,7 +171,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="the keep (forget) gate's bias at initialisation: 0 to 3 on the LSTM at T = 200",
         description=fb.__doc__.splitlines()[0],
     )
-    _common_options(bias, cells=BIAS_CELLS, seeds="5; 2 with --quick")
+    _common_options(bias, cells=None, cells_help=fb.DEFAULT_CELLS_HELP, seeds="5; 2 with --quick")
     bias.add_argument("--length", type=_length, default=None,
                       help=f"the sequence length, 2 to {MAX_LENGTH} (default 200; 20 with --quick)")
     bias.add_argument("--biases", type=_biases, default=fb.BIASES,
@@ -352,7 +350,8 @@ def run(args: argparse.Namespace) -> int:
     elif args.experiment == "gates":
         _run_gates(args, out, args.length or preset["max_lag"])
     elif args.experiment == "forget-bias":
-        _run_forget_bias(args, out, args.length or preset["bias_length"], args.seeds, args.cells)
+        _run_forget_bias(args, out, args.length or preset["bias_length"], args.seeds,
+                         args.cells or fb.default_cells(CELLS))
     else:
         start = time.perf_counter()
         trained = _run_memory(args, out)
@@ -361,7 +360,7 @@ def run(args: argparse.Namespace) -> int:
         _run_gates(args, out, longest, trained)
         args.biases = fb.BIASES
         _run_forget_bias(args, out, longest, args.seeds if seeds_given else preset["bias_seeds"],
-                         tuple(c for c in BIAS_CELLS if c in args.cells) or BIAS_CELLS)
+                         fb.default_cells(args.cells) or fb.default_cells(CELLS))
         print(f"all: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

@@ -34,6 +34,25 @@ from .train import Model, TrainingConfig, hidden_size, mse, param_count, step_co
 BIASES: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0)
 """The biases tried by default."""
 
+DEFAULT_CELLS_HELP = "the cells whose memory cell, apart from their output, is kept by a forget gate"
+"""What :func:`default_cells` picks, in words (for ``--help``)."""
+
+
+def default_cells(cells: Sequence[str]) -> tuple[str, ...]:
+    """The cells of ``cells`` that the experiment runs by default: those
+    whose keep share is a gate itself (a forget gate G_f, not 1 − G_u) on a
+    memory cell that is not their output (the LSTMs, Gers et al. 2000), read
+    off the equations (:func:`.gates.keep_gate`)."""
+    import derive
+
+    chosen = []
+    for name in cells:
+        gate = keep_gate(name)
+        if gate is not None and gate.sign > 0 and gate.state != derive.cell(name).output:
+            chosen.append(name)
+    return tuple(chosen)
+
+
 RUNNING = 20
 """Training steps in the running mean that tells when a run has learnt."""
 

@@ -93,10 +93,13 @@ def keep_gate(cell_name: str) -> KeepGate | None:
         sign = sympy.diff(coefficient, gate)
         if coefficient not in (gate, 1 - gate) or sign not in (1, -1):
             continue
+        # the gate's pre-activation: an affine node, plus any per-element terms (peepholes)
         pre = nodes[gate.name].expr.args[0]
-        affine = nodes.get(getattr(pre, "name", ""))
-        if not isinstance(affine, Affine) or affine.bias is None:
+        affines = [nodes[a.name] for a in sympy.Add.make_args(pre)
+                   if a.is_Symbol and isinstance(nodes.get(a.name), Affine)]
+        if len(affines) != 1 or affines[0].bias is None:
             continue
+        affine = affines[0]
         return KeepGate(cell.name, state.name, gate.name, cell.vectors[gate.name].latex, affine.bias, int(sign))
     return None
 

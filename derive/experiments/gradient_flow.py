@@ -247,10 +247,11 @@ def aggregate(
     for condition in CONDITIONS:
         ratios = {cell: per_cell[cell][condition]["ratio_geomean"][column] for cell in cells}
         summary[condition] = ratios
-        if "rnn" in ratios:
-            summary[f"{condition}_relative_to_rnn"] = {
-                cell: round_sig(value / ratios["rnn"]) for cell, value in ratios.items() if cell != "rnn"
-            }
+        # relative to the first cell of the run (in the thread's order, the plain RNN)
+        baseline = cells[0]
+        summary[f"{condition}_relative_to_{baseline}"] = {
+            cell: round_sig(value / ratios[baseline]) for cell, value in ratios.items() if cell != baseline
+        }
     return {
         "quantity": "||dL/ds(T-k)|| / ||dL/ds(T)|| with L = g . s(T), g a random unit vector; "
         "s = c (a for rnn; the memory cell c for lstm); geometric mean over a batch "

@@ -16,7 +16,7 @@ _GRADIENT_WORDS = {
         "cell": "cell",
         "init": "at initialisation",
         "trained": "after training",
-        "vs": "relative to rnn",
+        "vs": "relative to {baseline}",
         "caption": "‖∂L/∂s(T−{k})‖ / ‖∂L/∂s(T)‖ at lag k = {k} over sequences of length {T}: "
         "geometric mean over the seeds and sequences; after training on the adding problem at T = {T}.",
     },
@@ -24,7 +24,7 @@ _GRADIENT_WORDS = {
         "cell": "cellule",
         "init": "à l’initialisation",
         "trained": "après entraînement",
-        "vs": "rapport au rnn",
+        "vs": "rapport à {baseline}",
         "caption": "‖∂L/∂s(T−{k})‖ / ‖∂L/∂s(T)‖ au décalage k = {k} sur des séquences de longueur {T}\u202f: "
         "moyenne géométrique sur les graines et les séquences\u202f; après entraînement sur le problème "
         "de l’addition à T = {T}.",
@@ -41,14 +41,16 @@ def gradient_table(data: dict[str, Any], lang: str) -> str:
     """The gradient ratio at the summary lag, per cell, at init and trained."""
     words = _GRADIENT_WORDS[lang]
     summary = data["summary"]
+    baseline = next(iter(summary["init"]))  # the ratios are relative to the run's first cell
+    vs = words["vs"].format(baseline=baseline)
     rows = [
-        f"| {words['cell']} | {words['init']} | {words['vs']} | {words['trained']} | {words['vs']} |",
+        f"| {words['cell']} | {words['init']} | {vs} | {words['trained']} | {vs} |",
         "|:--|--:|--:|--:|--:|",
     ]
     for cell, init in summary["init"].items():
         trained = summary["trained"][cell]
-        rel_init = summary["init_relative_to_rnn"].get(cell)
-        rel_trained = summary["trained_relative_to_rnn"].get(cell)
+        rel_init = summary[f"init_relative_to_{baseline}"].get(cell)
+        rel_trained = summary[f"trained_relative_to_{baseline}"].get(cell)
         rel = [_number(r, lang) if r is not None else "1" for r in (rel_init, rel_trained)]
         rows.append(f"| `{cell}` | {_number(init, lang)} | {rel[0]} | {_number(trained, lang)} | {rel[1]} |")
     caption = words["caption"].format(k=summary["lag"], T=data["sequence_length"])

@@ -40,8 +40,9 @@ WORDS: dict[str, dict[str, str]] = {
         "input": "input", "prev": "previous state", "next": "to the next step", "output": "output",
         "affine": "weights on the concatenation", "gate": "logistic σ (a gate)", "act": "activation",
         "mul": "Hadamard product", "add": "sum", "oneminus": "complement", "neg": "opposite",
+        "param": "times a per-element parameter", "inv": "reciprocal",
         "role_update": "update gate, weight of {new}",
-        "role_update_old": "update gate, weight of {prev}: {g} = 1 − Gu",
+        "role_update_old": "update gate, weight of {prev}; 1 − {g} weights {new}",
         "role_forget": "forget gate, share of {prev} kept", "role_input": "input gate, share of {new} let in",
         "role_output": "output gate, share of {new} let out",
         "role_reset": "relevance (reset) gate, filters what the candidate reads of {prev}", "role_gate": "gate",
@@ -61,8 +62,9 @@ WORDS: dict[str, dict[str, str]] = {
         "input": "entrée", "prev": "état précédent", "next": "vers le pas suivant", "output": "sortie",
         "affine": "poids sur la concaténation", "gate": "logistique σ (une porte)", "act": "activation",
         "mul": "produit de Hadamard", "add": "somme", "oneminus": "complément", "neg": "opposé",
+        "param": "produit par un paramètre par élément", "inv": "inverse",
         "role_update": "porte de mise à jour, poids de {new}",
-        "role_update_old": "porte de mise à jour, poids de {prev}\u00a0: {g} = 1 − Gu",
+        "role_update_old": "porte de mise à jour, poids de {prev}\u00a0; 1 − {g} pondère {new}",
         "role_forget": "porte d’oubli, part de {prev} gardée",
         "role_input": "porte d’entrée, part de {new} admise",
         "role_output": "porte de sortie, part de {new} émise",
@@ -114,7 +116,8 @@ def _depends(cell: Cell) -> dict[str, set[str]]:
     """Every vector's transitive dependencies within one step."""
     deps: dict[str, set[str]] = {v: set() for v in (*cell.inputs, *(s.prev for s in cell.states))}
     for node in cell.nodes:
-        direct = set(node.parts) if isinstance(node, Affine) else {s.name for s in node.expr.free_symbols}
+        direct = set(node.parts) if isinstance(node, Affine) else {
+            s.name for s in node.expr.free_symbols if s.name in cell.vectors}  # per-element parameters aside
         deps[node.target] = direct.union(*(deps[d] for d in direct))
     return deps
 
@@ -168,7 +171,10 @@ def gate_roles(cell: Cell) -> dict[str, GateRole]:
 
 def vector_text(cell: Cell, name: str) -> str:
     """A vector as the diagrams write it: c(t−1), h(t), Gu; a hidden
-    vector by its definition, tanh(c(t))."""
+    vector by its definition, tanh(c(t)); a per-element parameter by its
+    name, pf."""
+    if name in cell.params:
+        return cell.params[name].latex.replace("{", "").replace("}", "").replace("_", "")
     vec = cell.vectors[name]
     base = vec.latex.replace("{", "").replace("}", "").replace("_", "")
     if vec.role in ("input", "state_prev"):
@@ -200,7 +206,7 @@ def _width(runs: Runs, size: float = FONT) -> float:
 class _Node:
     """One drawn node: an operation, a terminal or a dummy on a long edge."""
 
-    kind: str  # one of TERMINALS, affine gate act mul add oneminus neg, dummy
+    kind: str  # one of TERMINALS, affine gate act mul add oneminus neg inv param, dummy
     runs: Runs
     vector: str = ""  # the cell vector it computes, as data-node
     tag: Runs = field(default_factory=list)  # that vector's name, on the right
@@ -299,6 +305,12 @@ class _Diagram:
         const, terms = e.as_coeff_add() if isinstance(e, sympy.Add) else (0, ())
         if const != 0 and len(terms) == 1 and terms[0].could_extract_minus_sign():  # 1 − G: one node, as on paper
             return self._add("oneminus", f"{const}−", [self._expr(-terms[0], memo)])
+        scale = [a for a in e.args if a.is_Symbol and a.name in self.cell.params] if isinstance(e, sympy.Mul) else []
+        if len(scale) == 1 and e.as_coeff_Mul()[0] == 1:  # p ⊙ v, p a per-element parameter: one "p ⊙" box on v
+            runs = _runs(self.cell.params[scale[0].name].latex) + [(" ⊙", False)]
+            return self._add("param", runs, [self._expr(e / scale[0], memo)])
+        if isinstance(e, sympy.Pow) and e.exp == -1:  # a division a / b: a ⊙ (1/b)
+            return self._add("inv", "1/", [self._expr(e.base, memo)])
         coeff = e.as_coeff_mul()[0] if isinstance(e, sympy.Mul) else 1
         if const != 0 or coeff not in (1, -1) or not isinstance(e, (sympy.Function, sympy.Mul, sympy.Add)):
             raise ValueError(f"cell {self.cell.name!r}: no drawing for {e} ({type(e).__name__})")
@@ -602,7 +614,7 @@ def _legend(d: _Diagram, w: dict[str, str], top: float, width: float,
     """Swatches of the kinds of node drawn, then (on a new line) the role
     of each gate and candidate, then the highlighted paths' swatch; wrapped
     to ``width``. Returns the end y."""
-    kinds = ("affine", "gate", "act", "mul", "add", "oneminus", "neg")
+    kinds = ("affine", "gate", "act", "mul", "add", "oneminus", "neg", "inv", "param")
     first = {k: next((n for n in d.nodes if n.kind == k), None) for k in kinds}
     swatches = [_Node(k, [("W", False)] if k == "affine" else n.runs) for k, n in first.items() if n]
     groups = [[(n, [(w[n.kind], False)]) for n in swatches],
@@ -710,7 +722,7 @@ def svg(cell: Cell, lang: str = "en", *, state_path: bool = False) -> str:
         for st in states:
             names = {"prev": vector_text(cell, st.prev), "new": vector_text(cell, st.name)}
             chain = [names["prev"], *(d.nodes[i].runs[0][0] for i in sorted(on)
-                                      if d.nodes[i].kind in ("mul", "add", "oneminus", "neg", "act", "gate")
+                                      if d.nodes[i].kind in ("mul", "add", "oneminus", "neg", "act", "gate", "param", "inv")
                                       and _reaches(d, d.make[st.prev], i) and _reaches(d, i, d.make[st.name])),
                      names["new"]]
             path_words.append(w["path"].format(**names))

@@ -35,9 +35,18 @@ Arrays = Mapping[str, np.ndarray]
 _MODULES = [{"np": np, **{f: getattr(runtime, f) for a in functions.REGISTRY for f in a.runtime}}, "numpy"]
 
 
+class _Printer(KernelPrinter):
+    """The kernels' printer, with v**2 (printed v*v) in parentheses: it may stand
+    in a denominator, where a/v*v would read as (a/v)*v (minLSTM's 1/(G_f + G_i)²)."""
+
+    def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:
+        text = super()._print_Pow(expr, rational)
+        return f"({text})" if expr.exp == 2 else text
+
+
 def _compile(expr: sympy.Expr) -> tuple[list[str], Callable[..., np.ndarray]]:
     names = sorted(s.name for s in expr.free_symbols)
-    printer = KernelPrinter({})
+    printer = _Printer({})
     return names, sympy.lambdify([sympy.Symbol(n) for n in names], expr, modules=_MODULES, printer=printer)
 
 

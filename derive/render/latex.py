@@ -53,8 +53,11 @@ class CellLatexPrinter(_ReadingOrder, LatexPrinter):
         coeff, rest = expr.as_coeff_Mul()
         if rest == 1:
             return self._print(coeff)
-        factors = [self._factor(f) for f in ordered_factors(rest)]
-        body = r" \odot ".join(factors)
+        numer, denom = sympy.fraction(rest, exact=True)
+        if denom != 1:  # an element-wise division (minLSTM's G_f / (G_f + G_i)): a fraction
+            body = r"\frac{" + self._print(numer) + "}{" + self._print(denom) + "}"
+        else:
+            body = r" \odot ".join(self._factor(f) for f in ordered_factors(rest))
         if coeff == 1:
             return body
         if coeff == -1:
@@ -68,6 +71,8 @@ class CellLatexPrinter(_ReadingOrder, LatexPrinter):
 
     def _print_Pow(self, expr: sympy.Pow) -> str:
         base, exp = expr.args
+        if exp.is_Number and exp < 0:  # 1 / v^k, element-wise
+            return r"\frac{1}{" + self._print(sympy.Pow(base, -exp)) + "}"
         if isinstance(base, sympy.Symbol):
             return r"\left(" + self._print(base) + r"\right)^{" + self._print(exp) + "}"
         return super()._print_Pow(expr)

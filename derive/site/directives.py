@@ -16,6 +16,13 @@ cell, so that no formula, table of shapes or kernel listing is typed by hand:
 - ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``,
   and ``NAME.<lang>.dark.svg`` beside it when there is one (the stylesheet
   shows the one of the reader's palette).
+- ``{{ derive: counts [CELL…] }}``: a Markdown table of parameter counts
+  (every known cell, or the cells named);
+- ``{{ derive: structure CELL }}``: what the derived state Jacobian says
+  (:mod:`derive.structure`): full or diagonal, state-dependent or not,
+  the linear scan if any;
+- ``{{ derive: file PATH }}``: a file under docs/, shown whole as a code
+  block (the page shows the file a test runs);
 - ``{{ derive: notebook }}``: the box offering the page's generated notebook
   (``derive.notebooks``: the directive is also what makes ``derive build``
   write that notebook).
@@ -59,7 +66,9 @@ ARITY = {
     "kernel": 1,
     "plot": 1,
     "table": 1,
-    "counts": 0,
+    "counts": (0, 50),
+    "structure": 1,
+    "file": 1,
     "notebook": 0,
 }
 TABLE_HEADERS = {
@@ -201,7 +210,13 @@ def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion)
         if d.kind == "table":
             return _result_table(d, lang, sources)
         if d.kind == "counts":
-            return counts_table(sources, lang)
+            for name in d.args:
+                _cell(Directive(d.kind, (name,), d.page, d.line), sources)  # an unknown name: the error lists the known
+            return counts_table(sources, lang, names=d.args or None)
+        if d.kind == "structure":
+            return structure_table(_cell(d, sources), lang)
+        if d.kind == "file":
+            return file_block(d, sources)
         if d.kind == "notebook":
             from ..notebooks import download_box
 
@@ -229,6 +244,13 @@ def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion)
 
 
 def _cell(d: Directive, sources: Sources) -> Cell:
+    if d.args[0].endswith((".py", ".cell")):  # a cell file under docs/: the page shows a file of its own
+        from ..load import load_cell
+
+        path = (sources.docs_dir / d.args[0]).resolve()
+        if not path.is_relative_to(sources.docs_dir.resolve()) or not path.is_file():
+            raise d.error(f"expected a cell name or a cell file under {sources.docs_dir}, got {d.args[0]!r}")
+        return load_cell(path)
     try:
         return sources.cell(d.args[0])
     except KeyError as exc:  # derive.UnknownCellError lists the known cells
@@ -291,9 +313,11 @@ COUNT_HEADERS = {
 }
 
 
-def counts_table(sources: Sources, lang: str, n_x: int = 10, n_h: int = 20) -> list[str]:
-    """Every cell's parameter count, as a formula in n_x and n_h and as a
-    number, summed from the shapes of its parameters."""
+def counts_table(sources: Sources, lang: str, n_x: int = 10, n_h: int = 20,
+                 names: tuple[str, ...] | None = None) -> list[str]:
+    """Each cell's parameter count (every known cell, or ``names``), as a
+    formula in n_x and n_h and as a number, summed from the shapes of its
+    parameters."""
     import sympy
 
     from ..cells import NAMES
@@ -301,7 +325,7 @@ def counts_table(sources: Sources, lang: str, n_x: int = 10, n_h: int = 20) -> l
     sx, sh = sympy.symbols("n_x n_h", positive=True, integer=True)
     cell_h, count_h, value_h = COUNT_HEADERS.get(lang, COUNT_HEADERS["en"])
     rows = [f"| {cell_h} | {count_h} | {value_h.format(n_x=n_x, n_h=n_h)} |", "|---|---|--:|"]
-    for name in NAMES:
+    for name in names or NAMES:
         cell = sources.cell(name)
         total = sympy.Integer(0)
         for p in cell.params.values():
@@ -312,6 +336,67 @@ def counts_table(sources: Sources, lang: str, n_x: int = 10, n_h: int = 20) -> l
         value = int(total.subs({sx: n_x, sh: n_h}))
         rows.append(f"| `{name}` | ${formula}$ | {value:,}".replace(",", "\u202f" if lang == "fr" else ",") + " |")
     return rows
+
+
+STRUCTURE_WORDS = {
+    "en": {"header": "| Jacobian | shape | reads a state at $t-1$ |", "full": "full", "diagonal": "diagonal",
+           "zero": "zero", "yes": "yes", "no": "no",
+           "classes": {"full": "full", "diagonal": "diagonal", "state-dependent": "state-dependent",
+                       "state-independent": "state-independent", "linear scan": "linear scan"},
+           "summary": "Classification, read off the derived Jacobian: **{}**.",
+           "scan": "A linear scan: ${s} = a^{{(t)}} \\odot {p} + b^{{(t)}}$ with $a^{{(t)}} = {a}$ and "
+                   "$b^{{(t)}} = {b}$, both functions of $x^{{(t)}}$ alone."},
+    "fr": {"header": "| jacobienne | forme | lit un état en $t-1$ |", "full": "pleine", "diagonal": "diagonale",
+           "zero": "nulle", "yes": "oui", "no": "non",
+           "classes": {"full": "pleine", "diagonal": "diagonale", "state-dependent": "dépend de l’état",
+                       "state-independent": "indépendante de l’état", "linear scan": "balayage linéaire"},
+           "summary": "Classement, lu sur la jacobienne dérivée\u00a0: **{}**.",
+           "scan": "Un balayage linéaire\u00a0: ${s} = a^{{(t)}} \\odot {p} + b^{{(t)}}$ avec $a^{{(t)}} = {a}$ et "
+                   "$b^{{(t)}} = {b}$, fonctions de $x^{{(t)}}$ seulement."},
+}
+
+
+FILE_LANGUAGES = {".py": "python", ".cell": "text", ".toml": "toml", ".txt": "text"}
+
+
+def file_block(d: Directive, sources: Sources) -> list[str]:
+    """A file under the docs directory, shown whole as a code block: the page
+    shows the very file that a test runs."""
+    path = (sources.docs_dir / d.args[0]).resolve()
+    if not path.is_relative_to(sources.docs_dir.resolve()):
+        raise d.error(f"file: expected a path inside the docs directory, got {d.args[0]!r}")
+    if not path.is_file():
+        raise d.error(f"file: {d.args[0]!r} does not exist under {sources.docs_dir}")
+    language = FILE_LANGUAGES.get(path.suffix, "text")
+    return [f'```{language} title="{d.args[0]}"', *path.read_text(encoding="utf-8").rstrip("\n").split("\n"), "```"]
+
+
+def structure_table(cell: Cell, lang: str) -> list[str]:
+    """What the derived state Jacobian says of ``cell`` (:mod:`derive.structure`):
+    a table per pair of states, the classification, and the linear scan if any."""
+    import sympy
+
+    from ..render.latex import CellLatexPrinter
+    from ..structure import classify
+
+    words = STRUCTURE_WORDS.get(lang, STRUCTURE_WORDS["en"])
+    structure = classify(cell)
+    printer = CellLatexPrinter(cell)
+    prevs = {s.name: s.prev for s in cell.states}
+
+    def sym(name: str) -> str:
+        return printer.doprint(sympy.Symbol(name))
+
+    rows = [words["header"], "|:--|:--|:--|"]
+    for p in structure.pairs:
+        jac = f"$\\partial {sym(p.of)} / \\partial {sym(prevs[p.wrt])}$"
+        rows.append(f"| {jac} | {words[p.shape]} | {words['yes'] if p.state_dependent else words['no']} |")
+    summary = ", ".join(words["classes"][w] for w in structure.classification.split(", "))
+    out = [*rows, "", words["summary"].format(summary)]
+    for scan in structure.scans:
+        out += ["", words["scan"].format(s=sym(scan.state), p=sym(prevs[scan.state]),
+                                         a=printer.doprint(scan.a), b=printer.doprint(scan.b))]
+    return out
 
 
 def _result_table(d: Directive, lang: str, sources: Sources) -> list[str]:

@@ -1,0 +1,168 @@
+"""The Jacobian classification (derive.structure) and the parallel-scan
+kernels of the linear-scan cells (derive.scan, derive.kernels.scan)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import derive
+from derive import kernels, proof
+from derive.kernels import scan
+from derive.render.scan_kernel import NotAScanCell
+from derive.scan import linear_scan, reverse_linear_scan
+from derive.structure import classify
+
+SCAN_CELLS = [n for n in derive.NAMES if scan.has_scan(n)]
+
+
+def loop_states(a: np.ndarray, b: np.ndarray, s0: np.ndarray) -> np.ndarray:
+    out = [s0]
+    for t in range(len(a)):
+        out.append(a[t] * out[-1] + b[t])
+    return np.array(out)
+
+
+@pytest.mark.parametrize("T", [1, 2, 7, 16, 65])
+@pytest.mark.parametrize("block", [None, 1, 3, 100])
+def test_linear_scan_is_the_recurrence(T: int, block: int | None) -> None:
+    rng = np.random.default_rng(T)
+    a, b = rng.uniform(-1.5, 1.5, (T, 3, 4)), rng.standard_normal((T, 3, 4))  # any sign, |a| > 1 too
+    s0, d, g_last = rng.standard_normal((3, 4)), rng.standard_normal((T, 3, 4)), rng.standard_normal((3, 4))
+    assert np.max(np.abs(linear_scan(a, b, s0, block) - loop_states(a, b, s0))) < 1e-12
+    g = np.empty_like(d)
+    g[-1] = d[-1] + g_last
+    for t in range(T - 2, -1, -1):
+        g[t] = d[t] + a[t + 1] * g[t + 1]
+    assert np.max(np.abs(reverse_linear_scan(a, d, g_last, block) - g)) < 1e-12
+
+
+def test_linear_scan_refuses_mismatched_shapes() -> None:
+    with pytest.raises(ValueError, match="same shape"):
+        linear_scan(np.ones((3, 2)), np.ones((4, 2)), np.zeros(2))
+    with pytest.raises(ValueError, match="s0: expected shape"):
+        linear_scan(np.ones((3, 2)), np.ones((3, 2)), np.zeros(3))
+
+
+EXPECTED = {  # the thread's cells and the five beyond, as the site states them
+    "rnn": "full, state-dependent",
+    "rnn_relu": "full, state-dependent",
+    "gru_simple": "full, state-dependent",
+    "gru": "full, state-dependent",
+    "gru_torch": "full, state-dependent",
+    "lstm": "full, state-dependent",
+    "mgu": "full, state-dependent",
+    "lstm_peephole": "full, state-dependent",
+    "min_gru": "diagonal, state-independent, linear scan",
+    "min_lstm": "diagonal, state-independent, linear scan",
+    "indrnn": "diagonal, state-dependent",
+}
+
+
+@pytest.mark.parametrize("name", [n for n in derive.NAMES if n in EXPECTED])
+def test_jacobian_classification(name: str) -> None:
+    assert classify(derive.cell(name)).classification == EXPECTED[name]
+
+
+def test_the_linear_scans_are_the_state_equations() -> None:
+    """a ⊙ s(t−1) + b is the state's own equation, a its Jacobian's diagonal."""
+    import sympy
+
+    for name in SCAN_CELLS:
+        cell = derive.cell(name)
+        (s,) = classify(cell).scans
+        node = cell.node(s.state)
+        prev = sympy.Symbol(cell.states[0].prev)
+        assert sympy.expand(s.a * prev + s.b - node.expr) == 0
+        assert prev not in s.a.free_symbols | s.b.free_symbols
+    assert SCAN_CELLS == ["min_gru", "min_lstm"]
+
+
+def test_a_state_read_by_a_gate_is_not_a_scan() -> None:
+    """minGRU with its gate reading c(t−1): the Jacobian reads the state, no scan."""
+    from derive import CellBuilder
+    from derive.functions import sigmoid
+
+    b = CellBuilder("min_gru_state_gate", "t", "t")
+    x, c_prev = b.input("x"), b.state("c")
+    g = b.node("Gu", sigmoid(b.affine("z_u", "W_u", [c_prev, x], "b_u")))
+    h = b.affine("h", "W_h", [x], "b_h")
+    b.node("c", g * h + (1 - g) * c_prev)
+    structure = classify(b.build(output="c"))
+    assert structure.shape == "full" and not structure.state_independent and not structure.linear_scan
+    with pytest.raises(NotAScanCell, match="not a linear scan"):
+        scan.compile(b.build(output="c"))
+
+
+def test_show_jacobian_prints_the_classification_for_every_cell(capsys: pytest.CaptureFixture[str]) -> None:
+    from derive.cli import main
+
+    for name in derive.NAMES:
+        assert main(["show", name, "--jacobian"]) == 0
+        assert f"classification: {name}: {classify(derive.cell(name)).classification}" in capsys.readouterr().out
+    out = subprocess.run([sys.executable, "-m", "derive.cli", "show", "min_gru", "--jacobian"],
+                         capture_output=True, text=True, check=True).stdout  # the command itself, once
+    assert "linear scan: c(t) = a(t) * c(t-1) + b(t), a = 1 - Gu, b = Gu*h" in out
+
+
+@pytest.mark.parametrize("name", SCAN_CELLS)
+@pytest.mark.parametrize("T", [1, 5, 130])
+def test_scan_kernel_equals_loop_kernel(name: str, T: int) -> None:
+    rng = np.random.default_rng(T)
+    loop, fast = kernels.load(name), scan.load(name)
+    params = {k: rng.normal(scale=0.8, size=v.shape) for k, v in loop.init_params(4, 6).items()}
+    xs, state0 = rng.standard_normal((T, 3, 4)), {"c": rng.standard_normal((3, 6))}
+    dys, dstate = rng.standard_normal((T, 3, 6)), {"c": rng.standard_normal((3, 6))}
+    ys_l, cache_l = loop.forward(params, xs, state0)
+    ys_s, cache_s = fast.forward(params, xs, state0)
+    assert np.max(np.abs(ys_l - ys_s)) <= 1e-10 * max(1.0, np.max(np.abs(ys_l)))
+    assert np.max(np.abs(cache_l["final"]["c"] - cache_s["final"]["c"])) <= 1e-10
+    g_l, g_s = loop.backward(cache_l, dys, dstate), fast.backward(cache_s, dys, dstate)
+    assert set(g_l) == set(g_s)
+    for key in g_l:
+        error = np.max(np.abs(g_l[key] - g_s[key])) / max(np.max(np.abs(g_l[key])), 1e-300)
+        assert error <= 1e-10, f"{name} {key}: relative error {error:.1e}"
+
+
+@pytest.mark.parametrize("name", SCAN_CELLS)
+def test_scan_kernel_gradients_match_finite_differences(name: str) -> None:
+    errors = proof.finite_differences(scan.load(name), T=6, B=2, n_x=3, n_h=4, seed=2)
+    assert max(errors.values()) < 1e-6, errors
+
+
+@pytest.mark.parametrize("name", SCAN_CELLS)
+def test_scan_kernel_keeps_float32_and_checks_its_input(name: str) -> None:
+    fast = scan.load(name)
+    params = fast.init_params(3, 4, dtype=np.float32)
+    ys, cache = fast.forward(params, np.ones((5, 2, 3), np.float32))
+    assert ys.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in fast.backward(cache, np.ones((5, 2, 4), np.float32)).values())
+    with pytest.raises(ValueError, match="xs"):
+        fast.forward(params, np.ones((5, 2, 4), np.float32))
+
+
+def test_the_committed_scan_kernels_are_the_generated_ones() -> None:
+    from derive.render.scan_kernel import generate
+
+    for name in SCAN_CELLS:
+        committed = (kernels.__file__.rsplit("/", 1)[0] + f"/scan/{name}.py")
+        with open(committed, encoding="utf-8") as f:
+            assert f.read() == generate(derive.cell(name))
+
+
+@pytest.mark.parametrize("name", SCAN_CELLS)
+def test_scan_kernel_cache_does_not_alias_the_inputs(name: str) -> None:
+    fast = scan.load(name)
+    params = fast.init_params(3, 4, seed=1)
+    xs = np.random.default_rng(1).standard_normal((6, 2, 3))
+    dys = np.ones((6, 2, 4))
+    _, cache = fast.forward(params, xs)
+    before = fast.backward(cache, dys)
+    xs += 1.0
+    for v in params.values():
+        v *= 2.0
+    after = fast.backward(cache, dys)
+    assert all(np.array_equal(before[k], after[k]) for k in before)
