@@ -26,50 +26,25 @@ Keras is first imported (:func:`import_keras` does so when it is unset).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+from .layouts import Block, Layout
 
 if TYPE_CHECKING:
     import keras
 
 
-@dataclass(frozen=True)
-class Block:
-    """One block of Keras's gate columns: the derive gate it fills (``W_<gate>``,
-    ``b_<gate>``) and the sign its weights take; ``gate=None`` is the
-    reset-after candidate, whose input and recurrent halves stay apart
-    (``W_hx``/``b_hx`` and ``W_hc``/``b_hc``)."""
-
-    keras_gate: str
-    gate: str | None
-    sign: int = 1
-
-
-@dataclass(frozen=True)
-class Layout:
-    """How one Keras layer (with one setting) maps onto one derive cell."""
-
-    layer: str
-    setting: str
-    cell: str
-    blocks: tuple[Block, ...]
-    update: str  # which share of the old state the layer keeps, said in derive's gates
-
-    @property
-    def two_bias_rows(self) -> bool:
-        return any(b.gate is None for b in self.blocks)
-
-
 LAYOUTS: tuple[Layout, ...] = (
-    Layout("SimpleRNN", "activation='tanh'", "rnn", (Block("h", "a"),), "none (no gate)"),
-    Layout("GRU", "reset_after=True", "gru_torch",
-           (Block("z", "z"), Block("r", "r"), Block("h", None)), "z = G_z keeps c(t−1)"),
-    Layout("GRU", "reset_after=False", "gru",
-           (Block("z", "u", -1), Block("r", "r"), Block("h", "h")), "z = 1 − G_u keeps c(t−1)"),
-    Layout("LSTM", "", "lstm",
-           (Block("i", "i"), Block("f", "f"), Block("c", "h"), Block("o", "o")), "f = G_f keeps c(t−1)"),
+    Layout("Keras", "SimpleRNN", "activation='tanh'", "rnn", (Block("h", "a"),), "no gate",
+           "one bias, b_a"),
+    Layout("Keras", "GRU", "reset_after=True", "gru_torch", (Block("z", "z"), Block("r", "r"), Block("h", None)),
+           "z = G_z keeps c(t−1)", "two rows (input, recurrent): z and r rows add up, h's stay apart"),
+    Layout("Keras", "GRU", "reset_after=False", "gru", (Block("z", "u", -1), Block("r", "r"), Block("h", "h")),
+           "z = 1 − G_u keeps c(t−1)", "one row"),
+    Layout("Keras", "LSTM", "", "lstm", (Block("i", "i"), Block("f", "f"), Block("c", "h"), Block("o", "o")),
+           "f = G_f keeps c(t−1)", "one row"),
 )
 """Every Keras layer this module converts, with its gate blocks in Keras's column order."""
 
@@ -110,7 +85,7 @@ def from_keras(layer: keras.layers.Layer) -> tuple[str, dict[str, np.ndarray]]:
     if layer.cell.use_bias:
         bias = weights[2].reshape(-1, kernel.shape[1])
     else:
-        bias = np.zeros((2 if layout.two_bias_rows else 1, kernel.shape[1]), kernel.dtype)
+        bias = np.zeros((2 if layout.split_candidate else 1, kernel.shape[1]), kernel.dtype)
     params: dict[str, np.ndarray] = {}
     for k, block in enumerate(layout.blocks):
         cols = slice(k * n_h, (k + 1) * n_h)
@@ -140,7 +115,7 @@ def to_keras(cell_name: str, params: dict[str, np.ndarray], *, use_bias: bool = 
                                  f"got max |{key}| = {np.abs(params[key]).max():.3g}")
     kernel = np.empty((n_x, len(layout.blocks) * n_h), dtype)
     recurrent = np.empty((n_h, len(layout.blocks) * n_h), dtype)
-    bias = np.zeros((2 if layout.two_bias_rows else 1, len(layout.blocks) * n_h), dtype)
+    bias = np.zeros((2 if layout.split_candidate else 1, len(layout.blocks) * n_h), dtype)
     for k, block in enumerate(layout.blocks):
         cols = slice(k * n_h, (k + 1) * n_h)
         if block.gate is None:
@@ -154,10 +129,10 @@ def to_keras(cell_name: str, params: dict[str, np.ndarray], *, use_bias: bool = 
     options: dict[str, Any] = {"use_bias": use_bias, "return_sequences": True, "return_state": True,
                                "dtype": str(dtype)}
     if layout.layer == "GRU":
-        options["reset_after"] = layout.two_bias_rows
+        options["reset_after"] = layout.split_candidate
     layer = getattr(keras.layers, layout.layer)(n_h, **options)
     layer.build((None, None, n_x))
-    weights = [kernel, recurrent] + ([bias if layout.two_bias_rows else bias[0]] if use_bias else [])
+    weights = [kernel, recurrent] + ([bias if layout.split_candidate else bias[0]] if use_bias else [])
     layer.set_weights(weights)
     return layer
 
