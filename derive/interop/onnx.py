@@ -229,3 +229,15 @@ def _finish(graph: Any, cell_name: str, doc: str) -> onnx.ModelProto:
     helper.set_model_props(model, {"derive.cell": cell_name})
     onnx.checker.check_model(model, full_check=True)
     return model
+
+
+def export_cell(cell: Any, params: dict[str, np.ndarray], *, command: str = "") -> onnx.ModelProto:
+    """Any cell (a :class:`derive.Cell`, a name or a cell file) with ``params``
+    as a checked ONNX model that runs its forward step in a ``Scan`` over time
+    (opset :data:`OPSET`), with derive's interface; see
+    :mod:`derive.render.onnx_graph`."""
+    import_onnx()
+    from ..load import resolve
+    from ..render.onnx_graph import generate
+
+    return generate(resolve(cell), params, opset=OPSET, ir_version=IR_VERSION, command=command)
