@@ -179,3 +179,31 @@ def test_gru_converts_to_keras_and_onnx_but_not_torch():
         assert name == "gru"
         for key in params:
             np.testing.assert_array_equal(back[key], params[key], err_msg=key)
+
+
+def test_conversion_table_is_read_from_the_layouts(monkeypatch):
+    """The site's table (docs/interop.md) comes from the interop modules' layouts:
+    change a layout and the table changes; the pages type none of it."""
+    from pathlib import Path
+
+    from derive.interop import keras as keras_interop
+    from derive.interop.convert import layouts, table_rows
+    from derive.interop.layouts import Block
+
+    rows = table_rows("layers")
+    assert len(rows) == 2 + len(layouts()) == 2 + 3 + 4 + 4
+    gru_v3 = next(r for r in rows if "Keras `GRU` `reset_after=False`" in r)
+    assert "`z` → `−W_u`" in gru_v3 and "`b_u = −bias_z`" in gru_v3
+    torch_gru = next(r for r in rows if "torch `nn.GRU`" in r)
+    assert "`r` → `W_r`, `z` → `W_z`, `n` → `W_hx`, `W_hc`" in torch_gru
+    layout = keras_interop.LAYOUTS[2]
+    changed = type(layout)(**{**layout.__dict__, "blocks": (Block("z", "u"), *layout.blocks[1:])})
+    monkeypatch.setattr(keras_interop, "LAYOUTS", (*keras_interop.LAYOUTS[:2], changed, keras_interop.LAYOUTS[3]))
+    assert "`z` → `W_u`" in next(r for r in table_rows("layers") if "reset_after=False" in r)
+    docs = Path(__file__).resolve().parent.parent / "docs"
+    for page in ("interop.md", "interop.fr.md"):
+        text = (docs / page).read_text(encoding="utf-8")
+        assert "{{ derive: conversions layers }}" in text and "{{ derive: conversions weights }}" in text
+        assert "−W_u" not in text and "bias_ih_" not in text
+    with pytest.raises(ValueError, match=r"^kind: expected 'weights' or 'layers', got 'gates'$"):
+        table_rows("gates")

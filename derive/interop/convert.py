@@ -111,3 +111,76 @@ def keras_to_torch(layer: Any) -> Any:
 def torch_to_onnx(module: Any) -> Any:
     """A ``torch.nn.RNN``/``GRU``/``LSTM`` as an ONNX model of the standard operator."""
     return convert(module, "onnx")
+
+
+# -- the conversion table of the site (docs/interop.md: {{ derive: conversions }}) -------------------
+
+TORCH_GATE_NAMES = {"RNN": ("h",), "GRU": ("r", "z", "n"), "LSTM": ("i", "f", "g", "o")}
+"""torch's names of its gate blocks, in its order (its documentation's r, z, n and i, f, g, o)."""
+
+WEIGHTS = {
+    "torch": ("weight_ih_l0", "(k·n_h, n_x)", "weight_hh_l0", "(k·n_h, n_h)", "rows", "[weight_hh_g, weight_ih_g]"),
+    "Keras": ("kernel", "(n_x, k·n_h)", "recurrent_kernel", "(n_h, k·n_h)", "columns", "[recurrent_kernel_gᵀ, kernel_gᵀ]"),
+    "ONNX": ("W", "(1, k·n_h, n_x)", "R", "(1, k·n_h, n_h)", "rows", "[R_g, W_g]"),
+}
+"""Each framework's weight tensors on x and on the state, their shapes (k gates),
+the axis that stacks the gates, and derive's W_g on [state, x] made of their block g."""
+
+
+def layouts() -> list[Any]:
+    """Every layout of every framework (torch's built from :data:`derive.interop.torch.GATES`)."""
+    from .keras import LAYOUTS as KERAS
+    from .layouts import Block, Layout
+    from .onnx import LAYOUTS as ONNX
+    from .torch import GATES, SUPPORTED
+
+    torch_layouts = []
+    for layer, cell_name in SUPPORTED.items():
+        blocks = tuple(Block(theirs, gate) for theirs, gate in zip(TORCH_GATE_NAMES[layer], GATES[cell_name], strict=True))
+        torch_layouts.append(Layout("torch", f"nn.{layer}", "nonlinearity='tanh'" if layer == "RNN" else "", cell_name,
+                                    blocks, "", ""))
+    return [*torch_layouts, *KERAS, *ONNX]
+
+
+def _bias_pieces(layout: Any) -> tuple[str, ...]:
+    if layout.framework == "torch":
+        return ("bias_ih", "bias_hh")
+    if layout.framework == "ONNX":
+        return ("Wb", "Rb")
+    return ("bias[0]", "bias[1]") if layout.split_candidate else ("bias",)
+
+
+def table_rows(kind: str, lang: str = "en") -> list[str]:
+    """A conversion table as Markdown lines. ``kind`` ``"weights"``: each
+    framework's weight tensors and how derive's W_g is made of them;
+    ``"layers"``: for each framework's layer, the derive cell it computes,
+    its gate blocks in its order with the derive params each fills, and the
+    biases' split."""
+    en = lang != "fr"
+    if kind == "weights":
+        rows = ["| Framework | On x | On the state | Gates stacked in | derive's W_g |" if en else
+                "| Bibliothèque | Sur x | Sur l’état | Portes empilées en | W_g de derive |", "|---|---|---|---|---|"]
+        axis = {"rows": "rows" if en else "lignes", "columns": "columns" if en else "colonnes"}
+        for framework, (wx, sx, wh, sh, stacked, formula) in WEIGHTS.items():
+            rows.append(f"| {framework} | `{wx} {sx}` | `{wh} {sh}` | {axis[stacked]} | `W_g = {formula}` |")
+        return rows
+    if kind != "layers":
+        raise ValueError(f"kind: expected 'weights' or 'layers', got {kind!r}")
+    rows = ["| Layer | derive cell | Gate blocks, in the layer's order | Biases |" if en else
+            "| Couche | Cellule derive | Blocs de portes, dans l’ordre de la couche | Biais |", "|---|---|---|---|"]
+    for layout in layouts():
+        blocks, biases = [], []
+        pieces = _bias_pieces(layout)
+        for block in layout.blocks:
+            minus = "−" if block.sign < 0 else ""
+            if block.gate is None:
+                blocks.append(f"`{block.theirs}` → `W_hx`, `W_hc`")
+                biases.append(f"`b_hx = {pieces[0]}_{block.theirs}`, `b_hc = {pieces[1]}_{block.theirs}`")
+                continue
+            blocks.append(f"`{block.theirs}` → `{minus}W_{block.gate}`")
+            total = " + ".join(f"{p}_{block.theirs}" for p in pieces)
+            biases.append(f"`b_{block.gate} = {minus}({total})`" if minus and len(pieces) > 1
+                          else f"`b_{block.gate} = {minus}{total}`")
+        layer = f"{layout.framework} `{layout.layer}`" + (f" `{layout.setting}`" if layout.setting else "")
+        rows.append(f"| {layer} | `{layout.cell}` | {', '.join(blocks)} | {', '.join(biases)} |")
+    return rows

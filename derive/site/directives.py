@@ -16,6 +16,10 @@ cell, so that no formula, table of shapes or kernel listing is typed by hand:
 - ``{{ derive: plot NAME }}``: ``docs/assets/generated/experiments/NAME.<lang>.svg``,
   and ``NAME.<lang>.dark.svg`` beside it when there is one (the stylesheet
   shows the one of the reader's palette).
+- ``{{ derive: conversions layers|weights }}``: the table of torch's, Keras's
+  and ONNX's recurrent layers and the derive params each gate block fills,
+  or of their weight tensors (:func:`derive.interop.convert.table_rows`,
+  read from the interop modules);
 - ``{{ derive: notebook }}``: the box offering the page's generated notebook
   (``derive.notebooks``: the directive is also what makes ``derive build``
   write that notebook).
@@ -61,6 +65,7 @@ ARITY = {
     "table": 1,
     "counts": 0,
     "notebook": 0,
+    "conversions": 1,
 }
 TABLE_HEADERS = {
     "en": ("Parameter", "Shape", "Column blocks"),
@@ -202,6 +207,12 @@ def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion)
             return _result_table(d, lang, sources)
         if d.kind == "counts":
             return counts_table(sources, lang)
+        if d.kind == "conversions":
+            from ..interop.convert import table_rows
+
+            if d.args[0] not in ("layers", "weights"):
+                raise d.error(f"'conversions' takes layers or weights, got {d.args[0]!r}")
+            return table_rows(d.args[0], lang)
         if d.kind == "notebook":
             from ..notebooks import download_box
 
