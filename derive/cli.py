@@ -144,10 +144,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
     from .kernels import load as load_kernel
 
     c = resolve(args.cell)
-    try:
-        from .interop.onnx import OPSET, export_cell
-    except ImportError as e:  # pragma: no cover - the interop module imports onnx lazily
-        raise _Usage(str(e)) from None
+    from .interop.onnx import OPSET, export_cell  # imports onnx only when called
     if args.params:
         if not Path(args.params).is_file():
             raise _Usage(f"--params: no such file {args.params}")
@@ -165,15 +162,13 @@ def _cmd_export(args: argparse.Namespace) -> int:
             raise _Usage(str(e)) from None
         how = f"--n-x {args.n_x} --n-h {args.n_h} --seed {args.seed} --dtype {args.dtype}"
     try:
-        import onnx
-
         model = export_cell(c, params, command=f"derive export {args.cell} {how}")
-    except ImportError as e:
+    except ImportError as e:  # onnx missing: the message says which extra to install
         raise _Usage(f"{e}".splitlines()[0]) from None
     except ValueError as e:  # params that do not fit the cell: check_params names the key
         raise _Usage(f"--params: {e}") from None
     Path(args.onnx).parent.mkdir(parents=True, exist_ok=True)
-    onnx.save(model, args.onnx)
+    Path(args.onnx).write_bytes(model.SerializeToString())
     n_x, n_h = (v.type.tensor_type.shape.dim[2].dim_value for v in (model.graph.input[0], model.graph.output[0]))
     dtype = next(iter(params.values())).dtype
     print(f"wrote {args.onnx} ({c.name}, n_x={n_x}, n_h={n_h}, {dtype}, opset {OPSET})")

@@ -136,3 +136,12 @@ def test_cli_export_params_of_another_cell_are_refused_in_one_line(tmp_path):
     assert proc.returncode == 2 and not (tmp_path / "o.onnx").exists()
     assert proc.stderr.startswith("derive: error: --params: params: expected keys ['W_i', 'b_i',")
     assert proc.stderr.count("\n") == 1
+
+
+def test_cli_export_without_onnx_says_which_extra(tmp_path):
+    code = ("import sys; sys.modules['onnx'] = None; from derive.cli import main; "
+            f"sys.exit(main(['export', 'gru', '--onnx', {str(tmp_path / 'o.onnx')!r}, '--n-x', '2', '--n-h', '2']))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=HERE.parent, check=False)
+    assert proc.returncode == 2
+    assert proc.stderr.startswith("derive: error: derive.interop.onnx needs onnx: pip install 'derive[interop]'")
+    assert proc.stderr.count("\n") == 1
