@@ -100,6 +100,7 @@ def test_keras_layers_through_keras_ops(kind, options, expected):
 
 @pytest.mark.parametrize("name", ["rnn", "gru", "gru_torch", "lstm"])
 def test_to_keras_then_back_is_exact(name):
+    need("keras")
     from derive.interop.keras import from_keras, to_keras
 
     params = kernels.load(name).init_params(N_X, N_H, seed=4)
