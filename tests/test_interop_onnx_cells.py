@@ -53,9 +53,11 @@ def test_scan_graph_equals_the_kernel_in_float64(spec):
     kernel = kernels.compile(cell) if spec == "every_function" else kernels.load(cell)
     params = kernel.init_params(N_X, N_H, seed=3)
     rng = np.random.default_rng(4)
-    xs = rng.normal(size=(T, B, N_X)) * 2
+    xs = rng.normal(size=(T, B, N_X)) * (8 if spec == "every_function" else 2)
     state0 = {s: rng.uniform(-0.9, 0.9, (B, N_H)) for s in kernel.STATES}
     ys, cache = kernel.forward(params, xs, state0)
+    if spec == "every_function":  # hard-σ clipped on both sides, ReLU at zero: every branch printed is run
+        assert {0.0, 1.0} <= set(np.unique(cache["hard_sigmoid_z"])) and (cache["relu_z"] == 0).any()
     ys_o, final = run(export_cell(cell, params), xs, state0)
     assert sorted(final) == sorted(kernel.STATES)
     gap = max([np.abs(ys - ys_o).max()] + [np.abs(cache["final"][s] - final[s]).max() for s in final])
