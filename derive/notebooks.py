@@ -83,6 +83,7 @@ DIRECTIVE_CODE: dict[str, str | None] = {
     'result = json.loads(Path("../assets/generated/experiments/{a0}.json").read_text(encoding="utf-8"))\n'
     'Markdown(markdown("{a0}", result, "{lang}"))',
     "counts": 'from derive.site.directives import Sources, counts_table\n\nMarkdown("\\n".join(counts_table(Sources(Path("..")), "{lang}")))',
+    "conversions": 'from derive.interop.convert import table_rows\n\nMarkdown("\\n".join(table_rows("{a0}", "{lang}")))',
     "notebook": None,  # the download box: nothing to show in the notebook itself
 }
 

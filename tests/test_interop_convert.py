@@ -207,3 +207,11 @@ def test_conversion_table_is_read_from_the_layouts(monkeypatch):
         assert "−W_u" not in text and "bias_ih_" not in text
     with pytest.raises(ValueError, match=r"^kind: expected 'weights' or 'layers', got 'gates'$"):
         table_rows("gates")
+
+
+def test_a_stacked_torch_module_is_refused_in_one_line():
+    """Two layers are two cells' params: no single Keras or ONNX layer holds them."""
+    from derive.interop.convert import convert
+
+    with pytest.raises(ValueError, match=r"^(module: unsupported GRU: num_layers=2|source: expected a single-layer)"):
+        convert(torch.nn.GRU(N_X, N_H, num_layers=2), "keras")

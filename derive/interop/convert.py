@@ -53,7 +53,12 @@ def read(source: Any) -> tuple[str, dict[str, np.ndarray]]:
     if module.startswith("torch"):
         from .torch import from_torch
 
-        return from_torch(source)
+        name, params = from_torch(source)
+        if not isinstance(params, dict):  # a stack of layers or directions: no single layer to write
+            raise ValueError(f"source: expected a single-layer, unidirectional, time-major torch module with "
+                             f"biases (one params dict), got {type(source).__name__} with several layers, "
+                             "directions, batch_first or bias=False")
+        return name, params
     if module.startswith("keras"):
         from .keras import from_keras
 
