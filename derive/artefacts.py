@@ -34,16 +34,18 @@ def artefacts(root: str | Path | None = None) -> dict[str, Callable[[], str]]:
 
 
 def build(root: str | Path | None = None) -> list[Path]:
-    """Write every generated file under ``root``; return the paths written."""
+    """Write every generated file under ``root`` whose bytes differ from what
+    the equations give (a CRLF copy differs); return the paths written, none
+    when everything was up to date. ``OSError`` if a file cannot be written."""
     root = Path(root) if root is not None else default_root()
     written = []
     for rel, make in artefacts(root).items():
         path = root / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        content = make()
-        if not path.exists() or path.read_text(encoding="utf-8") != content:
-            path.write_text(content, encoding="utf-8")
-        written.append(path)
+        content = make().encode("utf-8")
+        if not path.is_file() or path.read_bytes() != content:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(content)
+            written.append(path)
     return written
 
 
@@ -58,7 +60,7 @@ def check(root: str | Path | None = None) -> list[str]:
         path = root / rel
         if not path.exists():
             problems.append(f"missing: {rel}")
-        elif path.read_text(encoding="utf-8") != make():
+        elif path.read_bytes() != make().encode("utf-8"):  # bytes: line endings count, as for the result hashes
             problems.append(f"stale: {rel}")
     results = root / "docs" / "assets" / "generated" / "experiments"
     if results.is_dir():  # a checkout with the site's results (not an empty --root)

@@ -75,8 +75,11 @@ def _cmd_build(args: argparse.Namespace) -> int:
         raise _Usage("--out goes with --cell FILE (the built-in cells are written under --root)")
     from .artefacts import build
 
-    for path in build(args.root):
+    written = build(args.root)
+    for path in written:
         print(f"wrote {path}")
+    if not written:
+        print("all generated files were up to date: nothing written")
     return 0
 
 
@@ -257,6 +260,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``derive`` console script."""
+    for stream in (sys.stdout, sys.stderr):  # a non-UTF-8 terminal gets '?' for ⊙, σ, not a traceback
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="replace")
     parser = make_parser()
     args = parser.parse_args(argv)
     try:
@@ -267,6 +273,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:  # `derive show gru | head`: the reader left, nothing is wrong
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except OSError as e:  # a read-only checkout, a full disk: one line, not a traceback
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"derive: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

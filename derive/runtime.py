@@ -17,13 +17,18 @@ FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 """The dtypes kernels accept; float16 is refused (σ and tanh lose too much)."""
 
 
-def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """σ(z) = 1 / (1 + e^(−z)) computed as ½ (1 + tanh(z / 2)).
+SIGMOID_TAIL_HALF_Z = {np.dtype(np.float32): -2.0, np.dtype(np.float64): -10.0}
+"""When some z is below −4 in float32 (σ < 0.018) or −20 in float64 (σ < 2e−9),
+σ is computed as 1 / (1 + e^(−z)): above those, ½(1 + tanh(z/2)) is within
+4e−6 (float32) and 6e−8 (float64) of σ, relatively."""
 
-    tanh saturates instead of overflowing, so |z| = 1e4 gives no warning,
-    and one ufunc pass is several times faster than an ``np.where`` over two
-    stable branches. The dtype of ``z`` (float32 or float64) is kept.
-    ``out`` (may be ``z`` itself) receives the result, as for a ufunc.
+
+def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """σ(z) = 1 / (1 + e^(−z)), accurate in both tails; see :func:`sigmoid_of_half`.
+
+    No overflow warning at |z| = 1e4. The dtype of ``z`` (float32 or
+    float64) is kept. ``out`` (may be ``z`` itself) receives the result, as
+    for a ufunc.
     """
     z = np.asarray(z)
     if out is None:
@@ -33,17 +38,53 @@ def sigmoid(z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
 
 
 def sigmoid_of_half(half_z: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
-    """σ(z) from ``half_z`` = z / 2: ½ tanh(z/2) + ½, in three passes.
+    """σ(z) from ``half_z`` = z / 2: ½ tanh(z/2) + ½, or 1 / (1 + e^(−z)) when there is a left tail.
 
     The kernels fold the ½ into the weights that produce a gate's
     pre-activation, so they call this on z/2 directly (in place, with
     ``out=half_z``). ``½ t + ½`` rounds exactly like ``½ (t + 1)``.
+
+    Why two forms. ½(1 + tanh(z/2)) saturates instead of overflowing and is
+    one fast ufunc pass (tanh is vectorised; an ``np.where`` over two
+    stable branches is about 9× slower), but 1 + tanh(z/2) cancels for
+    z ≪ 0: its values are multiples of ½ ulp(1), so in float32 σ(−18) is
+    6e−8 instead of 1.5e−8 and σ(z) = 0 below z ≈ −17. That is not
+    harmless: a gate held nearly shut (bias −20) gets gradients δz = δG ⊙
+    G(1 − G) wrong by factors up to 600 relative to their own scale
+    (``benchmarks/sigmoid_tail.py``), which a scale-free optimiser such as
+    Adam follows; float64 has the same flaw further out (σ(z) = 0 below
+    z ≈ −37). So when some z is below −4 in float32, −20 in float64 (a
+    ``min`` pass tells), the whole array is computed as 1 / (1 + e^(−z)),
+    accurate to a few ulps in both tails, e^(−z) clamped below overflow (σ
+    changes only below the smallest normal float): five passes instead of
+    three. Otherwise the tanh form's relative error is below 4e−6 in float32
+    and 6e−8 in float64. (The float64 threshold is far out so that
+    ordinary float64 runs, the experiments' among them, keep the tanh form
+    and its exact results: their training is chaotic enough that changing
+    σ in the last bits changes which seeds learn.)
     """
+    if half_z.size and half_z.min() < SIGMOID_TAIL_HALF_Z.get(half_z.dtype, -2.0):
+        return _sigmoid_of_half_exp(half_z, out)
     out = np.tanh(half_z, out=out)
     half = out.dtype.type(0.5)
     out *= half
     out += half
     return out
+
+
+_EXP_LIMIT = {np.dtype(np.float32): np.float32(88.0), np.dtype(np.float64): np.float64(709.0)}
+"""The largest −z whose e^(−z) is finite: clamping there keeps exp silent
+and changes σ only below the smallest normal float."""
+
+
+def _sigmoid_of_half_exp(half_z: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    """1 / (1 + e^(−z)) from z/2, in five passes, ``out`` may be ``half_z``."""
+    dtype = half_z.dtype
+    out = np.multiply(half_z, dtype.type(-2), out=out)
+    np.minimum(out, _EXP_LIMIT.get(dtype, dtype.type(88)), out=out)
+    np.exp(out, out=out)
+    out += dtype.type(1)
+    return np.reciprocal(out, out=out)
 
 
 def hard_sigmoid(z: np.ndarray) -> np.ndarray:
@@ -141,8 +182,10 @@ def check_sequence(
     shown = "(" + ", ".join(str(s) if s is not None else d for s, d in zip(shape, dims)) + ")"
     if array.ndim != len(shape):
         raise ValueError(f"{name}: expected rank {len(shape)}, shape {shown}{why}, got shape {array.shape}")
-    for got, want in zip(array.shape, shape):
-        if (want is None and got < 1) or (want is not None and got != want):
+    for got, want, dim in zip(array.shape, shape, dims):
+        if want is None and got < 1:
+            raise ValueError(f"{name}: expected shape {shown}{why}{' and' if why else ' with'} {dim} ≥ 1, got {array.shape}")
+        if want is not None and got != want:
             raise ValueError(f"{name}: expected shape {shown}{why}, got {array.shape}")
     _check_dtype(name, array, dtype, " like params")
     _check_finite(name, array)

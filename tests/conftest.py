@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import os
 import shutil
@@ -30,6 +31,19 @@ def site_build_missing() -> str | None:
         if importlib.util.find_spec(module) is None:
             return f"{module} is not installed: pip install -e '.[docs]'"
     return None
+
+
+def require_extra(module: str, extra: str):  # noqa: ANN201 - the module
+    """Import ``module`` for a test file, or skip the whole file with the
+    reason when the optional ``extra`` is not installed (``pip install -e
+    ".[test]"`` alone); under CI=true a missing extra is a failure."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        reason = f"{module} is not installed: pip install -e '.[{extra}]'"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason, allow_module_level=True)
 
 
 @pytest.fixture(scope="session")

@@ -63,7 +63,7 @@ def test_jupyter_display_is_the_forward_latex() -> None:
 @pytest.mark.parametrize(
     ("args", "needle"),
     [
-        (("show", "nope"), "unknown cell 'nope'; known cells: rnn, gru_simple, gru, gru_torch, lstm"),
+        (("show", "nope"), f"unknown cell 'nope'; known cells: {', '.join(derive.NAMES)}"),
         (("show",), "the following arguments are required: cell"),
         (("show", "gru", "--backward", "--jacobian"), "not allowed with argument"),
         (("frobnicate",), "invalid choice"),
@@ -90,3 +90,55 @@ def test_every_command_has_help(command: str) -> None:
     out = run(command, "--help")
     assert out.returncode == 0
     assert "usage: derive" in out.stdout
+
+
+def _copy_checkout(tmp_path) -> "Path":  # noqa: ANN001
+    """A minimal checkout: the generated kernels as they are now."""
+    from pathlib import Path
+
+    from derive.artefacts import artefacts, default_root
+
+    root = Path(tmp_path) / "checkout"
+    for rel in artefacts():
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes((default_root() / rel).read_bytes())
+    return root
+
+
+def test_build_reports_only_what_it_changed(tmp_path) -> None:  # noqa: ANN001
+    root = _copy_checkout(tmp_path)
+    quiet = run("build", "--root", str(root))
+    assert quiet.returncode == 0 and "wrote" not in quiet.stdout and "up to date" in quiet.stdout
+    kernel = root / "derive" / "kernels" / "gru.py"
+    kernel.write_bytes(kernel.read_bytes().replace(b"\n", b"\r\n"))  # a checkout with CRLF line endings
+    stale = run("check", "--root", str(root))
+    assert stale.returncode == 1 and "stale: derive/kernels/gru.py" in stale.stderr
+    fixed = run("build", "--root", str(root))
+    assert fixed.stdout.splitlines() == [f"wrote {kernel}"]
+    assert b"\r\n" not in kernel.read_bytes()
+    assert run("check", "--root", str(root)).returncode == 0
+
+
+def test_build_in_a_read_only_checkout_says_so_in_one_line(tmp_path) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    if os.geteuid() == 0:  # root writes through file modes: /sys refuses everyone
+        root = Path("/sys/derive-checkout")
+    else:
+        root = _copy_checkout(tmp_path)
+        (root / "derive" / "kernels" / "gru.py").write_text("stale\n", encoding="utf-8")
+        for d in (root / "derive" / "kernels", root / "derive" / "kernels" / "gru.py"):
+            d.chmod(0o555 if d.is_dir() else 0o444)
+    out = run("build", "--root", str(root))
+    assert out.returncode == 1
+    assert out.stderr.startswith("derive: error: ") and out.stderr.count("\n") == 1, out.stderr
+    assert "Traceback" not in out.stderr and str(root) in out.stderr
+
+
+@pytest.mark.parametrize("encoding", ["ascii", "latin-1"])
+def test_list_and_show_on_a_non_utf8_stdout(encoding: str) -> None:
+    env = {**os.environ, "PYTHONIOENCODING": encoding}
+    for args in (("list",), ("show", "lstm")):
+        out = run(*args, env=env)
+        assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+        assert "lstm" in out.stdout

@@ -177,7 +177,10 @@ def test_saturated_preactivations(cell_name: str, sign: float) -> None:
     ys, cache = kernel.forward(params, xs, {s: np.ones((B, N_H)) for s in states})
     grads = kernel.backward(cache, np.ones_like(ys), {s: np.ones((B, N_H)) for s in states})
     _assert_finite(cell_name, ys, grads)
-    assert np.all(np.abs(ys) <= 1.0 + 1e-12)
+    if "relu" in derive.cell(cell_name).text("forward"):  # unbounded: relu(z) = max(z, 0)
+        assert np.all(ys >= 0)
+    else:  # σ and tanh outputs, and gate mixes of them
+        assert np.all(np.abs(ys) <= 1.0 + 1e-12)
 
 
 def test_ten_thousand_steps(cell_name: str) -> None:
@@ -196,5 +199,68 @@ def test_runtime_sigmoid_is_stable_and_keeps_dtype() -> None:
     z = np.linspace(-30.0, 30.0, 61)
     # ½(1 + tanh(z/2)) cancels for z ≪ 0: accurate to 1e-16 absolutely, not relatively
     np.testing.assert_allclose(sigmoid(z), 1.0 / (1.0 + np.exp(-z)), rtol=1e-14, atol=1e-16)
-    extreme = sigmoid(np.array([-1e4, 1e4], np.float32))
-    assert extreme.dtype == np.float32 and extreme.tolist() == [0.0, 1.0]
+    for dtype in (np.float32, np.float64):  # 0 or a subnormal below -88 (float32) / -709 (float64)
+        extreme = sigmoid(np.array([-1e4, 1e4], dtype))
+        assert extreme.dtype == dtype and 0 <= extreme[0] < np.finfo(dtype).tiny and extreme[1] == 1.0
+
+
+@pytest.mark.parametrize("dim", ["T", "B"])
+def test_empty_sequence_or_batch_says_the_minimum(cell_name: str, dim: str) -> None:
+    kernel, params, xs, _ = _setup(cell_name)
+    empty = xs[:0] if dim == "T" else xs[:, :0]
+    _raises(lambda: kernel.forward(params, empty), "xs", f"{dim} ≥ 1", str(empty.shape))
+
+
+@pytest.mark.parametrize("seed", [-1, 1.5, True, "0"])
+def test_init_params_refuses_a_bad_seed(cell_name: str, seed: object) -> None:
+    kernel = kernels.load(cell_name)
+    _raises(lambda: kernel.init_params(N_X, N_H, seed=seed), "seed", "non-negative integer", repr(seed))
+
+
+def test_params_as_nested_lists(cell_name: str) -> None:
+    """Lists of floats are arrays like any other: the same result, no TypeError from inside the kernel."""
+    kernel, params, xs, _ = _setup(cell_name)
+    ys, _ = kernel.forward(params, xs)
+    ys_lists, _ = kernel.forward({k: v.tolist() for k, v in params.items()}, xs.tolist())
+    np.testing.assert_array_equal(ys_lists, ys)
+
+
+def test_runtime_sigmoid_is_accurate_in_both_tails_in_float32() -> None:
+    """½(1 + tanh(z/2)) alone gives σ(−18) = 3e−8 (true 1.5e−8) and 0 below −17 in float32."""
+    from derive.runtime import sigmoid
+
+    z32 = np.linspace(-85.0, 30.0, 2301).astype(np.float32)
+    z = z32.astype(np.float64)  # σ of the float32 inputs themselves
+    exact = 1.0 / (1.0 + np.exp(-z))
+    got = sigmoid(z32).astype(np.float64)
+    rel = np.abs(got - exact) / exact
+    worst = int(np.argmax(rel))
+    assert rel[worst] < 1e-6, f"σ({z[worst]:g}) in float32 = {got[worst]:.3g}, exact {exact[worst]:.3g}"
+    z64 = np.linspace(-700.0, 30.0, 7301)  # float64 lost the tail below about −37
+    rel64 = np.abs(sigmoid(z64) - 1.0 / (1.0 + np.exp(-z64))) * (1.0 + np.exp(-z64))
+    assert rel64.max() < 1e-13, f"σ({z64[np.argmax(rel64)]:g}) in float64: relative error {rel64.max():.2e}"
+
+
+def _sigma_biases(cell: derive.Cell) -> list[str]:
+    gates = {n.expr.args[0].name for n in cell.nodes if isinstance(getattr(n, "expr", None), derive.functions.sigmoid)}
+    return [n.bias for n in cell.nodes if getattr(n, "target", None) in gates and getattr(n, "bias", None)]
+
+
+def test_float32_gradients_of_nearly_shut_gates(cell_name: str) -> None:
+    """Every σ bias at −20 (gates nearly shut): float32 gradients within 1e−4 of
+    float64, relative to each gradient's scale (σ's tail used to make them
+    wrong by factors of 8 to 600)."""
+    kernel, params, xs, _ = _setup(cell_name)
+    biases = _sigma_biases(derive.cell(cell_name))
+    if not biases:
+        pytest.skip(f"{cell_name} has no σ")
+    for b in biases:
+        params[b] = params[b] - 20.0
+    dys = np.random.default_rng(1).normal(size=(T, B, N_H))
+    ys64, cache64 = kernel.forward(params, xs)
+    g64 = kernel.backward(cache64, dys)
+    ys32, cache32 = kernel.forward({k: v.astype(np.float32) for k, v in params.items()}, xs.astype(np.float32))
+    g32 = kernel.backward(cache32, dys.astype(np.float32))
+    for k in g64:
+        err = float(np.max(np.abs(g32[k] - g64[k]))) / float(np.max(np.abs(g64[k])))
+        assert err < 1e-4, f"{cell_name} d{k}: float32 off by {err:.2e} of its scale"

@@ -32,6 +32,7 @@ from derive.graph import Elementwise
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 USER_CELLS = ("mgu", "min_gru", "lstm_peephole", "indrnn")
+CELL_FILES: dict[str, str] = {"mgu": "mgu", "min_gru": "mingru", "lstm_peephole": "lstm_peephole", "indrnn": "indrnn"}  # their .cell twins in tests/cells/
 
 
 @pytest.fixture(scope="module")
@@ -96,10 +97,17 @@ def test_prove_a_cell_file_on_the_command_line(outside: Path) -> None:
     assert "n_x=3 T=2" in proc.stdout and "finite differences" in proc.stdout
 
 
-@pytest.mark.parametrize("name", ["min_gru", "lstm_peephole", "indrnn"])
-def test_prove_holds_for_the_other_cell_files(name: str, outside: Path) -> None:
-    cell = derive.load_cell(outside / f"{name}.py")
-    checks = list(proof.prove(cell, steps=(1,), sizes=(2,)))
+@pytest.mark.parametrize("form", ["py", "cell"])
+@pytest.mark.parametrize("name", USER_CELLS)
+def test_prove_holds_for_every_cell_file(name: str, form: str, outside: Path, tmp_path: Path) -> None:
+    """``derive prove`` (one step, n_x = 2; the command line runs both step
+    counts and sizes, above) on each cell, written in Python and as text."""
+    if form == "py":
+        file = outside / f"{name}.py"
+    else:
+        file = tmp_path / f"{CELL_FILES[name]}.cell"
+        shutil.copy(HERE / "cells" / file.name, file)
+    checks = list(proof.prove(derive.load_cell(file), steps=(1,), sizes=(2,)))
     assert all(c.ok for c in checks), [c.line() for c in checks if not c.ok]
 
 
@@ -138,8 +146,8 @@ def test_latex_of_cell_files_renders_in_katex(outside: Path) -> None:
         if os.environ.get("CI") == "true":
             pytest.fail(str(e))
         pytest.skip(str(e))
-    formulas = [Formula(derive.load_cell(outside / f"{n}.py").latex(which), True)
-                for n in USER_CELLS for which in ("forward", "backward", "jacobian")]
+    files = [outside / f"{n}.py" for n in USER_CELLS] + [HERE / "cells" / f"{CELL_FILES[n]}.cell" for n in USER_CELLS]
+    formulas = [Formula(derive.load_cell(f).latex(which), True) for f in files for which in ("forward", "backward", "jacobian")]
     rendered = renderer.render(formulas)
     bad = {f.tex[:60]: r.error for f, r in rendered.items() if r.error or r.html is None}
     assert not bad, bad
@@ -331,7 +339,6 @@ def test_entry_point_cells_are_listed_with_their_origin(monkeypatch: pytest.Monk
 
 
 # -- the same cells as text (.cell) ----------------------------------------------------
-CELL_FILES = {"mgu": "mgu", "min_gru": "mingru", "lstm_peephole": "lstm_peephole", "indrnn": "indrnn"}
 
 
 @pytest.mark.parametrize("name", USER_CELLS)
@@ -381,3 +388,22 @@ def _assert_same_cell(mine, theirs) -> None:  # noqa: ANN001 - two kernel module
     grads_a, grads_b = mine.backward(cache_a, dys), theirs.backward(cache_b, dys)
     for key in grads_b:
         np.testing.assert_allclose(grads_a[key], grads_b[key], rtol=1e-12, atol=1e-13, err_msg=key)
+
+
+@pytest.mark.parametrize("name", USER_CELLS)
+def test_lambdify_of_a_cell_file_agrees_with_its_kernel(name: str, outside: Path) -> None:
+    """``Cell.lambdify()`` (per-element parameters included) against the
+    generated kernel, over one step: forward values and every gradient."""
+    cell = derive.load_cell(outside / f"{name}.py")
+    step, kernel = cell.lambdify(), kernels.compile(cell)
+    params = kernel.init_params(3, 4, seed=7)
+    rng = np.random.default_rng(7)
+    xs, state0 = rng.standard_normal((1, 2, 3)), {s: rng.standard_normal((2, 4)) for s in kernel.STATES}
+    dys = rng.standard_normal((1, 2, 4))
+    ys, cache = kernel.forward(params, xs, state0)
+    grads = kernel.backward(cache, dys)
+    values = step.forward(params, xs[0], state0)
+    out = step.vjp(params, values, dys[0], {s: np.zeros((2, 4)) for s in kernel.STATES})
+    np.testing.assert_allclose(values[cell.output], ys[0], rtol=1e-12, atol=1e-13)
+    for key in params:
+        np.testing.assert_allclose(out[key], grads[key], rtol=1e-10, atol=1e-12, err_msg=key)

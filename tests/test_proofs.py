@@ -44,6 +44,12 @@ def rnn_step(p: dict, x: Matrix, s: dict) -> dict:
     return {"a": a}
 
 
+def rnn_relu_step(p: dict, x: Matrix, s: dict) -> dict:
+    # torch.nn.RNN(nonlinearity="relu"), with relu opaque like σ and tanh (its derivative rule is proved apart)
+    a = ew(SWAP[derive.functions.relu], p["W_a"] * Matrix.vstack(s["a"], x) + p["b_a"])
+    return {"a": a}
+
+
 def gru_simple_step(p: dict, x: Matrix, s: dict) -> dict:
     c = s["c"]
     cx = Matrix.vstack(c, x)
@@ -82,7 +88,7 @@ def lstm_step(p: dict, x: Matrix, s: dict) -> dict:
     return {"a": had(o, ew(Th, c)), "c": c}
 
 
-STEPS = {"rnn": rnn_step, "gru_simple": gru_simple_step, "gru": gru_step, "gru_torch": gru_torch_step, "lstm": lstm_step}
+STEPS = {"rnn": rnn_step, "rnn_relu": rnn_relu_step, "gru_simple": gru_simple_step, "gru": gru_step, "gru_torch": gru_torch_step, "lstm": lstm_step}
 
 
 def independent(name: str) -> proof.Reference:

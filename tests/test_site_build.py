@@ -22,10 +22,13 @@ from urllib.parse import urlsplit
 
 import pytest
 import sympy
-import yaml
 
-import derive
-from derive.site.directives import DirectiveError, Sources, expand, inline_svg, params_table
+from conftest import require_extra
+
+yaml = require_extra("yaml", "docs")
+
+import derive  # noqa: E402
+from derive.site.directives import DirectiveError, Sources, expand, inline_svg, params_table  # noqa: E402
 from derive.site.katex import Formula, KatexRenderer, KatexSetupError, asset_files
 
 ROOT = Path(__file__).resolve().parent.parent

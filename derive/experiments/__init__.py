@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from types import ModuleType
@@ -32,8 +33,21 @@ from typing import Any
 
 from ..cells import names
 
-CELLS: tuple[str, ...] = names()
-"""The cells the experiments run, in the order of the thread."""
+def _default_cells() -> tuple[str, ...]:
+    """The cells of the committed results (a cell joins the experiments
+    when its results are committed: ``derive experiment all --cells …``),
+    in the registry's order; every registered cell where no result is."""
+    committed = Path(__file__).resolve().parents[2] / "docs" / "assets" / "generated" / "experiments" / "gradient-flow.json"
+    try:
+        measured = set(json.loads(committed.read_text(encoding="utf-8"))["data"]["cells"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return names()
+    return tuple(n for n in names() if n in measured)
+
+
+CELLS: tuple[str, ...] = _default_cells()
+"""The cells the experiments run by default, in the order of the thread."""
+
 
 def kernel_states(cell: str) -> tuple[str, ...]:
     """Every state of ``cell``, by the names its generated kernel uses."""

@@ -22,6 +22,7 @@ from . import forget_bias as fb
 from . import gates
 from . import gradient_flow as gf
 from . import memory
+from .check import REPO_RESULTS_DIR
 from .progress import Progress, run_jobs
 from .results import EXPERIMENTS, RESULTS_DIR, provenance, read_json, result_path, write_json
 from .train import FULL_TRAINING, QUICK_TRAINING, TrainingConfig
@@ -56,8 +57,15 @@ def _cells(text: str) -> tuple[str, ...]:
     return names
 
 
-def _count(what: str, minimum: int) -> Callable[[str], int]:
-    """An argparse type: an integer of at least ``minimum``, errors naming ``what``."""
+MAX_LENGTH = 10_000
+"""The longest sequence (and lag) an experiment accepts: memory and time grow with it."""
+MAX_SEEDS = 100
+MAX_STEPS = 1_000_000
+MAX_JOBS = 64
+
+
+def _count(what: str, minimum: int, maximum: int) -> Callable[[str], int]:
+    """An argparse type: an integer in [minimum, maximum], errors naming ``what``."""
 
     def parse(text: str) -> int:
         try:
@@ -66,13 +74,15 @@ def _count(what: str, minimum: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"{what}: expected an integer, got {text!r}") from None
         if value < minimum:
             raise argparse.ArgumentTypeError(f"{what}: expected at least {minimum}, got {value}")
+        if value > maximum:
+            raise argparse.ArgumentTypeError(f"{what}: expected at most {maximum}, got {value}")
         return value
 
     parse.__name__ = what
     return parse
 
 
-_length = _count("length", 2)
+_length = _count("length", 2, MAX_LENGTH)
 
 
 def _biases(text: str) -> tuple[float, ...]:
@@ -108,17 +118,18 @@ def _common_options(parser: argparse.ArgumentParser, *, cells: tuple[str, ...] =
     parser.add_argument("--quick", action="store_true",
                         help="a tiny run (seconds) that checks the pipeline; writes to "
                         f"{QUICK_OUT} unless --out is given")
-    parser.add_argument("--seeds", type=_count("seed count", 1), default=None,
-                        help=f"number of seeds, 0 .. N-1 (default {seeds})")
+    parser.add_argument("--seeds", type=_count("seed count", 1, MAX_SEEDS), default=None,
+                        help=f"number of seeds, 0 .. N-1, 1 ≤ N ≤ {MAX_SEEDS} (default {seeds})")
     parser.add_argument("--cells", type=_cells, default=cells,
                         help=f"comma-separated cells (default {','.join(cells)})")
-    parser.add_argument("--steps", type=_count("steps", 1), default=None,
-                        help="training steps per model (default "
+    parser.add_argument("--steps", type=_count("steps", 1, MAX_STEPS), default=None,
+                        help=f"training steps per model, 1 to {MAX_STEPS} (default "
                         f"{FULL_TRAINING.steps}; {QUICK_TRAINING.steps} with --quick)")
-    parser.add_argument("--jobs", type=_count("jobs", 1), default=min(2, os.cpu_count() or 1),
-                        help="processes to run on (default: up to 2); results do not depend on it")
+    parser.add_argument("--jobs", type=_count("jobs", 1, MAX_JOBS), default=min(2, os.cpu_count() or 1),
+                        help=f"processes to run on, 1 to {MAX_JOBS} (default: up to 2); results do not depend on it")
     parser.add_argument("--out", type=Path, default=None,
-                        help=f"directory for the JSON and SVG files (default {RESULTS_DIR})")
+                        help=f"directory for the JSON and SVG files, checked before anything is computed "
+                        f"(default: {RESULTS_DIR} in the project checkout derive is imported from)")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -138,8 +149,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         description=gf.__doc__.splitlines()[0],
     )
     _common_options(flow)
-    flow.add_argument("--max-lag", type=_count("max lag", 2), default=None,
-                      help="the longest lag, also the training length (default 200; 20 with --quick)")
+    flow.add_argument("--max-lag", type=_count("max lag", 2, MAX_LENGTH), default=None,
+                      help=f"the longest lag, also the training length, 2 to {MAX_LENGTH} (default 200; 20 with --quick)")
     mem = experiments.add_parser(
         "memory",
         help="the adding problem at several lengths: test error against the baseline",
@@ -147,7 +158,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     _common_options(mem)
     mem.add_argument("--lengths", type=_lengths, default=None,
-                     help="comma-separated sequence lengths (default 10,50,100,200; 5,20 with --quick)")
+                     help=f"comma-separated sequence lengths, each 2 to {MAX_LENGTH} "
+                     "(default 10,50,100,200; 5,20 with --quick)")
     gate = experiments.add_parser(
         "gates",
         help="the keep gate of each trained gated cell over adding-problem sequences",
@@ -155,7 +167,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     _common_options(gate)
     gate.add_argument("--length", type=_length, default=None,
-                      help="the sequence length trained and measured (default 200; 20 with --quick)")
+                      help=f"the sequence length trained and measured, 2 to {MAX_LENGTH} (default 200; 20 with --quick)")
     bias = experiments.add_parser(
         "forget-bias",
         help="the keep (forget) gate's bias at initialisation: 0 to 3 on the LSTM at T = 200",
@@ -163,7 +175,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     _common_options(bias, cells=BIAS_CELLS, seeds="5; 2 with --quick")
     bias.add_argument("--length", type=_length, default=None,
-                      help="the sequence length (default 200; 20 with --quick)")
+                      help=f"the sequence length, 2 to {MAX_LENGTH} (default 200; 20 with --quick)")
     bias.add_argument("--biases", type=_biases, default=fb.BIASES,
                       help="comma-separated biases added at initialisation "
                       f"(default {','.join(f'{b:g}' for b in fb.BIASES)})")
@@ -177,7 +189,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
     )
     _common_options(both)
     both.add_argument("--lengths", type=_lengths, default=None,
-                      help="comma-separated sequence lengths; the longest is also the longest lag "
+                      help=f"comma-separated sequence lengths, each 2 to {MAX_LENGTH}; the longest is also the longest lag "
                       "and the length of the gates and forget-bias experiments "
                       "(default 10,50,100,200; 5,20 with --quick)")
     redraw = experiments.add_parser(
@@ -300,6 +312,26 @@ def _report(experiment: str, progress: Progress, paths: list[Path]) -> None:
     print(f"{experiment}: {progress.elapsed:.1f} s; wrote {written}", file=sys.stderr)
 
 
+def output_dir(out: Path | None, quick: bool) -> Path:
+    """The directory the results go to, made and checked writable before any
+    computing: ``out`` if given, else the project's results directory (or
+    the ``--quick`` one). Raises ``ValueError`` (one line) when it cannot be used."""
+    project = Path(__file__).resolve().parents[2]
+    if out is None and not quick and not (project / "mkdocs.yml").is_file():
+        raise ValueError(f"--out: derive is not imported from a project checkout ({project} has no mkdocs.yml), "
+                         "give the directory for the results")
+    path = out if out is not None else QUICK_OUT if quick else REPO_RESULTS_DIR
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"--out: expected a directory, got {str(path)!r} (not a directory)")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as error:
+        raise ValueError(f"--out: expected a directory we can write in, got {str(path)!r} ({error.strerror})") from None
+    return path
+
+
 def run(args: argparse.Namespace) -> int:
     """Run the experiment ``args`` describe; return the exit status."""
     if args.experiment == "plots":
@@ -308,7 +340,11 @@ def run(args: argparse.Namespace) -> int:
     seeds_given = args.seeds is not None
     if args.seeds is None:
         args.seeds = preset["bias_seeds"] if args.experiment == "forget-bias" else preset["seeds"]
-    out = args.out or (QUICK_OUT if args.quick else RESULTS_DIR)
+    try:
+        out = output_dir(args.out, args.quick)
+    except ValueError as error:
+        print(f"derive experiment: error: {error}", file=sys.stderr)
+        return 2
     if args.experiment == "memory":
         _run_memory(args, out)
     elif args.experiment == "gradient-flow":

@@ -35,6 +35,8 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     sizes = {'n_x': int(n_x), 'n_h': int(n_h), 'n_h+n_x': int(n_h) + int(n_x)}
     bound = 1.0 / np.sqrt(n_h)
@@ -54,6 +56,8 @@ def forward(
     xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
+    # copies: backward reads these, and the caller may change their arrays or dict meanwhile
+    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
     W_u, b_u, W_h, b_h = (params[k] for k in ('W_u', 'b_u', 'W_h', 'b_h'))
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_uc, W_ux = W_u[:, :n_h], W_u[:, n_h:]
@@ -100,7 +104,7 @@ def forward(
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gu': Gu_seq, 'h': h_seq, 'c': c_seq, 'mix_c': mix_c_seq}
+    cache = {'cell': CELL, 'params': params, 'xs': xs1[:, :n_x].reshape(T, B, n_x), 'final': {'c': c_seq[T].copy()}, 'Gu': Gu_seq, 'h': h_seq, 'c': c_seq, 'mix_c': mix_c_seq}
     return ys, cache
 
 
@@ -113,6 +117,8 @@ def backward(
     """
     if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:
         raise ValueError("cache: expected the cache returned by forward(), got " + type(cache).__name__)
+    if cache.get('cell') != CELL:
+        raise ValueError(f"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()")
     params, xs = cache['params'], cache['xs']
     T, B, n_x = xs.shape
     dtype = xs.dtype

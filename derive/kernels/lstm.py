@@ -41,6 +41,8 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
     dtype = np.dtype(dtype)
     if dtype not in (np.float32, np.float64):
         raise ValueError(f"dtype: expected float32 or float64, got {dtype}")
+    if not isinstance(seed, (int, np.integer)) or isinstance(seed, bool) or seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed!r}")
     rng = np.random.default_rng(seed)
     sizes = {'n_x': int(n_x), 'n_h': int(n_h), 'n_h+n_x': int(n_h) + int(n_x)}
     bound = 1.0 / np.sqrt(n_h)
@@ -60,6 +62,8 @@ def forward(
     xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
+    # copies: backward reads these, and the caller may change their arrays or dict meanwhile
+    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
     W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = (params[k] for k in ('W_i', 'b_i', 'W_f', 'b_f', 'W_h', 'b_h', 'W_o', 'b_o'))
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
@@ -123,7 +127,7 @@ def forward(
 
     ys = a_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'params': params, 'xs': xs, 'final': {'a': a_seq[T].copy(), 'c': c_seq[T].copy()}, 'Gi': Gi_seq, 'Gf': Gf_seq, 'h': h_seq, 'Go': Go_seq, 'c': c_seq, 'tanh_c': tanh_c_seq, 'a': a_seq, 'Gf_c_prev': Gf_c_prev_seq, 'Gi_h': Gi_h_seq}
+    cache = {'cell': CELL, 'params': params, 'xs': xs1[:, :n_x].reshape(T, B, n_x), 'final': {'a': a_seq[T].copy(), 'c': c_seq[T].copy()}, 'Gi': Gi_seq, 'Gf': Gf_seq, 'h': h_seq, 'Go': Go_seq, 'c': c_seq, 'tanh_c': tanh_c_seq, 'a': a_seq, 'Gf_c_prev': Gf_c_prev_seq, 'Gi_h': Gi_h_seq}
     return ys, cache
 
 
@@ -136,6 +140,8 @@ def backward(
     """
     if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:
         raise ValueError("cache: expected the cache returned by forward(), got " + type(cache).__name__)
+    if cache.get('cell') != CELL:
+        raise ValueError(f"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()")
     params, xs = cache['params'], cache['xs']
     T, B, n_x = xs.shape
     dtype = xs.dtype

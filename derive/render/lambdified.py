@@ -24,15 +24,21 @@ import sympy
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD, carried_in
 from ..graph import Affine, WeightT, adjoint
-from ..runtime import sigmoid
+from .. import functions, runtime
+from .numpy_kernel import KernelPrinter
 
 Arrays = Mapping[str, np.ndarray]
-_MODULES = [{"sigmoid": sigmoid}, "numpy"]
+
+
+# the kernels' own printer spells every activation (np.maximum(z, 0), sigmoid(z), …):
+# the names it prints are these
+_MODULES = [{"np": np, **{f: getattr(runtime, f) for a in functions.REGISTRY for f in a.runtime}}, "numpy"]
 
 
 def _compile(expr: sympy.Expr) -> tuple[list[str], Callable[..., np.ndarray]]:
     names = sorted(s.name for s in expr.free_symbols)
-    return names, sympy.lambdify([sympy.Symbol(n) for n in names], expr, modules=_MODULES)
+    printer = KernelPrinter({})
+    return names, sympy.lambdify([sympy.Symbol(n) for n in names], expr, modules=_MODULES, printer=printer)
 
 
 @dataclass
@@ -63,8 +69,9 @@ class StepFunctions:
 
     def forward(self, params: Arrays, x: np.ndarray, state: Arrays) -> dict[str, np.ndarray]:
         """Every vector of the step — inputs, previous states, nodes — by name."""
-        values: dict[str, np.ndarray] = {"x": np.asarray(x)}
+        values: dict[str, np.ndarray] = {self.cell.inputs[0]: np.asarray(x)}
         values.update({s.prev: np.asarray(state[s.name]) for s in self.cell.states})
+        values.update({p: np.asarray(params[p]) for p in self.cell.per_element})  # broadcast over the batch
         for node in self.cell.nodes:
             if isinstance(node, Affine):
                 stacked = np.concatenate([values[p] for p in node.parts], axis=1)
@@ -102,14 +109,17 @@ class StepFunctions:
             out[g.weight] = env[g.d_affine.name].T @ stacked
         for g in self.cell.backward.bias_grads:
             out[g.bias] = env[g.d_affine.name].sum(axis=0)
-        out["x"] = env[adjoint("x").name]
+        for g in self.cell.backward.param_grads:
+            names, fn = _compile(g.expr)
+            out[g.param] = np.asarray(fn(*(env[n] for n in names))).sum(axis=0)
+        out["x"] = env[adjoint(self.cell.inputs[0]).name]
         out.update({s.name: env[adjoint(s.prev).name] for s in self.cell.states})
         return out
 
 
 def _block_slices(cell: Cell, params: Arrays) -> dict[str, dict[str, slice]]:
     """The columns of each weight that act on each of its parts."""
-    n_h = next(iter(params[n.bias] for n in cell.nodes if isinstance(n, Affine) and n.bias)).shape[0]
+    n_h = next(params[n.weight].shape[0] for n in cell.nodes if isinstance(n, Affine))
     sizes = {"n_h": n_h}
     out: dict[str, dict[str, slice]] = {}
     for node in cell.nodes:
