@@ -144,7 +144,8 @@ def test_keras_gru_reset_before_to_torch_is_refused_with_the_reason():
         keras_to_torch(layer)
     assert str(info.value) == (
         "cannot convert gru (A reset gate Gr filters c(t−1) before the candidate's matrix product; Gu mixes as "
-        "before) to torch: its layers compute only rnn (Vanilla RNN), gru_torch (PyTorch / cuDNN GRU), lstm (LSTM), "
+        "before) to torch: its layers compute only rnn (Vanilla RNN), rnn_relu (Vanilla RNN (ReLU)), "
+        "gru_torch (PyTorch / cuDNN GRU), lstm (LSTM), "
         "so no exact conversion exists and none is approximated; it converts to keras and onnx")
 
 
@@ -153,7 +154,7 @@ def test_gru_simple_has_no_layer_anywhere():
 
     params = kernels.load("gru_simple").init_params(N_X, N_H)
     with pytest.raises(ValueError, match=r"^cannot convert gru_simple \(.*\) to onnx: its layers compute only "
-                                         r"rnn \(Vanilla RNN\), gru_torch .*none is approximated$"):
+                                         r"rnn \(Vanilla RNN\), .*none is approximated$"):
         convert(("gru_simple", params), "onnx")
 
 
@@ -191,14 +192,15 @@ def test_conversion_table_is_read_from_the_layouts(monkeypatch):
     from derive.interop.layouts import Block
 
     rows = table_rows("layers")
-    assert len(rows) == 2 + len(layouts()) == 2 + 3 + 4 + 4
+    assert len(rows) == 2 + len(layouts()) == 2 + 4 + 5 + 5  # rnn_relu: torch, Keras and ONNX too
     gru_v3 = next(r for r in rows if "Keras `GRU` `reset_after=False`" in r)
     assert "`z` → `−W_u`" in gru_v3 and "`b_u = −bias_z`" in gru_v3
     torch_gru = next(r for r in rows if "torch `nn.GRU`" in r)
     assert "`r` → `W_r`, `z` → `W_z`, `n` → `W_hx`, `W_hc`" in torch_gru
-    layout = keras_interop.LAYOUTS[2]
+    k = next(i for i, l in enumerate(keras_interop.LAYOUTS) if l.setting == "reset_after=False")
+    layout = keras_interop.LAYOUTS[k]
     changed = type(layout)(**{**layout.__dict__, "blocks": (Block("z", "u"), *layout.blocks[1:])})
-    monkeypatch.setattr(keras_interop, "LAYOUTS", (*keras_interop.LAYOUTS[:2], changed, keras_interop.LAYOUTS[3]))
+    monkeypatch.setattr(keras_interop, "LAYOUTS", (*keras_interop.LAYOUTS[:k], changed, *keras_interop.LAYOUTS[k + 1:]))
     assert "`z` → `W_u`" in next(r for r in table_rows("layers") if "reset_after=False" in r)
     docs = Path(__file__).resolve().parent.parent / "docs"
     for page in ("interop.md", "interop.fr.md"):
@@ -215,3 +217,24 @@ def test_a_stacked_torch_module_is_refused_in_one_line():
 
     with pytest.raises(ValueError, match=r"^(module: unsupported GRU: num_layers=2|source: expected a single-layer)"):
         convert(torch.nn.GRU(N_X, N_H, num_layers=2), "keras")
+
+
+def test_torch_relu_rnn_to_keras_and_onnx():
+    """nn.RNN(nonlinearity='relu') is rnn_relu: Keras SimpleRNN(activation='relu'), ONNX RNN Relu."""
+    need("keras")
+    need("onnxruntime")
+    from derive.interop.convert import convert
+    from derive.interop.keras import from_keras
+    from derive.interop.onnx import run
+    from derive.interop.torch import from_torch
+
+    torch.manual_seed(9)
+    module = torch.nn.RNN(N_X, N_H, nonlinearity="relu", dtype=torch.float32)
+    name, params = from_torch(module)
+    assert name == "rnn_relu"
+    layer = convert(module, "keras")
+    assert layer.cell.activation.__name__ == "relu"
+    back_name, back = from_keras(layer)
+    assert back_name == name and all(np.array_equal(back[k], params[k]) for k in params)
+    xs, state0 = _inputs(module, np.float32, seed=10)
+    assert _gap(_run_torch(module, xs, state0), run(convert(module, "onnx"), xs, state0)) < 1e-6

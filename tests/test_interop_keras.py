@@ -39,9 +39,9 @@ def _gap(layer, name, params, seed=1):
     return max([np.abs(ys - ys_k).max()] + [np.abs(cache["final"][s] - final_k[s]).max() for s in final_k])
 
 
-# Keras 3 computes these two layers through keras.ops.matmul, which on the torch
+# Keras 3 computes these three layers through keras.ops.matmul, which on the torch
 # backend returns float32 for float64 operands (BIT64_TO_BIT32_DTYPE): ~1e-7.
-KERAS_FLOAT32_MATMUL = {"rnn": 1e-6, "gru": 1e-6}
+KERAS_FLOAT32_MATMUL = {"rnn": 1e-6, "rnn_relu": 1e-6, "gru": 1e-6}
 
 
 @pytest.mark.parametrize(("kind", "options", "expected"), [
@@ -57,6 +57,11 @@ def test_keras_layer_equals_derive_cell(kind, options, expected):
     assert _gap(layer, name, params) < 1e-10
 
 
+def keras_activation(layer) -> str:
+    keras = need("keras")
+    return keras.activations.serialize(layer.cell.activation)
+
+
 def _keras_transcription(layer, xs, state0):
     """Keras's documented SimpleRNN / GRU(reset_after=False) step, in NumPy
     float64 (for the GRU, z keeps the old state)."""
@@ -68,7 +73,8 @@ def _keras_transcription(layer, xs, state0):
     h, ys = next(iter(state0.values())), []
     for x in xs:
         if kernel.shape[1] == n:
-            h = np.tanh(x @ kernel + bias + h @ recurrent)
+            z = x @ kernel + bias + h @ recurrent
+            h = np.maximum(z, 0) if keras_activation(layer) == "relu" else np.tanh(z)
         else:
             xz, xr, xh = (x @ kernel[:, k * n:(k + 1) * n] + bias[k * n:(k + 1) * n] for k in range(3))
             z = sig(xz + h @ recurrent[:, :n])
@@ -81,6 +87,7 @@ def _keras_transcription(layer, xs, state0):
 
 @pytest.mark.parametrize(("kind", "options", "expected"), [
     ("SimpleRNN", {}, "rnn"),
+    ("SimpleRNN", {"activation": "relu"}, "rnn_relu"),
     ("GRU", {"reset_after": False}, "gru"),
 ])
 def test_keras_layers_through_keras_ops(kind, options, expected):
@@ -98,7 +105,7 @@ def test_keras_layers_through_keras_ops(kind, options, expected):
     assert _gap(layer, name, params, seed=3) < KERAS_FLOAT32_MATMUL[name]
 
 
-@pytest.mark.parametrize("name", ["rnn", "gru", "gru_torch", "lstm"])
+@pytest.mark.parametrize("name", ["rnn", "rnn_relu", "gru", "gru_torch", "lstm"])
 def test_to_keras_then_back_is_exact(name):
     need("keras")
     from derive.interop.keras import from_keras, to_keras
@@ -136,7 +143,8 @@ def test_use_bias_false_refuses_nonzero_biases():
 
 
 @pytest.mark.parametrize(("kind", "options", "message"), [
-    ("SimpleRNN", {"activation": "relu"}, "unsupported SimpleRNN: activation='relu' (only 'tanh')"),
+    ("SimpleRNN", {"activation": "sigmoid"}, "unsupported SimpleRNN: activation='sigmoid' (only 'tanh' or 'relu')"),
+    ("GRU", {"activation": "relu"}, "unsupported GRU: activation='relu' (only 'tanh')"),
     ("GRU", {"recurrent_activation": "hard_sigmoid"},
      "unsupported GRU: recurrent_activation='hard_sigmoid' (only 'sigmoid')"),
     ("LSTM", {"unroll": True}, "unsupported LSTM: unroll=True (only False)"),

@@ -30,9 +30,9 @@ def targets_of(cell_name: str) -> list[str]:
 def _cells(target: str) -> list[str]:
     """The cells ``target``'s standard layers compute."""
     if target == "torch":
-        from .torch import SUPPORTED
+        from .torch import MODULES
 
-        return list(SUPPORTED.values())
+        return [name for name in MODULES if _known(name)]
     if target == "keras":
         from .keras import LAYOUTS
     else:
@@ -133,18 +133,26 @@ the axis that stacks the gates, and derive's W_g on [state, x] made of their blo
 
 
 def layouts() -> list[Any]:
-    """Every layout of every framework (torch's built from :data:`derive.interop.torch.GATES`)."""
+    """Every layout of every framework (torch's built from :data:`derive.interop.torch.MODULES`
+    and ``GATES``)."""
     from .keras import LAYOUTS as KERAS
     from .layouts import Block, Layout
     from .onnx import LAYOUTS as ONNX
-    from .torch import GATES, SUPPORTED
+    from .torch import GATES, MODULES
 
     torch_layouts = []
-    for layer, cell_name in SUPPORTED.items():
+    for cell_name, (layer, options) in MODULES.items():
         blocks = tuple(Block(theirs, gate) for theirs, gate in zip(TORCH_GATE_NAMES[layer], GATES[cell_name], strict=True))
-        torch_layouts.append(Layout("torch", f"nn.{layer}", "nonlinearity='tanh'" if layer == "RNN" else "", cell_name,
-                                    blocks, "", ""))
-    return [*torch_layouts, *KERAS, *ONNX]
+        setting = ", ".join(f"{k}={v!r}" for k, v in options.items())
+        torch_layouts.append(Layout("torch", f"nn.{layer}", setting, cell_name, blocks, "", ""))
+    return [layout for layout in (*torch_layouts, *KERAS, *ONNX) if _known(layout.cell)]
+
+
+def _known(cell_name: str) -> bool:
+    """Whether this version of derive has the cell (a layout may name one it lacks)."""
+    from ..cells import names
+
+    return cell_name in names()
 
 
 def _bias_pieces(layout: Any) -> tuple[str, ...]:

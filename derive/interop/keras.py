@@ -25,6 +25,7 @@ Keras is first imported (:func:`import_keras` does so when it is unset).
 
 from __future__ import annotations
 
+import ast
 import os
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
 LAYOUTS: tuple[Layout, ...] = (
     Layout("Keras", "SimpleRNN", "activation='tanh'", "rnn", (Block("h", "a"),), "no gate",
            "one bias, b_a"),
+    Layout("Keras", "SimpleRNN", "activation='relu'", "rnn_relu", (Block("h", "a"),), "no gate",
+           "one bias, b_a"),
     Layout("Keras", "GRU", "reset_after=True", "gru_torch", (Block("z", "z"), Block("r", "r"), Block("h", None)),
            "z = G_z keeps c(t−1)", "two rows (input, recurrent): z and r rows add up, h's stay apart"),
     Layout("Keras", "GRU", "reset_after=False", "gru", (Block("z", "u", -1), Block("r", "r"), Block("h", "h")),
@@ -48,7 +51,7 @@ LAYOUTS: tuple[Layout, ...] = (
 )
 """Every Keras layer this module converts, with its gate blocks in Keras's column order."""
 
-STATES = {"rnn": ("a",), "gru": ("c",), "gru_torch": ("c",), "lstm": ("a", "c")}
+STATES = {"rnn": ("a",), "rnn_relu": ("a",), "gru": ("c",), "gru_torch": ("c",), "lstm": ("a", "c")}
 """derive's states in the order Keras returns and takes them (h, then c for the LSTM)."""
 
 
@@ -128,8 +131,9 @@ def to_keras(cell_name: str, params: dict[str, np.ndarray], *, use_bias: bool = 
     keras = import_keras()
     options: dict[str, Any] = {"use_bias": use_bias, "return_sequences": True, "return_state": True,
                                "dtype": str(dtype)}
-    if layout.layer == "GRU":
-        options["reset_after"] = layout.split_candidate
+    if layout.setting:  # "reset_after=True", "activation='relu'": the layer's option
+        key, _, value = layout.setting.partition("=")
+        options[key] = ast.literal_eval(value)
     layer = getattr(keras.layers, layout.layer)(n_h, **options)
     layer.build((None, None, n_x))
     weights = [kernel, recurrent] + ([bias if layout.split_candidate else bias[0]] if use_bias else [])
@@ -184,8 +188,12 @@ def _layout(layer: Any) -> Layout:
         raise ValueError(f"layer: expected keras.layers.SimpleRNN, GRU or LSTM, got {type(layer).__name__}")
     problems = []
     activation = keras.activations.serialize(layer.cell.activation)
-    if activation != "tanh":
-        problems.append(f"activation={activation!r} (only 'tanh')")
+    from ..cells import names
+
+    allowed = [a for a, cell_name in (("tanh", "rnn"), ("relu", "rnn_relu")) if cell_name in names()]
+    if activation not in (allowed if kind == "SimpleRNN" else ["tanh"]):
+        only = " or ".join(repr(a) for a in allowed) if kind == "SimpleRNN" else "'tanh'"
+        problems.append(f"activation={activation!r} (only {only})")
     if kind != "SimpleRNN":
         recurrent = keras.activations.serialize(layer.cell.recurrent_activation)
         if recurrent != "sigmoid":
@@ -199,5 +207,6 @@ def _layout(layer: Any) -> Layout:
         problems.append("not built (call it once or build((None, None, n_x)) first)")
     if problems:
         raise ValueError(f"layer: unsupported {kind}: " + ", ".join(problems))
-    setting = f"reset_after={layer.cell.reset_after}" if kind == "GRU" else None
+    setting = (f"reset_after={layer.cell.reset_after}" if kind == "GRU"
+               else f"activation={activation!r}" if kind == "SimpleRNN" else None)
     return next(l for l in LAYOUTS if l.layer == kind and (setting is None or l.setting == setting))

@@ -41,6 +41,8 @@ IR_VERSION = 10
 LAYOUTS: tuple[Layout, ...] = (
     Layout("ONNX", "RNN", "activations=['Tanh']", "rnn", (Block("i", "a"),), "no gate",
            "Wb + Rb = b_a (written as Wb = b_a, Rb = 0)"),
+    Layout("ONNX", "RNN", "activations=['Relu']", "rnn_relu", (Block("i", "a"),), "no gate",
+           "Wb + Rb = b_a (written as Wb = b_a, Rb = 0)"),
     Layout("ONNX", "GRU", "linear_before_reset=1", "gru_torch", (Block("z", "z"), Block("r", "r"), Block("h", None)),
            "z = G_z keeps H(t−1)", "Wb + Rb for z and r; Wb_h = b_hx, Rb_h = b_hc stay apart"),
     Layout("ONNX", "GRU", "linear_before_reset=0", "gru", (Block("z", "u", -1), Block("r", "r"), Block("h", "h")),
@@ -50,7 +52,7 @@ LAYOUTS: tuple[Layout, ...] = (
 )
 """Every standard ONNX operator this module converts, with its gate blocks in ONNX's order."""
 
-STATES = {"rnn": (("a", "h"),), "gru": (("c", "h"),), "gru_torch": (("c", "h"),), "lstm": (("a", "h"), ("c", "c"))}
+STATES = {"rnn": (("a", "h"),), "rnn_relu": (("a", "h"),), "gru": (("c", "h"),), "gru_torch": (("c", "h"),), "lstm": (("a", "h"), ("c", "c"))}
 """derive's states and the operator's name for each (``initial_h``/``Y_h``, ``initial_c``/``Y_c``)."""
 
 _DEFAULT_ACTIVATIONS = {"RNN": ["Tanh"], "GRU": ["Sigmoid", "Tanh"], "LSTM": ["Sigmoid", "Tanh", "Tanh"]}
@@ -104,6 +106,8 @@ def to_onnx(cell_name: str, params: dict[str, np.ndarray]) -> onnx.ModelProto:
     attrs: dict[str, Any] = {"hidden_size": n_h}
     if layout.layer == "GRU":
         attrs["linear_before_reset"] = int(layout.split_candidate)
+    if layout.layer == "RNN":
+        attrs["activations"] = _setting_activations(layout)
     nodes = [helper.make_node("Unsqueeze", [f"{s}0", "axis0"], [f"initial_{o}"]) for s, o in states]
     op_inputs = ["xs", "W", "R", "B", "", "initial_h"] + (["initial_c"] if layout.layer == "LSTM" else [])
     nodes.append(helper.make_node(layout.layer, op_inputs, ["Y"] + [f"Y_{o}" for _, o in states], **attrs))
@@ -137,8 +141,10 @@ def from_onnx(model: onnx.ModelProto | str | os.PathLike[str]) -> tuple[str, dic
     attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
     problems = []
     activations = [a.decode() if isinstance(a, bytes) else a for a in attrs.get("activations", [])]
-    if activations and activations != _DEFAULT_ACTIVATIONS[node.op_type]:
-        problems.append(f"activations={activations} (only {_DEFAULT_ACTIVATIONS[node.op_type]})")
+    known = [_setting_activations(l) for l in LAYOUTS if l.layer == node.op_type and l.layer == "RNN" and _known(l.cell)]
+    known = known or [_DEFAULT_ACTIVATIONS[node.op_type]]
+    if activations and activations not in known:
+        problems.append(f"activations={activations} (only {' or '.join(str(k) for k in known)})")
     direction = attrs.get("direction", b"forward")
     direction = direction.decode() if isinstance(direction, bytes) else direction
     if direction != "forward":
@@ -157,8 +163,9 @@ def from_onnx(model: onnx.ModelProto | str | os.PathLike[str]) -> tuple[str, dic
         problems.append(f"B must be an initialiser ({node.input[3]!r} is not)")
     if problems:
         raise ValueError(f"model: unsupported {node.op_type} node: " + ", ".join(problems))
-    setting = f"linear_before_reset={attrs.get('linear_before_reset', 0)}"
-    layout = next(l for l in LAYOUTS if l.layer == node.op_type and (l.layer != "GRU" or l.setting == setting))
+    setting = {"GRU": f"linear_before_reset={attrs.get('linear_before_reset', 0)}",
+               "RNN": f"activations={activations or _DEFAULT_ACTIVATIONS['RNN']}"}.get(node.op_type)
+    layout = next(l for l in LAYOUTS if l.layer == node.op_type and (setting is None or l.setting == setting))
     w, r = initializers[node.input[1]][0], initializers[node.input[2]][0]
     n_h = r.shape[1]
     has_b = len(node.input) > 3 and node.input[3]
@@ -212,6 +219,19 @@ def run(model: onnx.ModelProto, xs: np.ndarray, state0: dict[str, np.ndarray] | 
         raise ValueError(f"engine: expected 'onnxruntime' or 'reference', got {engine!r}")
     out = dict(zip(outputs, values, strict=True))
     return out["ys"], {s: out[f"{s}T"] for s in states}
+
+
+def _setting_activations(layout: Layout) -> list[str]:
+    """The ``activations`` attribute a layout's setting names (``activations=['Relu']``)."""
+    import ast
+
+    return ast.literal_eval(layout.setting.partition("=")[2])
+
+
+def _known(cell_name: str) -> bool:
+    from ..cells import names
+
+    return cell_name in names()
 
 
 def _n_h(model: onnx.ModelProto) -> int:
