@@ -23,11 +23,14 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import pytest
-import yaml
 
-import derive
-from derive.site import credit
-from derive.site.directives import Sources, expand
+from conftest import require_extra
+
+yaml = require_extra("yaml", "docs")
+
+import derive  # noqa: E402
+from derive.site import credit  # noqa: E402
+from derive.site.directives import Sources, expand  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

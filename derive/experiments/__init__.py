@@ -79,7 +79,7 @@ class _ByCell(Mapping[str, Any]):
         self._function = function
 
     def __getitem__(self, cell: str) -> Any:
-        if cell not in CELLS:
+        if cell not in names():  # any registered cell; iteration gives the default ones
             raise KeyError(cell)
         return self._function(cell)
 
