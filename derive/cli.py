@@ -145,6 +145,63 @@ def _reference(spec: str):  # noqa: ANN202 - a proof.Reference
     return step
 
 
+# -- derive export: any cell as an ONNX model (derive.interop.onnx; needs the interop extra) --------
+def _cmd_export(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from .kernels import load as load_kernel
+
+    c = resolve(args.cell)
+    from .interop.onnx import OPSET, export_cell  # imports onnx only when called
+    if args.params:
+        if not Path(args.params).is_file():
+            raise _Usage(f"--params: no such file {args.params}")
+        with np.load(args.params) as npz:
+            params = {k: npz[k] for k in npz.files}
+        if args.n_x is not None or args.n_h is not None:
+            raise _Usage("--n-x and --n-h go without --params (the sizes are the params')")
+        how = f"--params {args.params}"
+    else:
+        if args.n_x is None or args.n_h is None:
+            raise _Usage("--n-x and --n-h are needed without --params")
+        try:
+            params = load_kernel(c).init_params(args.n_x, args.n_h, seed=args.seed, dtype=args.dtype)
+        except ValueError as e:
+            raise _Usage(str(e)) from None
+        how = f"--n-x {args.n_x} --n-h {args.n_h} --seed {args.seed} --dtype {args.dtype}"
+    try:
+        model = export_cell(c, params, command=f"derive export {args.cell} {how}")
+    except ImportError as e:  # onnx missing: the message says which extra to install
+        raise _Usage(f"{e}".splitlines()[0]) from None
+    except ValueError as e:  # params that do not fit the cell: check_params names the key
+        raise _Usage(f"--params: {e}") from None
+    Path(args.onnx).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.onnx).write_bytes(model.SerializeToString())
+    n_x, n_h = (v.type.tensor_type.shape.dim[2].dim_value for v in (model.graph.input[0], model.graph.output[0]))
+    dtype = next(iter(params.values())).dtype
+    print(f"wrote {args.onnx} ({c.name}, n_x={n_x}, n_h={n_h}, {dtype}, opset {OPSET})")
+    return 0
+
+
+def _add_export_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="write a cell as an ONNX model (its step in a Scan over time)",
+        description="Write a cell (built-in or a file) as an ONNX model that runs its forward step in a Scan "
+        "over time, with the weights of --params (an .npz of the kernel's params) or drawn as the kernel's "
+        "init_params does for --n-x/--n-h. Inputs xs (T, B, n_x) and <state>0 (B, n_h); outputs ys and "
+        "<state>T. Needs the interop extra: pip install 'derive[interop]'.",
+    )
+    p.add_argument("cell", help=f"a cell name ({', '.join(names())}) or a cell file (.py or .cell)")
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the model file to write")
+    p.add_argument("--params", default=None, metavar="PARAMS.npz", help="the params (np.savez of the kernel's dict)")
+    p.add_argument("--n-x", type=int, default=None, help="input size, without --params")
+    p.add_argument("--n-h", type=int, default=None, help="state size, without --params")
+    p.add_argument("--seed", type=int, default=0, help="seed of the drawn params, without --params (default 0)")
+    p.add_argument("--dtype", choices=("float64", "float32"), default="float64", help="dtype of the drawn params")
+    p.set_defaults(func=_cmd_export)
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="derive",
@@ -195,6 +252,8 @@ def make_parser() -> argparse.ArgumentParser:
                    "on SymPy matrices, f.sigmoid/f.tanh/… applied entry-wise; the brute force uses it instead of the cell's own forward")
     p.add_argument("--quick", action="store_true", help="one step only (the two-step proofs take longer)")
     p.set_defaults(func=_cmd_prove)
+
+    _add_export_parser(sub)
 
     try:
         from .experiments.cli import add_parser as add_experiment_parser

@@ -86,6 +86,7 @@ DIRECTIVE_CODE: dict[str, str | None] = {
     "structure": 'from derive.site.directives import structure_table\n\n'
     'Markdown("\\n".join(structure_table(derive.cell("{a0}"), "{lang}")))',
     "file": 'print(Path("../{a0}").read_text(encoding="utf-8"))  # the file the page shows',
+    "conversions": 'from derive.interop.convert import table_rows\n\nMarkdown("\\n".join(table_rows("{a0}", "{lang}")))',
     "notebook": None,  # the download box: nothing to show in the notebook itself
 }
 

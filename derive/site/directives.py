@@ -23,6 +23,10 @@ cell, so that no formula, table of shapes or kernel listing is typed by hand:
   the linear scan if any;
 - ``{{ derive: file PATH }}``: a file under docs/, shown whole as a code
   block (the page shows the file a test runs);
+- ``{{ derive: conversions layers|weights }}``: the table of torch's, Keras's
+  and ONNX's recurrent layers and the derive params each gate block fills,
+  or of their weight tensors (:func:`derive.interop.convert.table_rows`,
+  read from the interop modules);
 - ``{{ derive: notebook }}``: the box offering the page's generated notebook
   (``derive.notebooks``: the directive is also what makes ``derive build``
   write that notebook).
@@ -70,6 +74,7 @@ ARITY = {
     "structure": 1,
     "file": 1,
     "notebook": 0,
+    "conversions": 1,
 }
 TABLE_HEADERS = {
     "en": ("Parameter", "Shape", "Column blocks"),
@@ -217,6 +222,12 @@ def _expand_one(d: Directive, lang: str, sources: Sources, expansion: Expansion)
             return structure_table(_cell(d, sources), lang)
         if d.kind == "file":
             return file_block(d, sources)
+        if d.kind == "conversions":
+            from ..interop.convert import table_rows
+
+            if d.args[0] not in ("layers", "weights"):
+                raise d.error(f"'conversions' takes layers or weights, got {d.args[0]!r}")
+            return table_rows(d.args[0], lang)
         if d.kind == "notebook":
             from ..notebooks import download_box
 
