@@ -15,8 +15,9 @@ from pathlib import Path
 import derive
 
 PACKAGE = Path(derive.__file__).resolve().parent
-ALLOWED = ("cells/", "interop/torch.py")
-"""Where cell names belong: the cells themselves, and the torch mapping."""
+ALLOWED = ("cells/", "interop/torch.py", "interop/keras.py", "interop/onnx.py")
+"""Where cell names belong: the cells themselves, and the bridges whose job
+is to say which cell computes each framework's layer (torch, Keras, ONNX)."""
 
 
 def _generated_kernel(path: Path) -> bool:
