@@ -319,7 +319,10 @@ class CellBuilder:
         An activation applied inside a larger expression (``G_o ⊙ tanh(c)``)
         gets a hidden node of its own, so that its derivative is read from
         the cache instead of evaluated again."""
-        expr = sympy.sympify(expr)
+        try:  # strict: SymPy objects and numbers only, never a string (sympify would evaluate it)
+            expr = sympy.sympify(expr, strict=True)
+        except sympy.SympifyError:
+            raise self._error(f"expected a SymPy expression, got {type(expr).__name__}", target) from None
         # decimal constants as exact rationals (0.25 → 1/4): the proofs compare exactly
         expr = expr.xreplace({f: sympy.Rational(str(f)) for f in expr.atoms(sympy.Float)})
         self._check_expression(target, expr)

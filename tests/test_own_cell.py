@@ -435,3 +435,13 @@ def test_a_squared_denominator_stays_under_the_division() -> None:
     out = step.vjp(params, step.forward(params, xs[0], c0), dys[0], {"c": np.zeros((2, 3))})
     for key in params:
         np.testing.assert_allclose(out[key], grads[key], rtol=1e-10, atol=1e-12, err_msg=key)
+
+
+def test_a_string_is_never_evaluated_as_an_expression() -> None:
+    """``node(target, "…")`` would go through SymPy's string parser (eval):
+    the builder takes SymPy objects and numbers only."""
+    b = CellBuilder("s", "s", "", source="s.py")
+    b.input("x")
+    b.state("c")
+    with pytest.raises(CellError, match="node 'c': expected a SymPy expression, got str"):
+        b.node("c", "c_prev + __import__('os').getpid()")
