@@ -296,8 +296,9 @@ class _ForwardPrinter(_Printer):
         for s in cell.states:
             src(f"{s.prev} = {seq[s.name]}[t]", 2)
         src("Z_t = Z[:, t]", 2)
+        step = {StateGemm: self.state_gemm, ActivationRun: self.activation_run, NodeGemm: self.node_gemm, Assign: self.assign}
         for statement in kernel.forward:
-            getattr(self, type(statement).__name__)(statement)
+            step[type(statement)](statement)
         src()
         out = seq[cell.output]
         src(f"ys = {out}[1:]" if cell.output in state_of else f"ys = {out}", 1)
@@ -329,7 +330,7 @@ class _ForwardPrinter(_Printer):
             src(f"Z[{kx}:] = np.stack([{', '.join(biases)}])[:, None, None, :]  # the biases of the blocks without x(t)", 1)
 
     # -- the step's statements, one method per kind
-    def StateGemm(self, st: StateGemm) -> None:  # noqa: N802
+    def state_gemm(self, st: StateGemm) -> None:
         src, sw, k = self.src, st.weights, self.k
         for eq in st.equations:
             src(f"# {eq}", 2)
@@ -344,7 +345,7 @@ class _ForwardPrinter(_Printer):
             for run in sw.runs:
                 src(f"Z_t{_rows(*run.blocks, k)} += {s}W{_rows(*run.rows, len(sw.nodes))}", 2)
 
-    def ActivationRun(self, run: ActivationRun) -> None:  # noqa: N802
+    def activation_run(self, run: ActivationRun) -> None:
         src = self.src
         for eq in run.equations:
             src(f"# {eq}", 2)
@@ -356,7 +357,7 @@ class _ForwardPrinter(_Printer):
             src(f"{fn}({rows}, out={rows})", 2)
             src(f"{', '.join(run.targets)} = {rows}", 2)
 
-    def NodeGemm(self, st: NodeGemm) -> None:  # noqa: N802
+    def node_gemm(self, st: NodeGemm) -> None:
         src, i = self.src, st.block
         if st.equation is not None:
             src(f"# {st.equation}" + ("" if st.weights else " (before the loop)"), 2)
@@ -365,7 +366,7 @@ class _ForwardPrinter(_Printer):
         if st.named:
             src(f"{st.node} = Z_t[{i}]", 2)
 
-    def Assign(self, st: Assign) -> None:  # noqa: N802
+    def assign(self, st: Assign) -> None:
         src, printer = self.src, self.expr
         src(f"# {st.equation}", 2)
         for q in st.kept:  # a term of the sum, computed into the cache, then added
@@ -428,9 +429,9 @@ class _BackwardPrinter(_Printer):
                 src(f"{s}_dZW = np.empty(({len(sw.nodes)}, B, n_h), dtype)", 1)
         src(f"# dZ: δz of every affine node at every step, one (T, B, n_h) block each: {', '.join(kernel.adjoint_names)}", 1)
         src(f"dZ = np.empty(({k}, T, B, n_h), dtype)", 1)
-        for s, text in kernel.carried:
-            src(f"# {text}: from dstate at the last step", 1)
-            src(f"d_{s}_next = dstate[{s!r}]", 1)
+        for c in kernel.carried:
+            src(f"# {c.text}: from dstate at the last step", 1)
+            src(f"{c.name} = dstate[{c.state!r}]", 1)
         for param in kernel.param_grads:  # a per-element parameter: its gradient summed over steps and the batch
             src(f"d_{param} = np.zeros(n_h, dtype)", 1)
         src("for t in range(T - 1, -1, -1):", 1)
@@ -438,18 +439,19 @@ class _BackwardPrinter(_Printer):
             src(f"{load.name} = {self.slot(Slot(load.cached, load.offset))}", 2)
         src(f"{OUTPUT_GRAD} = dys[t]", 2)
         src("dZ_t = dZ[:, t]", 2)
+        step = {ParamGrad: self.param_grad, Folded: self.folded, AdjointStatement: self.adjoint_statement}
         for statement in kernel.backward:
-            getattr(self, type(statement).__name__)(statement)
+            step[type(statement)](statement)
         src()
         src("dZ2 = dZ.reshape(" + str(k) + ", T * B, n_h)", 1)
         self.after_loop()
 
     # -- the step's statements, one method per kind
-    def ParamGrad(self, g: ParamGrad) -> None:  # noqa: N802
+    def param_grad(self, g: ParamGrad) -> None:
         self.src(f"# {g.equation}", 2)
         self.src(f"d_{g.param} += ({self.expr.doprint(g.expr)}).sum(axis=0)", 2)
 
-    def Folded(self, f: Folded) -> None:  # noqa: N802
+    def folded(self, f: Folded) -> None:
         self.src(f"# {f.equation} (computed within {f.into})", 2)
 
     def gemm(self, gemm: Gemm) -> str:
@@ -465,7 +467,7 @@ class _BackwardPrinter(_Printer):
             temps.append(f"np.matmul(dZ_t{_rows(*run.blocks, self.k)}, W_{s}{w_rows}, out={s}_dZW{w_rows}).sum(axis=0)")
         return " + ".join(temps)
 
-    def AdjointStatement(self, a: AdjointStatement) -> None:  # noqa: N802
+    def adjoint_statement(self, a: AdjointStatement) -> None:
         src, printer = self.src, self.expr
         src(f"# {a.equation}", 2)
         for name, text in a.reused:
@@ -486,7 +488,7 @@ class _BackwardPrinter(_Printer):
             for i in more:
                 src(f"dZ_t[{i}] = {a.target}", 2)
         elif a.destination is Destination.CARRY:
-            src(f"d_{a.state}_next = {value}", 2)
+            src(f"{a.carry} = {value}", 2)
         else:
             src(f"{a.target} = {value}", 2)
 
@@ -536,4 +538,4 @@ class _BackwardPrinter(_Printer):
             return f"d_{key}"
         if key == "xs":
             return "d_xs"
-        return f"d_{key[:-1]}_next"  # an initial state s0
+        return next(c.name for c in self.plan.carried if f"{c.state}0" == key)  # an initial state s0
