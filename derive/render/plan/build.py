@@ -98,7 +98,8 @@ class Builder:
         return tuple(
             StateWeights(s, tuple(n.target for n in nodes), tuple(self.index[n.target] for n in nodes),
                          tuple(self.block_name(n.weight, s) for n in nodes), tuple(n.target in lay.halved for n in nodes),
-                         adjacent_runs(lay, nodes), any(n in lay.x_nodes for n in nodes))
+                         adjacent_runs(lay, nodes), any(n in lay.x_nodes for n in nodes),
+                         self.text.doprint(sympy.Symbol(s)))
             for s, nodes in lay.state_nodes.items()
         )
 
