@@ -340,12 +340,23 @@ class Canon:
 def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
     """Exact equality of each pair, once every function application is
     named (:class:`Canon`): as polynomials over ℤ, or — when an entry
-    divides (minLSTM's f/(f + i)) — as fractions of such polynomials,
-    a/b = c/d compared as a·d = c·b (no gcd is ever taken).
+    divides (minLSTM's f/(f + i)) — as fractions of such polynomials.
 
     Equivalent to ``expand(a - b) == 0`` (``cancel`` with a division),
     computed in a sparse polynomial ring, which multiplies out a two-step
     GRU gradient in milliseconds where ``Expr.expand`` takes seconds.
+
+    A value is kept as a numerator over a *factored* denominator: a product
+    ∏ pₖ^eₖ of the polynomials pₖ the expression divides by, each kept
+    whole (never multiplied out, never factored further, no gcd ever
+    taken). A sum of fractions is put over the common multiple whose
+    exponent of each pₖ is the largest of the terms' — so a sum over the
+    same denominator (f + i)² stays over (f + i)², where multiplying
+    denominators out would square it at every term and make the degrees
+    (and the time: minutes for a two-step minLSTM) explode. Two values
+    a/D and b/E are equal iff a·(L/D) = b·(L/E) for any common multiple L
+    of D and E (ℤ[…] is an integral domain and L ≠ 0), which is the test:
+    still an identity of polynomials, exact.
     """
     canon = Canon()
     named = [(canon(a), canon(b)) for a, b in pairs]
@@ -353,32 +364,59 @@ def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
     R, *gens = sympy.ring(symbols, sympy.ZZ)
     gen = dict(zip(symbols, gens))
     one = R(1)
-    memo: dict[sympy.Basic, tuple[object, object]] = {}
+    Denominator = dict  # {polynomial: exponent}: the product ∏ p**e, p never 1 or 0
+    memo: dict[sympy.Basic, tuple[object, Denominator]] = {}
 
-    def value(e: sympy.Basic) -> tuple[object, object]:
-        """``e`` as (numerator, denominator) in the ring; shared subtrees converted once."""
+    def common(dens: list[Denominator]) -> Denominator:
+        """The common multiple of factored denominators: each factor at its largest exponent."""
+        out: Denominator = {}
+        for den in dens:
+            for p, k in den.items():
+                if out.get(p, 0) < k:
+                    out[p] = k
+        return out
+
+    def over(num: object, den: Denominator, target: Denominator) -> object:
+        """The numerator of num/den written over ``target`` (a multiple of ``den``): num · target/den."""
+        for p, k in target.items():
+            if k > den.get(p, 0):
+                num = num * p ** (k - den.get(p, 0))
+        return num
+
+    def factor(p: object, k: int) -> Denominator:
+        if p == 0:
+            raise ZeroDivisionError("the expression divides by a polynomial that is identically 0")
+        return {} if p == one else {p: k}
+
+    def value(e: sympy.Basic) -> tuple[object, Denominator]:
+        """``e`` as (numerator, factored denominator); shared subtrees converted once."""
         if e in memo:
             return memo[e]
         if e.is_Symbol:
-            out = (gen[e], one)
+            out = (gen[e], {})
         elif e.is_Rational:
-            out = (R(int(e.p)), R(int(e.q)))
+            out = (R(int(e.p)), factor(R(int(e.q)), 1))
         elif e.is_Add:
-            num, den = R(0), one
-            for a in e.args:
-                n, d = value(a)
-                num, den = (num * d + n * den, den * d) if d != one or den != one else (num + n, den)
-            out = (num, den)
+            terms = [value(a) for a in e.args]
+            den = common([d for _, d in terms])
+            out = (sum((over(n, d, den) for n, d in terms), R(0)), den)
         elif e.is_Mul:
-            num, den = one, one
+            num, den = one, {}
             for a in e.args:
                 n, d = value(a)
-                num, den = num * n, den * d
+                num = num * n
+                den = {p: den.get(p, 0) + d.get(p, 0) for p in den.keys() | d.keys()}
             out = (num, den)
         elif e.is_Pow and e.exp.is_Integer:
             n, d = value(e.base)
             k = int(e.exp)
-            out = (n**k, d**k) if k >= 0 else (d**-k, n**-k)
+            if k >= 0:
+                out = (n**k, {p: j * k for p, j in d.items()})
+            else:  # the base's denominator moves up, its numerator down
+                up = one
+                for p, j in d.items():
+                    up = up * p ** (j * -k)
+                out = (up, factor(n, -k))
         else:
             raise TypeError(f"not a polynomial in the named symbols: {e}")
         memo[e] = out
@@ -387,7 +425,8 @@ def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
     results = []
     for a, b in named:
         (na, da), (nb, db) = value(a), value(b)
-        results.append(na * db == nb * da)
+        den = common([da, db])
+        results.append(over(na, da, den) == over(nb, db, den))
     return results
 
 
