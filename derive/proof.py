@@ -269,11 +269,14 @@ def _namespace(swap: Swap) -> SimpleNamespace:
 def brute_force(cell: Cell, prob: Problem, reference: Reference, swap: Swap, rules: Mapping) -> tuple[list[Matrix], dict[str, Matrix]]:
     """The reference forward, and SymPy's own derivatives of it.
 
-    Within a step, ``diff`` differentiates φ(t) = ⟨δy(t), y(t)⟩ + ⟨g, s(t)⟩
-    with the previous states and g (the gradient on s(t)) as plain symbols;
-    across steps the chain rule carries g back: g ← ∂φ(t)/∂s(t−1). The
-    values are substituted afterwards, so ``diff`` never walks a nested
-    two-step expression."""
+    ``diff`` differentiates one step's φ = ⟨δy, y⟩ + ⟨g, s⟩, where the
+    input, the previous states, δy and g (the gradient arriving on the new
+    states s) are all plain symbols: once, whatever the number of steps.
+    Across steps the chain rule carries g back, g ← ∂φ/∂s(t−1), with the
+    step's values substituted for the symbols, so ``diff`` never walks a
+    nested two-step expression. (Substituting values for the input's
+    symbols after differentiating is renaming a variable: ∂φ/∂x at x = x(t)
+    is ∂φ(x(t))/∂x(t); and for every other variable it commutes with ∂.)"""
     f = _namespace(swap)
     n_h, batch = next(iter(prob.state0.values())).shape
     states, entering, ys = dict(prob.state0), [], []
@@ -284,28 +287,44 @@ def brute_force(cell: Cell, prob: Problem, reference: Reference, swap: Swap, rul
         ys.append(new[cell.output])
 
     def rewrite(expr: sympy.Expr) -> sympy.Expr:
-        for d, rule in rules.items():
-            expr = expr.replace(d, rule)
+        """Every derivative application dF(u) rewritten by its rule, found in
+        one walk and substituted at once (``replace`` per rule walked the
+        whole expression once per activation of the registry)."""
+        while found := {a for a in expr.atoms(sympy.Function) if type(a) in rules}:
+            expr = expr.xreplace({a: rules[type(a)](*a.args) for a in found})
         return expr
+
+    # one step, every input a symbol, differentiated once
+    x_sym = _symbols("_x", *prob.xs[0].shape)
+    dy_sym = _symbols("_dy", n_h, batch)
+    s_sym = {k: _symbols(f"_s{k}", n_h, batch) for k in prob.state0}
+    g_sym = {k: _symbols(f"_g{k}", n_h, batch) for k in prob.state0}
+    new = reference(prob.params, x_sym, s_sym, f)
+    phi = sum(dy_sym.multiply_elementwise(new[cell.output]))
+    phi += sum(sum(g_sym[s.name].multiply_elementwise(new[s.name])) for s in cell.states)
+    terms = [(term, term.free_symbols) for term in sympy.Add.make_args(sympy.sympify(phi))]
+
+    def d(m: Matrix) -> Matrix:
+        """∂φ/∂m entry by entry: the sum of ∂term/∂e over the terms of φ that contain e."""
+        return m.applyfunc(lambda e: rewrite(sympy.Add(*(sympy.diff(term, e) for term, free in terms if e in free))))
+
+    d_params = {k: d(m) for k, m in prob.params.items()}
+    d_x, d_s = d(x_sym), {k: d(m) for k, m in s_sym.items()}
 
     grads: dict[str, Matrix] = {k: sympy.zeros(*m.shape) for k, m in prob.params.items()}
     g = dict(prob.dstate)
     for t in reversed(range(len(prob.xs))):
-        s_sym = {k: Matrix(n_h, batch, lambda i, j, k=k: sympy.Symbol(f"_s{t}{k}_{i}_{j}")) for k in prob.state0}
-        g_sym = {k: Matrix(n_h, batch, lambda i, j, k=k: sympy.Symbol(f"_g{t}{k}_{i}_{j}")) for k in prob.state0}
-        new = reference(prob.params, prob.xs[t], s_sym, f)
-        phi = sum(prob.dys[t].multiply_elementwise(new[cell.output]))
-        phi += sum(sum(g_sym[s.name].multiply_elementwise(new[s.name])) for s in cell.states)
-        values = {s_sym[k][i]: entering[t][k][i] for k in s_sym for i in range(n_h * batch)}
-        values.update({g_sym[k][i]: g[k][i] for k in g_sym for i in range(n_h * batch)})
+        pairs = [(x_sym, prob.xs[t]), (dy_sym, prob.dys[t])]
+        pairs += [(s_sym[k], entering[t][k]) for k in s_sym] + [(g_sym[k], g[k]) for k in g_sym]
+        values = {sym: value for syms, vals in pairs for sym, value in zip(syms, vals)}
 
-        def d(m: Matrix) -> Matrix:
-            return m.applyfunc(lambda e: rewrite(sympy.diff(phi, e)).xreplace(values))
+        def at(m: Matrix) -> Matrix:
+            return m.applyfunc(lambda e: e.xreplace(values))
 
-        for k, m in prob.params.items():
-            grads[k] += d(m)
-        grads[f"x{t}"] = d(prob.xs[t])
-        g = {k: d(s_sym[k]) for k in s_sym}
+        for k, m in d_params.items():
+            grads[k] += at(m)
+        grads[f"x{t}"] = at(d_x)
+        g = {k: at(m) for k, m in d_s.items()}
     grads.update({f"{k}0": v for k, v in g.items()})
     return ys, grads
 
