@@ -14,6 +14,27 @@ their derivative identities are proved once on their own
 ``simplify``: every opaque application is named, and the entries compare as
 polynomials (or rational functions, for a cell that divides) over ℤ.
 
+Why one and two steps are enough. At T = 1 every input of the step is a
+fresh symbol: the parameters, x, the entering states s(t−1), the output's
+gradient δy and the gradient g arriving on the new states. So the one-step
+check is the identity, in ℤ(…), "the derived step backward B(θ, x, s, δy, g)
+equals the brute-force VJP ∂φ/∂(θ, x, s) of φ = ⟨δy, y⟩ + ⟨g, s(t)⟩", for
+all values of those symbols. Backpropagation through T steps applies that
+same map at each step, from the last: g(T) is the seed, g(t−1) is the
+state part of the step's result at (x(t), s(t−1), δy(t), g(t)), and the
+parameter parts add up. By induction on the steps from the last, if the
+identity holds with free symbols it holds with the values substituted (a
+substitution maps equal rational functions to equal ones wherever the
+denominators stay non-zero; opaque applications of equal arguments stay
+equal), so the derived
+and brute-force gradients agree for every T. The two-step check is kept as
+an end-to-end test of that bookkeeping (:func:`run` and :func:`brute_force`
+carrying g back and summing the parameter parts), not because the cell needs it.
+
+The comparison (:func:`equal_exactly`) never takes a gcd and never samples:
+each side becomes a numerator over a factored denominator, and two sides
+are equal iff the cross-multiplied numerators are the same polynomial.
+
 :func:`prove` runs all of it on any cell, built-in or a user's file, then a
 float64 finite-difference check of the cell's generated kernel; ``derive
 prove CELL_OR_FILE`` prints one line per check.
@@ -356,14 +377,91 @@ class Canon:
         return rebuild(expr)
 
 
+class Polynomial:
+    """A polynomial over ℤ in numbered variables x₀, x₁, …, sparse: a dict
+    {monomial: non-zero coefficient} where a monomial is one Python int
+    holding the exponent of x_k in bits [k·FIELD, (k+1)·FIELD). Multiplying
+    two monomials is then adding two ints (SymPy's ring adds tuples of
+    exponents, one per variable of the ring: ~20 times slower here).
+
+    No exponent can carry into its neighbour's field: each polynomial keeps
+    ``degree``, a bound on its total degree (0 for a constant, the larger
+    bound for a sum, the sum of the bounds for a product), and an operation
+    whose bound would reach 2**FIELD raises instead. Two polynomials are
+    equal iff their dicts are (each monomial has one code)."""
+
+    FIELD = 32
+    __slots__ = ("terms", "degree", "_hash")
+
+    def __init__(self, terms: dict[int, int], degree: int) -> None:
+        if degree >= 1 << self.FIELD:
+            raise OverflowError(f"total degree up to {degree}: more than a {self.FIELD}-bit exponent field holds")
+        self.terms = terms
+        self.degree = degree
+        self._hash: int | None = None
+
+    @classmethod
+    def variable(cls, k: int) -> Polynomial:
+        return cls({1 << (cls.FIELD * k): 1}, 1)
+
+    @classmethod
+    def constant(cls, c: int) -> Polynomial:
+        return cls({0: c} if c else {}, 0)
+
+    def is_constant(self, c: int) -> bool:
+        return self.terms == ({0: c} if c else {})
+
+    def __add__(self, other: Polynomial) -> Polynomial:
+        big, small = (self.terms, other.terms) if len(self.terms) >= len(other.terms) else (other.terms, self.terms)
+        terms = dict(big)
+        for m, c in small.items():
+            v = terms.get(m, 0) + c
+            if v:
+                terms[m] = v
+            else:
+                del terms[m]
+        return Polynomial(terms, max(self.degree, other.degree))
+
+    def __mul__(self, other: Polynomial) -> Polynomial:
+        degree = self.degree + other.degree
+        big, small = (self.terms, other.terms) if len(self.terms) >= len(other.terms) else (other.terms, self.terms)
+        terms: dict[int, int] = {}
+        get = terms.get
+        for m2, c2 in small.items():
+            for m1, c1 in big.items():
+                m = m1 + m2
+                terms[m] = get(m, 0) + c1 * c2
+        return Polynomial({m: c for m, c in terms.items() if c}, degree)
+
+    def __pow__(self, k: int) -> Polynomial:
+        if k < 0:
+            raise ValueError(f"a polynomial to the power {k}: expected k ≥ 0")
+        out, base = Polynomial.constant(1), self
+        while k:
+            if k & 1:
+                out = out * base
+            k >>= 1
+            if k:
+                base = base * base
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Polynomial) and self.terms == other.terms
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self.terms.items()))
+        return self._hash
+
+
 def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
     """Exact equality of each pair, once every function application is
     named (:class:`Canon`): as polynomials over ℤ, or — when an entry
     divides (minLSTM's f/(f + i)) — as fractions of such polynomials.
 
     Equivalent to ``expand(a - b) == 0`` (``cancel`` with a division),
-    computed in a sparse polynomial ring, which multiplies out a two-step
-    GRU gradient in milliseconds where ``Expr.expand`` takes seconds.
+    computed with sparse :class:`Polynomial` s, which multiply out a
+    two-step GRU gradient in milliseconds where ``Expr.expand`` takes seconds.
 
     A value is kept as a numerator over a *factored* denominator: a product
     ∏ pₖ^eₖ of the polynomials pₖ the expression divides by, each kept
@@ -380,11 +478,10 @@ def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
     canon = Canon()
     named = [(canon(a), canon(b)) for a, b in pairs]
     symbols = sorted(set().union(*(a.free_symbols | b.free_symbols for a, b in named)), key=str)
-    R, *gens = sympy.ring(symbols, sympy.ZZ)
-    gen = dict(zip(symbols, gens))
-    one = R(1)
+    gen = {x: Polynomial.variable(k) for k, x in enumerate(symbols)}
+    one = Polynomial.constant(1)
     Denominator = dict  # {polynomial: exponent}: the product ∏ p**e, p never 1 or 0
-    memo: dict[sympy.Basic, tuple[object, Denominator]] = {}
+    memo: dict[sympy.Basic, tuple[Polynomial, Denominator]] = {}
 
     def common(dens: list[Denominator]) -> Denominator:
         """The common multiple of factored denominators: each factor at its largest exponent."""
@@ -395,30 +492,30 @@ def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
                     out[p] = k
         return out
 
-    def over(num: object, den: Denominator, target: Denominator) -> object:
+    def over(num: Polynomial, den: Denominator, target: Denominator) -> Polynomial:
         """The numerator of num/den written over ``target`` (a multiple of ``den``): num · target/den."""
         for p, k in target.items():
             if k > den.get(p, 0):
                 num = num * p ** (k - den.get(p, 0))
         return num
 
-    def factor(p: object, k: int) -> Denominator:
-        if p == 0:
+    def factor(p: Polynomial, k: int) -> Denominator:
+        if p.is_constant(0):
             raise ZeroDivisionError("the expression divides by a polynomial that is identically 0")
-        return {} if p == one else {p: k}
+        return {} if p.is_constant(1) else {p: k}
 
-    def value(e: sympy.Basic) -> tuple[object, Denominator]:
+    def value(e: sympy.Basic) -> tuple[Polynomial, Denominator]:
         """``e`` as (numerator, factored denominator); shared subtrees converted once."""
         if e in memo:
             return memo[e]
         if e.is_Symbol:
             out = (gen[e], {})
         elif e.is_Rational:
-            out = (R(int(e.p)), factor(R(int(e.q)), 1))
+            out = (Polynomial.constant(int(e.p)), factor(Polynomial.constant(int(e.q)), 1))
         elif e.is_Add:
             terms = [value(a) for a in e.args]
             den = common([d for _, d in terms])
-            out = (sum((over(n, d, den) for n, d in terms), R(0)), den)
+            out = (sum((over(n, d, den) for n, d in terms), Polynomial.constant(0)), den)
         elif e.is_Mul:
             num, den = one, {}
             for a in e.args:
