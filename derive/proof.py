@@ -14,6 +14,27 @@ their derivative identities are proved once on their own
 ``simplify``: every opaque application is named, and the entries compare as
 polynomials (or rational functions, for a cell that divides) over ℤ.
 
+Why one and two steps are enough. At T = 1 every input of the step is a
+fresh symbol: the parameters, x, the entering states s(t−1), the output's
+gradient δy and the gradient g arriving on the new states. So the one-step
+check is the identity, in ℤ(…), "the derived step backward B(θ, x, s, δy, g)
+equals the brute-force VJP ∂φ/∂(θ, x, s) of φ = ⟨δy, y⟩ + ⟨g, s(t)⟩", for
+all values of those symbols. Backpropagation through T steps applies that
+same map at each step, from the last: g(T) is the seed, g(t−1) is the
+state part of the step's result at (x(t), s(t−1), δy(t), g(t)), and the
+parameter parts add up. By induction on the steps from the last, if the
+identity holds with free symbols it holds with the values substituted (a
+substitution maps equal rational functions to equal ones wherever the
+denominators stay non-zero; opaque applications of equal arguments stay
+equal), so the derived
+and brute-force gradients agree for every T. The two-step check is kept as
+an end-to-end test of that bookkeeping (:func:`run` and :func:`brute_force`
+carrying g back and summing the parameter parts), not because the cell needs it.
+
+The comparison (:func:`equal_exactly`) never takes a gcd and never samples:
+each side becomes a numerator over a factored denominator, and two sides
+are equal iff the cross-multiplied numerators are the same polynomial.
+
 :func:`prove` runs all of it on any cell, built-in or a user's file, then a
 float64 finite-difference check of the cell's generated kernel; ``derive
 prove CELL_OR_FILE`` prints one line per check.
@@ -269,11 +290,14 @@ def _namespace(swap: Swap) -> SimpleNamespace:
 def brute_force(cell: Cell, prob: Problem, reference: Reference, swap: Swap, rules: Mapping) -> tuple[list[Matrix], dict[str, Matrix]]:
     """The reference forward, and SymPy's own derivatives of it.
 
-    Within a step, ``diff`` differentiates φ(t) = ⟨δy(t), y(t)⟩ + ⟨g, s(t)⟩
-    with the previous states and g (the gradient on s(t)) as plain symbols;
-    across steps the chain rule carries g back: g ← ∂φ(t)/∂s(t−1). The
-    values are substituted afterwards, so ``diff`` never walks a nested
-    two-step expression."""
+    ``diff`` differentiates one step's φ = ⟨δy, y⟩ + ⟨g, s⟩, where the
+    input, the previous states, δy and g (the gradient arriving on the new
+    states s) are all plain symbols: once, whatever the number of steps.
+    Across steps the chain rule carries g back, g ← ∂φ/∂s(t−1), with the
+    step's values substituted for the symbols, so ``diff`` never walks a
+    nested two-step expression. (Substituting values for the input's
+    symbols after differentiating is renaming a variable: ∂φ/∂x at x = x(t)
+    is ∂φ(x(t))/∂x(t); and for every other variable it commutes with ∂.)"""
     f = _namespace(swap)
     n_h, batch = next(iter(prob.state0.values())).shape
     states, entering, ys = dict(prob.state0), [], []
@@ -284,28 +308,44 @@ def brute_force(cell: Cell, prob: Problem, reference: Reference, swap: Swap, rul
         ys.append(new[cell.output])
 
     def rewrite(expr: sympy.Expr) -> sympy.Expr:
-        for d, rule in rules.items():
-            expr = expr.replace(d, rule)
+        """Every derivative application dF(u) rewritten by its rule, found in
+        one walk and substituted at once (``replace`` per rule walked the
+        whole expression once per activation of the registry)."""
+        while found := {a for a in expr.atoms(sympy.Function) if type(a) in rules}:
+            expr = expr.xreplace({a: rules[type(a)](*a.args) for a in found})
         return expr
+
+    # one step, every input a symbol, differentiated once
+    x_sym = _symbols("_x", *prob.xs[0].shape)
+    dy_sym = _symbols("_dy", n_h, batch)
+    s_sym = {k: _symbols(f"_s{k}", n_h, batch) for k in prob.state0}
+    g_sym = {k: _symbols(f"_g{k}", n_h, batch) for k in prob.state0}
+    new = reference(prob.params, x_sym, s_sym, f)
+    phi = sum(dy_sym.multiply_elementwise(new[cell.output]))
+    phi += sum(sum(g_sym[s.name].multiply_elementwise(new[s.name])) for s in cell.states)
+    terms = [(term, term.free_symbols) for term in sympy.Add.make_args(sympy.sympify(phi))]
+
+    def d(m: Matrix) -> Matrix:
+        """∂φ/∂m entry by entry: the sum of ∂term/∂e over the terms of φ that contain e."""
+        return m.applyfunc(lambda e: rewrite(sympy.Add(*(sympy.diff(term, e) for term, free in terms if e in free))))
+
+    d_params = {k: d(m) for k, m in prob.params.items()}
+    d_x, d_s = d(x_sym), {k: d(m) for k, m in s_sym.items()}
 
     grads: dict[str, Matrix] = {k: sympy.zeros(*m.shape) for k, m in prob.params.items()}
     g = dict(prob.dstate)
     for t in reversed(range(len(prob.xs))):
-        s_sym = {k: Matrix(n_h, batch, lambda i, j, k=k: sympy.Symbol(f"_s{t}{k}_{i}_{j}")) for k in prob.state0}
-        g_sym = {k: Matrix(n_h, batch, lambda i, j, k=k: sympy.Symbol(f"_g{t}{k}_{i}_{j}")) for k in prob.state0}
-        new = reference(prob.params, prob.xs[t], s_sym, f)
-        phi = sum(prob.dys[t].multiply_elementwise(new[cell.output]))
-        phi += sum(sum(g_sym[s.name].multiply_elementwise(new[s.name])) for s in cell.states)
-        values = {s_sym[k][i]: entering[t][k][i] for k in s_sym for i in range(n_h * batch)}
-        values.update({g_sym[k][i]: g[k][i] for k in g_sym for i in range(n_h * batch)})
+        pairs = [(x_sym, prob.xs[t]), (dy_sym, prob.dys[t])]
+        pairs += [(s_sym[k], entering[t][k]) for k in s_sym] + [(g_sym[k], g[k]) for k in g_sym]
+        values = {sym: value for syms, vals in pairs for sym, value in zip(syms, vals)}
 
-        def d(m: Matrix) -> Matrix:
-            return m.applyfunc(lambda e: rewrite(sympy.diff(phi, e)).xreplace(values))
+        def at(m: Matrix) -> Matrix:
+            return m.applyfunc(lambda e: e.xreplace(values))
 
-        for k, m in prob.params.items():
-            grads[k] += d(m)
-        grads[f"x{t}"] = d(prob.xs[t])
-        g = {k: d(s_sym[k]) for k in s_sym}
+        for k, m in d_params.items():
+            grads[k] += at(m)
+        grads[f"x{t}"] = at(d_x)
+        g = {k: at(m) for k, m in d_s.items()}
     grads.update({f"{k}0": v for k, v in g.items()})
     return ys, grads
 
@@ -337,48 +377,162 @@ class Canon:
         return rebuild(expr)
 
 
+class Polynomial:
+    """A polynomial over ℤ in numbered variables x₀, x₁, …, sparse: a dict
+    {monomial: non-zero coefficient} where a monomial is one Python int
+    holding the exponent of x_k in bits [k·FIELD, (k+1)·FIELD). Multiplying
+    two monomials is then adding two ints (SymPy's ring adds tuples of
+    exponents, one per variable of the ring: ~20 times slower here).
+
+    No exponent can carry into its neighbour's field: each polynomial keeps
+    ``degree``, a bound on its total degree (0 for a constant, the larger
+    bound for a sum, the sum of the bounds for a product), and an operation
+    whose bound would reach 2**FIELD raises instead. Two polynomials are
+    equal iff their dicts are (each monomial has one code)."""
+
+    FIELD = 32
+    __slots__ = ("terms", "degree", "_hash")
+
+    def __init__(self, terms: dict[int, int], degree: int) -> None:
+        if degree >= 1 << self.FIELD:
+            raise OverflowError(f"total degree up to {degree}: more than a {self.FIELD}-bit exponent field holds")
+        self.terms = terms
+        self.degree = degree
+        self._hash: int | None = None
+
+    @classmethod
+    def variable(cls, k: int) -> Polynomial:
+        return cls({1 << (cls.FIELD * k): 1}, 1)
+
+    @classmethod
+    def constant(cls, c: int) -> Polynomial:
+        return cls({0: c} if c else {}, 0)
+
+    def is_constant(self, c: int) -> bool:
+        return self.terms == ({0: c} if c else {})
+
+    def __add__(self, other: Polynomial) -> Polynomial:
+        big, small = (self.terms, other.terms) if len(self.terms) >= len(other.terms) else (other.terms, self.terms)
+        terms = dict(big)
+        for m, c in small.items():
+            v = terms.get(m, 0) + c
+            if v:
+                terms[m] = v
+            else:
+                del terms[m]
+        return Polynomial(terms, max(self.degree, other.degree))
+
+    def __mul__(self, other: Polynomial) -> Polynomial:
+        degree = self.degree + other.degree
+        big, small = (self.terms, other.terms) if len(self.terms) >= len(other.terms) else (other.terms, self.terms)
+        terms: dict[int, int] = {}
+        get = terms.get
+        for m2, c2 in small.items():
+            for m1, c1 in big.items():
+                m = m1 + m2
+                terms[m] = get(m, 0) + c1 * c2
+        return Polynomial({m: c for m, c in terms.items() if c}, degree)
+
+    def __pow__(self, k: int) -> Polynomial:
+        if k < 0:
+            raise ValueError(f"a polynomial to the power {k}: expected k ≥ 0")
+        out, base = Polynomial.constant(1), self
+        while k:
+            if k & 1:
+                out = out * base
+            k >>= 1
+            if k:
+                base = base * base
+        return out
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Polynomial) and self.terms == other.terms
+
+    def __hash__(self) -> int:
+        if self._hash is None:
+            self._hash = hash(frozenset(self.terms.items()))
+        return self._hash
+
+
 def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
     """Exact equality of each pair, once every function application is
     named (:class:`Canon`): as polynomials over ℤ, or — when an entry
-    divides (minLSTM's f/(f + i)) — as fractions of such polynomials,
-    a/b = c/d compared as a·d = c·b (no gcd is ever taken).
+    divides (minLSTM's f/(f + i)) — as fractions of such polynomials.
 
     Equivalent to ``expand(a - b) == 0`` (``cancel`` with a division),
-    computed in a sparse polynomial ring, which multiplies out a two-step
-    GRU gradient in milliseconds where ``Expr.expand`` takes seconds.
+    computed with sparse :class:`Polynomial` s, which multiply out a
+    two-step GRU gradient in milliseconds where ``Expr.expand`` takes seconds.
+
+    A value is kept as a numerator over a *factored* denominator: a product
+    ∏ pₖ^eₖ of the polynomials pₖ the expression divides by, each kept
+    whole (never multiplied out, never factored further, no gcd ever
+    taken). A sum of fractions is put over the common multiple whose
+    exponent of each pₖ is the largest of the terms' — so a sum over the
+    same denominator (f + i)² stays over (f + i)², where multiplying
+    denominators out would square it at every term and make the degrees
+    (and the time: minutes for a two-step minLSTM) explode. Two values
+    a/D and b/E are equal iff a·(L/D) = b·(L/E) for any common multiple L
+    of D and E (ℤ[…] is an integral domain and L ≠ 0), which is the test:
+    still an identity of polynomials, exact.
     """
     canon = Canon()
     named = [(canon(a), canon(b)) for a, b in pairs]
     symbols = sorted(set().union(*(a.free_symbols | b.free_symbols for a, b in named)), key=str)
-    R, *gens = sympy.ring(symbols, sympy.ZZ)
-    gen = dict(zip(symbols, gens))
-    one = R(1)
-    memo: dict[sympy.Basic, tuple[object, object]] = {}
+    gen = {x: Polynomial.variable(k) for k, x in enumerate(symbols)}
+    one = Polynomial.constant(1)
+    Denominator = dict  # {polynomial: exponent}: the product ∏ p**e, p never 1 or 0
+    memo: dict[sympy.Basic, tuple[Polynomial, Denominator]] = {}
 
-    def value(e: sympy.Basic) -> tuple[object, object]:
-        """``e`` as (numerator, denominator) in the ring; shared subtrees converted once."""
+    def common(dens: list[Denominator]) -> Denominator:
+        """The common multiple of factored denominators: each factor at its largest exponent."""
+        out: Denominator = {}
+        for den in dens:
+            for p, k in den.items():
+                if out.get(p, 0) < k:
+                    out[p] = k
+        return out
+
+    def over(num: Polynomial, den: Denominator, target: Denominator) -> Polynomial:
+        """The numerator of num/den written over ``target`` (a multiple of ``den``): num · target/den."""
+        for p, k in target.items():
+            if k > den.get(p, 0):
+                num = num * p ** (k - den.get(p, 0))
+        return num
+
+    def factor(p: Polynomial, k: int) -> Denominator:
+        if p.is_constant(0):
+            raise ZeroDivisionError("the expression divides by a polynomial that is identically 0")
+        return {} if p.is_constant(1) else {p: k}
+
+    def value(e: sympy.Basic) -> tuple[Polynomial, Denominator]:
+        """``e`` as (numerator, factored denominator); shared subtrees converted once."""
         if e in memo:
             return memo[e]
         if e.is_Symbol:
-            out = (gen[e], one)
+            out = (gen[e], {})
         elif e.is_Rational:
-            out = (R(int(e.p)), R(int(e.q)))
+            out = (Polynomial.constant(int(e.p)), factor(Polynomial.constant(int(e.q)), 1))
         elif e.is_Add:
-            num, den = R(0), one
-            for a in e.args:
-                n, d = value(a)
-                num, den = (num * d + n * den, den * d) if d != one or den != one else (num + n, den)
-            out = (num, den)
+            terms = [value(a) for a in e.args]
+            den = common([d for _, d in terms])
+            out = (sum((over(n, d, den) for n, d in terms), Polynomial.constant(0)), den)
         elif e.is_Mul:
-            num, den = one, one
+            num, den = one, {}
             for a in e.args:
                 n, d = value(a)
-                num, den = num * n, den * d
+                num = num * n
+                den = {p: den.get(p, 0) + d.get(p, 0) for p in den.keys() | d.keys()}
             out = (num, den)
         elif e.is_Pow and e.exp.is_Integer:
             n, d = value(e.base)
             k = int(e.exp)
-            out = (n**k, d**k) if k >= 0 else (d**-k, n**-k)
+            if k >= 0:
+                out = (n**k, {p: j * k for p, j in d.items()})
+            else:  # the base's denominator moves up, its numerator down
+                up = one
+                for p, j in d.items():
+                    up = up * p ** (j * -k)
+                out = (up, factor(n, -k))
         else:
             raise TypeError(f"not a polynomial in the named symbols: {e}")
         memo[e] = out
@@ -387,7 +541,8 @@ def equal_exactly(pairs: list[tuple[sympy.Expr, sympy.Expr]]) -> list[bool]:
     results = []
     for a, b in named:
         (na, da), (nb, db) = value(a), value(b)
-        results.append(na * db == nb * da)
+        den = common([da, db])
+        results.append(over(na, da, den) == over(nb, db, den))
     return results
 
 

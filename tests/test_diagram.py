@@ -237,24 +237,35 @@ def enters(seg: tuple[float, float, float, float], box: Box) -> bool:
     return lo_x < x1 - 0.6 and hi_x > x0 + 0.6 and lo_y < y1 - 0.6 and hi_y > y0 + 0.6
 
 
-def _layout_cases() -> list[object]:
-    """Every cell; a known layout defect marked: two previous states in one layer (the peephole
-    LSTM's c(t−1) read element-wise by the gates), whose arrows from the left margin cross."""
+def three_states() -> Cell:
+    """A cell whose three previous states are all read element-wise by one
+    node (its new states computed in three different layers)."""
+    b = CellBuilder("three", "Three", "A test cell.")
+    x, a, c, m = b.input("x"), b.state("a"), b.state("c"), b.state("m")
+    g = b.node("g", sigmoid(b.affine("z", "W", [x], "b")))
+    b.node("a", g * a + c * m)
+    b.node("c", g * c)
+    b.node("m", sigmoid(g * m + a))
+    return b.build(output="a")
+
+
+LAYOUT_CELLS = [pytest.param(derive.cell(name), id=name) for name in derive.NAMES]
+LAYOUT_CELLS.append(pytest.param(three_states(), id="three-states"))
+
+
+@pytest.mark.parametrize("cell", LAYOUT_CELLS)
+def test_each_previous_state_has_a_layer_of_its_own(cell: Cell) -> None:
+    """Previous states come in by arrows from the left margin: two in one
+    layer (the peephole LSTM's a(t−1) and c(t−1)) would be drawn on one line."""
     from derive.render.diagram import _Diagram
 
-    cases: list[object] = []
-    for name in derive.NAMES:
-        d = _Diagram(derive.cell(name), WORDS["en"])
-        layers = [n.layer for n in d.nodes if n.kind == "state_in"]
-        shared = len(set(layers)) < len(layers)
-        cases.append(pytest.param(name, marks=pytest.mark.xfail(strict=True, reason="two state inputs in one layer"))
-                     if shared else name)
-    return cases
+    layers = [n.layer for n in _Diagram(cell, WORDS["en"]).nodes if n.kind == "state_in"]
+    assert len(set(layers)) == len(layers) == len(cell.states), layers
 
 
-@pytest.mark.parametrize("name", _layout_cases())
-def test_no_overlaps_and_arrows_land_on_shapes(name: str) -> None:
-    root = parse(svg(derive.cell(name)))
+@pytest.mark.parametrize("cell", LAYOUT_CELLS)
+def test_no_overlaps_and_arrows_land_on_shapes(cell: Cell) -> None:
+    root = parse(svg(cell))
     boxes = shapes(root)
     _, _, width, height = map(float, root.get("viewBox").split())
     assert all(0 <= b[0] and b[2] <= width and 0 <= b[1] and b[3] <= height for b in boxes)
@@ -280,10 +291,10 @@ def touches(x: float, y: float, box: Box) -> bool:
     return on_h or on_v
 
 
-@pytest.mark.parametrize("name", _layout_cases())
-def test_no_two_edges_drawn_on_top_of_each_other(name: str) -> None:
+@pytest.mark.parametrize("cell", LAYOUT_CELLS)
+def test_no_two_edges_drawn_on_top_of_each_other(cell: Cell) -> None:
     """Collinear pieces of different edges would be read as one wire."""
-    segs = [s for p in parse(svg(derive.cell(name))).findall("s:g[@class='edges']/s:path", NS)
+    segs = [s for p in parse(svg(cell)).findall("s:g[@class='edges']/s:path", NS)
             for s in segments(p.get("d"))]
     for a, b in itertools.combinations(segs, 2):
         for axis in (0, 1):  # 0: vertical pieces (same x), 1: horizontal ones (same y)

@@ -11,7 +11,7 @@ the derived backward equations compute, with ``expand(a - b) == 0``.
 
 from __future__ import annotations
 
-import os
+import random
 import time
 from collections.abc import Callable
 
@@ -156,23 +156,11 @@ def mismatches(name: str, n_x: int, steps: int, backward: Backward | None = None
     return proof.mismatches(derive.cell(name), n_x, steps, reference=independent(name), backward=backward)
 
 
-SLOW = os.environ.get("DERIVE_SLOW_PROOFS") == "1"
-SLOW_TWO_STEP = {"lstm", "lstm_peephole", "min_lstm"}
-"""Cells whose two-step proof is left out of the default suite (the whole proof suite
-stays under 90 s): the LSTMs' two states, minLSTM's fractions. ``derive prove NAME``
-runs it; DERIVE_SLOW_PROOFS=1 puts it back here."""
-SLOW_WIDE = {"min_lstm"}
-"""Cells proved at n_x = 2 only by default: minLSTM's fractions make n_x = 3 take
-about 10-25 s on this shared machine (``derive prove min_lstm --quick`` runs it)."""
-
-CASES = [
-    (name, n_x, steps)
-    for name in derive.NAMES
-    for n_x in (2, 3)
-    for steps in ((1, 2) if name not in SLOW_TWO_STEP or SLOW else (1,))
-    if n_x == 2 or name not in SLOW_WIDE or SLOW
-]
-
+CASES = [(name, n_x, steps) for name in derive.NAMES for n_x in (2, 3) for steps in (1, 2)]
+"""Every cell at n_x = 2 and 3, one and two steps (the two-step proofs of
+the LSTMs and minLSTM's fractions included: the factored denominators and
+the packed polynomials of :func:`proof.equal_exactly` take each under a few
+seconds)."""
 
 @pytest.mark.parametrize(("name", "n_x", "steps"), CASES, ids=[f"{c}-nx{n}-T{t}" for c, n, t in CASES])
 def test_derived_vjps_equal_brute_force(name: str, n_x: int, steps: int) -> None:
@@ -216,6 +204,85 @@ def test_a_wrong_forward_fails_the_proof(monkeypatch: pytest.MonkeyPatch) -> Non
 
     monkeypatch.setitem(STEPS, "gru_simple", swapped)
     assert mismatches("gru_simple", 2, 1)
+
+
+def _divides(expr: sympy.Expr) -> bool:
+    return any(a.is_Pow and a.exp.is_negative for a in sympy.preorder_traversal(expr))
+
+
+DIVIDING = [(a.target) for a in derive.cell("min_lstm").backward.adjoints if _divides(a.expr)]
+
+
+@pytest.mark.parametrize("target", DIVIDING)
+def test_a_sign_flip_in_a_division_fails_the_two_step_proof(target: str) -> None:
+    """minLSTM's adjoints that divide (through f/(f + i)), each negated in
+    turn: the two-step proof with factored denominators reports it."""
+    backward = derive.cell("min_lstm").backward
+    adjoints = tuple(Adjoint(a.target, -a.expr) if a.target == target else a for a in backward.adjoints)
+    flipped = Backward(adjoints, backward.weight_grads, backward.bias_grads, backward.outgoing)
+    bad = mismatches("min_lstm", 2, 2, backward=flipped)
+    assert bad and "x0" in bad, f"negating δ{target} in min_lstm went unnoticed: {bad}"
+
+
+def _random_expression(rng: random.Random, symbols: list[sympy.Symbol], depth: int) -> sympy.Expr:
+    """A random rational expression in ``symbols`` with opaque σ and tanh
+    applications; every denominator is a square plus one (never 0)."""
+    if depth == 0 or rng.random() < 0.2:
+        return rng.choice([*symbols, sympy.Integer(rng.randint(-3, 3))])
+    a, b = (_random_expression(rng, symbols, depth - 1) for _ in range(2))
+    kind = rng.choice(["add", "mul", "div", "fn", "pow"])
+    if kind == "add":
+        return a - b if rng.random() < 0.5 else a + b
+    if kind == "mul":
+        return a * b
+    if kind == "div":
+        return a / (b**2 + 1)
+    if kind == "fn":
+        return rng.choice([S, Th])(a)
+    return a ** rng.randint(0, 3)
+
+
+def _expanded_arguments(expr: sympy.Expr) -> sympy.Expr:
+    """Every opaque application's argument expanded (the names :class:`proof.Canon` gives)."""
+    return expr.replace(lambda e: isinstance(e, (S, Th)), lambda e: e.func(sympy.expand(e.args[0])))
+
+
+def test_equal_exactly_agrees_with_sympy_on_random_fractions() -> None:
+    """:func:`proof.equal_exactly` (factored denominators, packed
+    polynomials) against SymPy's ``cancel`` on 96 random pairs, four kinds
+    in turn: a fraction and a rewriting of it (``together`` or ``expand``);
+    a derivative (the quotient rule mixes 1/q and 1/q² of one q) and its
+    ``together``; a difference that cancels to 0 against 0; a rewriting
+    with a small term added (not equal). The answers agree, and both occur."""
+    rng = random.Random(7)
+    symbols = list(sympy.symbols("a b c d"))
+    a = symbols[0]
+    pairs, expected = [], []
+    for k in range(96):
+        e = _random_expression(rng, symbols, 4)
+        rewrite = sympy.together if k % 8 < 4 else sympy.expand
+        kind = k % 4
+        if kind == 0:
+            pair = (e, rewrite(e))
+        elif kind == 1:
+            pair = (sympy.diff(e, a), sympy.together(sympy.diff(e, a)))
+        elif kind == 2:
+            pair = (rewrite(e) - e, sympy.Integer(0))
+        else:
+            pair = (e, rewrite(e) + rng.choice(symbols) / (rng.choice(symbols) ** 2 + 1) * rng.choice([-1, 2]))
+        pairs.append(pair)
+        expected.append(sympy.cancel(sympy.together(_expanded_arguments(pair[0] - pair[1]))) == 0)
+    assert proof.equal_exactly(pairs) == expected
+    assert 40 < sum(expected) < 90
+
+
+def test_a_polynomial_too_high_in_degree_is_refused() -> None:
+    """The packed exponents cannot carry into a neighbour: a degree that
+    would overflow a field raises rather than compare wrongly."""
+    x = proof.Polynomial.variable(1)
+    assert (x * x + x).terms == {2 << proof.Polynomial.FIELD: 1, 1 << proof.Polynomial.FIELD: 1}
+    with pytest.raises(OverflowError):
+        x ** (1 << proof.Polynomial.FIELD)
 
 
 # -- cross-cell identities ---------------------------------------------------------

@@ -326,7 +326,9 @@ class _Diagram:
     def _layer(self) -> None:
         """Longest path from the inputs; then operations (not the gates' own
         boxes) and previous states move up next to their first consumer.
-        Long edges get one dummy per (source, layer), shared by its edges."""
+        Previous states sharing a layer are then parted, each in a layer of
+        its own (its arrow from the left margin would run through the
+        other). Long edges get one dummy per (source, layer), shared by its edges."""
         succs: list[list[int]] = [[] for _ in self.nodes]
         for i, n in enumerate(self.nodes):
             n.layer = 1 + max((self.nodes[p].layer for p in n.preds), default=-1)
@@ -339,6 +341,16 @@ class _Diagram:
             if succs[i] and not fixed:
                 n.layer = min(self.nodes[s].layer for s in succs[i]) - 1
         self.nodes[self.output].layer = 1 + max(n.layer for n in self.nodes[: self.output])
+        while True:  # one previous state a layer: each comes in by an arrow from the left margin
+            seen: dict[int, int] = {}
+            clash = next(((seen[n.layer], i) for i, n in enumerate(self.nodes) if n.kind == "state_in"
+                          and seen.setdefault(n.layer, i) != i), None)
+            if clash is None:
+                break
+            keep, _ = clash  # the first one stays; everything else from its layer up moves up one
+            for i, n in enumerate(self.nodes):
+                if i != keep and n.layer >= self.nodes[keep].layer:
+                    n.layer += 1
         self.chains: list[list[int]] = []  # a source, then its dummies upwards
         self.chain_at: dict[int, dict[int, int]] = {}  # source -> layer -> itself or its dummy there
         self.up: dict[int, list[int]] = {}
@@ -408,7 +420,8 @@ class _Diagram:
     def _place(self) -> None:
         """x: each node as near as it can be to its neighbours' ports,
         keeping its layer's order and spacing (isotonic regression); then
-        long edges straightened and sources put under a port."""
+        long edges straightened and sources put under a port; last, a long
+        edge's dummy that would run along another source's trunk steps aside."""
         for layer in self.layers:
             for i, x in zip(layer, _pav([0.0] * len(layer), self._seps(layer))):
                 self.nodes[i].x = x
@@ -434,6 +447,18 @@ class _Diagram:
                 x = min(ports, key=lambda p: abs(p - here), default=here)
                 lo, hi = self._room(layer, k)
                 self.nodes[i].x = x if abs(x - here) < 32 and lo <= x <= hi else here
+        for k in range(1, len(self.layers)):  # a long edge's drop never runs along another source's trunk
+            for pos, i in enumerate(self.layers[k]):
+                if self.nodes[i].kind != "dummy":
+                    continue
+                trunks = [self.nodes[j].x for j in self.layers[k - 1] if self.up.get(j) and j not in self.down.get(i, [])]
+                here = self.nodes[i].x
+                if all(abs(here - t) >= 4 for t in trunks):
+                    continue
+                lo, hi = self._room(self.layers[k], pos)
+                free = [x for t in trunks for x in (t - 8, t + 8)
+                        if lo <= x <= hi and all(abs(x - u) >= 4 for u in trunks)]
+                self.nodes[i].x = min(free, key=lambda x: (abs(x - here), x), default=here)
         shift = 34 - min(n.x - n.extent[0] for n in self.nodes)
         for n in self.nodes:
             n.x += shift
