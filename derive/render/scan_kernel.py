@@ -20,8 +20,11 @@ parameters, the same gradients).
 
 from __future__ import annotations
 
+import re
+
 import sympy
 
+from .. import functions
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD, carried_in
 from ..graph import Affine, Elementwise, WeightT
@@ -78,6 +81,35 @@ def _columns(cell: Cell, node: Affine) -> dict[str, str]:
     return out
 
 
+_CALL = re.compile(r"[\w.]+\(\{\}(, [^{}()]*)?\)")
+"""An activation spelled as a call whose first argument is its input: it takes ``out=``."""
+
+
+def _into(printer: KernelPrinter, expr: sympy.Expr, dest: str) -> str:
+    """A statement writing ``expr`` into the array ``dest`` with no temporary
+    for its last operation: its top-level add, subtract, multiply, divide
+    or activation is called with ``out=dest``; any other expression is
+    assigned (``dest[...] = …``)."""
+    p = printer.doprint
+    entry = functions.of(expr)
+    if entry is not None and _CALL.fullmatch(entry.numpy):
+        printer.runtime.update(entry.runtime)
+        return f"{entry.numpy.format(p(expr.args[0]))[:-1]}, out={dest})"
+    if isinstance(expr, sympy.Add):
+        first, *rest = expr.as_ordered_terms()
+        tail = sympy.Add(*rest)
+        if tail.could_extract_minus_sign():
+            return f"np.subtract({p(first)}, {p(-tail)}, out={dest})"
+        return f"np.add({p(first)}, {p(tail)}, out={dest})"
+    if isinstance(expr, sympy.Mul):
+        num, den = expr.as_numer_denom()
+        if den != 1:
+            return f"np.divide({p(num)}, {p(den)}, out={dest})"
+        first, *rest = expr.as_ordered_factors()
+        return f"np.multiply({p(first)}, {p(sympy.Mul(*rest))}, out={dest})"
+    return f"{dest}[...] = {p(expr)}"
+
+
 def generate(cell: Cell, command: str | None = None) -> str:
     """The source of ``cell``'s scan kernel; raises :class:`NotAScanCell`
     (naming why) for a cell whose recurrence is not a linear scan."""
@@ -96,8 +128,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
     for node in affines:
         for part, source in _columns(cell, node).items():
             blocks[(node.weight, part)] = source
-    names = {x: "xs", s: s, s_prev: f"{s}_prev"}
-    printer = _ScanPrinter(names, blocks)
+    printer = _ScanPrinter({}, blocks)  # every symbol is a local of its own name: a chunk of its steps
     lines: list[str] = []
 
     def src(line: str = "", indent: int = 0) -> None:
@@ -119,9 +150,9 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src()
     src("The state's Jacobian is diagonal and independent of the state, so")
     src(f"    {s}(t) = a(t) ⊙ {s}(t-1) + b(t),  a(t) = {a_text},  b(t) = {b_text},")
-    src("a and b functions of the input alone: every node is computed for all steps at")
-    src("once and the recurrence by a blocked parallel scan (derive.scan), forward and")
-    src("backward. Same contract, and same init_params, as the loop kernel")
+    src("a and b functions of the input alone: every node is computed for a chunk of")
+    src("steps at once, and the recurrence by a blocked parallel scan (derive.scan),")
+    src("forward and backward. Same contract, and same init_params, as the loop kernel")
     src("derive.kernels." + cell.name + ". Shapes are time-major: xs (T, B, n_x).")
     src('"""')
     src()
@@ -132,7 +163,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src("import numpy as np")
     src()
     src(_RUNTIME)
-    src("from derive.scan import linear_scan, reverse_linear_scan")
+    src("from derive.scan import chunk_steps, linear_scan_into, reverse_linear_scan")
     src()
     src(f"CELL = {cell.name!r}")
     src(f"STATES = {(s,)!r}")
@@ -141,48 +172,135 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src()
     src()
     _emit_init(src, shapes)  # the loop kernel's, draw for draw
+
+    # -- what backward reads: the nodes stored by forward, one full (T, B, n) array each
+    bw = cell.backward
+    seeds = {carried_in(s): sympy.Symbol("g"), sympy.Symbol(OUTPUT_GRAD): sympy.Integer(0)}
+    steps = [a for a in bw.adjoints if a.target != s_prev]
+    gradient_in = next(a for a in bw.adjoints if a.target == s_prev)
+    read = set()
+    for expr in [*(a.expr.xreplace(seeds) for a in bw.adjoints), *(p.expr.xreplace(seeds) for p in bw.param_grads),
+                 *(w.d_affine for w in bw.weight_grads), *(b.d_affine for b in bw.bias_grads)]:
+        read |= {v.name for v in expr.free_symbols}
+    read |= {p for w in bw.weight_grads for p in w.parts}
+    a_node = scan.a.name if isinstance(scan.a, sympy.Symbol) and scan.a.name in cell.vectors else None
+    if a_node is not None:
+        read.add(a_node)
+    stored = [n.target for n in cell.nodes if n.target != s and n.target in read]
+    size = {name: cell.vectors[name].size for name in [*stored, x]}
+    # the affine nodes of the input alone: one GEMM over every step, bias folded in
+    # ([x(t), 1] times [W; b]), each into its (T, B, n_h) block of Z
+    z_nodes = [n for n in affines if n.parts == (x,)]
+    readers: dict[str, set[str]] = {}
+    for node in cell.nodes:
+        args = node.parts if isinstance(node, Affine) else node.arguments()
+        for arg in args:
+            readers.setdefault(arg, set()).add(node.target)
+    scan_args = {v.name for v in (scan.a.free_symbols | scan.b.free_symbols)}
+    # an activation of a block that nothing else reads overwrites that block: Z is then its array
+    in_place: dict[str, str] = {}
+    for node in cell.nodes:
+        if isinstance(node, Elementwise) and functions.of(node.expr) is not None \
+                and isinstance(node.expr.args[0], sympy.Symbol):
+            z = node.expr.args[0].name
+            if any(z == n.target for n in z_nodes) and readers.get(z) == {node.target} \
+                    and z not in read and z not in scan_args and z not in in_place.values():
+                in_place[node.target] = z
+    block = {n.target: k for k, n in enumerate(z_nodes)}
+    block.update({target: block[z] for target, z in in_place.items()})
+    own = [n for n in stored if n not in block]  # stored in arrays of their own
+
     # -- forward
     src("def forward(")
     src("params: dict[str, np.ndarray], xs: np.ndarray, state0: dict[str, np.ndarray] | None = None", 1)
     src(") -> tuple[np.ndarray, dict[str, Any]]:")
     src(f'"""Run the cell over ``xs`` (T, B, n_x) from ``state0`` ({s!r}: (B, n_h); zeros if None).', 1)
     src("", 1)
-    src(f"Returns ``ys`` (T, B, n_h), the output {s}(t) of every step, and the cache", 1)
-    src("``backward`` needs; ``cache['final']`` holds the final state.", 1)
+    src(f"Returns ``ys`` (T, B, n_h), the output {s}(t) of every step (read-only), and the", 1)
+    src("cache ``backward`` needs; ``cache['final']`` holds the final state.", 1)
     src('"""', 1)
     src("sizes, dtype = check_params(params, PARAM_SHAPES)", 1)
     src("n_x, n_h = sizes['n_x'], sizes['n_h']", 1)
     src("xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))", 1)
     src("T, B, _ = xs.shape", 1)
     src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 1)
+    src("# copies: backward reads these, and the caller may change their arrays or dict meanwhile", 1)
+    src("params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}", 1)
     src(f"{', '.join(param_names)}{',' if len(param_names) == 1 else ''} = (params[k] for k in {param_names!r})", 1)
-    src("# every node at every step at once: (T, B, n) arrays", 1)
+    src("# [x(t), 1] for every step: the cache's copy of xs, and the biases' column", 1)
+    src("xs1 = np.empty((T * B, n_x + 1), dtype)", 1)
+    src("xs1[:, :n_x] = xs.reshape(T * B, n_x)", 1)
+    src("xs1[:, n_x] = 1", 1)
+    src("xs = xs1[:, :n_x].reshape(T, B, n_x)", 1)
+    if z_nodes:
+        names_z = ", ".join(n.target for n in z_nodes)
+        src(f"# Z: {names_z} at every step, one (T, B, n_h) block each, by one GEMM per block", 1)
+        for target, z in in_place.items():
+            src(f"# (then {target} = f({z}) in place of {z}: nothing else reads {z})", 1)
+        stacked = ", ".join(f"np.vstack([{n.weight}.T, {n.bias if n.bias else 'np.zeros(n_h, dtype)'}])" for n in z_nodes)
+        src(f"Z = np.empty(({len(z_nodes)}, T, B, n_h), dtype)", 1)
+        src(f"np.matmul(xs1, np.stack([{stacked}]), out=Z.reshape({len(z_nodes)}, T * B, n_h))", 1)
+    src("# the other nodes backward reads, every step: filled one chunk of steps at a time", 1)
+    for name in own:
+        src(f"{name}_seq = np.empty((T, B, {size[name]}), dtype)", 1)
+    a_array = None
+    if a_node is not None:
+        a_array = f"Z[{block[a_node]}]" if a_node in block else f"{a_node}_seq"
+        src(f"a_seq = {a_array}  # a(t) = {a_text}", 1)
+    else:
+        src(f"a_seq = np.empty((T, B, n_h), dtype)  # a(t) = {a_text}", 1)
+    src(f"# {s}_seq[0] = {s}(-1); {s}_seq[t + 1] holds b(t) = {b_text}, then {s}(t) after the scan", 1)
+    src(f"{s}_seq = np.empty((T + 1, B, n_h), dtype)", 1)
+    src(f"{s}_seq[0] = state0[{s!r}]", 1)
+    src("# every other node, a chunk of steps at a time: (C, B, n) arrays that stay in the cache", 1)
+    src("C = chunk_steps(T, B * n_h)", 1)
+    src("for t0 in range(0, T, C):", 1)
+    src("t1 = min(t0 + C, T)", 2)
+    if readers.get(x, set()) - {n.target for n in z_nodes} or x in scan_args:  # x read in the chunk
+        src(f"{x} = xs[t0:t1]", 2)
     for node in cell.nodes:
         if node.target == s:
             continue
+        if node in z_nodes:
+            if node.target in readers or node.target in scan_args:
+                src(f"{node.target} = Z[{block[node.target]}, t0:t1]", 2)
+            continue
         if isinstance(node, Affine):
-            terms = " + ".join(f"{names.get(p, p)} @ {blocks[(node.weight, p)]}.T" for p in node.parts)
+            terms = " + ".join(f"{p} @ {blocks[(node.weight, p)]}.T" for p in node.parts)
             bias = f" + {node.bias}" if node.bias else ""
             src(f"# {node.target}(t) = {node.weight} [{', '.join(f'{p}(t)' for p in node.parts)}]"
-                f"{' + ' + node.bias if node.bias else ''}, every step in one GEMM", 1)
-            src(f"{node.target} = {terms}{bias}", 1)
+                f"{' + ' + node.bias if node.bias else ''}", 2)
+            if node.target in own:
+                src(f"{node.target} = {node.target}_seq[t0:t1]", 2)
+                src(f"{node.target}[...] = {terms}{bias}", 2)
+            else:
+                src(f"{node.target} = {terms}{bias}", 2)
+            continue
+        src(f"# {node.target}(t) = {text.doprint(node.expr)}", 2)
+        if node.target in block:
+            src(f"{node.target} = {_into(printer, node.expr, f'Z[{block[node.target]}, t0:t1]')}", 2)
+        elif node.target in own:
+            src(f"{node.target} = {node.target}_seq[t0:t1]", 2)
+            src(_into(printer, node.expr, node.target), 2)
         else:
-            src(f"# {node.target}(t) = {text.doprint(node.expr)}", 1)
-            src(f"{node.target} = {printer.doprint(node.expr)}", 1)
-    src(f"# {s}(t) = a(t) ⊙ {s}(t-1) + b(t), every step by a blocked scan", 1)
-    src(f"a = np.broadcast_to(np.asarray({printer.doprint(scan.a)}, dtype), (T, B, n_h))", 1)
-    src(f"b = np.broadcast_to(np.asarray({printer.doprint(scan.b)}, dtype), (T, B, n_h))", 1)
-    src(f"{s}_seq = linear_scan(a, b, state0[{s!r}])", 1)
+            src(f"{node.target} = {printer.doprint(node.expr)}", 2)
+    if a_node is None:
+        src(f"# a(t) = {a_text}, b(t) = {b_text}", 2)
+        src(_into(printer, scan.a, "a_seq[t0:t1]"), 2)
+    else:
+        src(f"# b(t) = {b_text}", 2)
+    src(_into(printer, scan.b, f"{s}_seq[t0 + 1:t1 + 1]"), 2)
+    src(f"# {s}(t) = a(t) ⊙ {s}(t-1) + b(t), every step by a blocked scan, in place over b", 1)
+    src(f"linear_scan_into(a_seq, {s}_seq)", 1)
     src(f"ys = {s}_seq[1:]", 1)
     src("ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward", 1)
-    cached = ", ".join(f"{n.target!r}: {n.target}" for n in cell.nodes if n.target != s)
-    src("# the cache holds its own copies: the caller may change params or xs before backward", 1)
-    src(f"cache = {{'params': {{k: np.array(v, copy=True) for k, v in params.items()}}, 'xs': xs.copy(), 'final': {{{s!r}: {s}_seq[T].copy()}}, 'a': a, {s!r}: {s}_seq, {cached}}}", 1)
+    cached = "".join(f", {n!r}: " + (f"Z[{block[n]}]" if n in block else f"{n}_seq") for n in stored)
+    src(f"cache = {{'cell': CELL, 'params': params, 'xs': xs, 'final': {{{s!r}: {s}_seq[T].copy()}}, 'a': a_seq, "
+        f"{s!r}: {s}_seq{cached}}}", 1)
     src("return ys, cache", 1)
     src()
     src()
     # -- backward
-    bw = cell.backward
     src("def backward(")
     src("cache: dict[str, Any], dys: np.ndarray, dstate: dict[str, np.ndarray] | None = None", 1)
     src(") -> dict[str, np.ndarray]:")
@@ -192,58 +310,77 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src('"""', 1)
     src("if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:", 1)
     src('raise ValueError("cache: expected the cache returned by forward(), got " + type(cache).__name__)', 2)
+    src("if cache.get('cell') != CELL:", 1)
+    src("raise ValueError(f\"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()\")", 2)
     src("params, xs = cache['params'], cache['xs']", 1)
     src("T, B, n_x = xs.shape", 1)
     src("dtype = xs.dtype", 1)
-    src(f"n_h = cache[{s!r}].shape[2]", 1)
+    src(f"{s}_seq = cache[{s!r}]", 1)
+    src(f"n_h = {s}_seq.shape[2]", 1)
     src("dys = check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')", 1)
     src("dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)", 1)
     src(f"{', '.join(param_names)}{',' if len(param_names) == 1 else ''} = (params[k] for k in {param_names!r})", 1)
-    for node in cell.nodes:
-        if node.target != s:
-            src(f"{node.target} = cache[{node.target!r}]", 1)
-    src(f"{s} = cache[{s!r}][1:]", 1)
-    src(f"{s}_prev = cache[{s!r}][:-1]", 1)
-    src(f"# g(t), the whole gradient on {s}(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse scan", 1)
-    src(f"g = reverse_linear_scan(cache['a'], dys, dstate[{s!r}])", 1)
-    src("# the derived backward step, every step at once, with δ" + s + "(t) = g(t)", 1)
-    seeds = {carried_in(s): sympy.Symbol("g"), sympy.Symbol(OUTPUT_GRAD): sympy.Integer(0)}
-    steps = [a for a in bw.adjoints if a.target != s_prev]
+    for name in stored:
+        src(f"{name}_seq = cache[{name!r}]", 1)
+    src(f"# g(t), the whole gradient on {s}(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan", 1)
+    src(f"g_seq = reverse_linear_scan(cache['a'], dys, dstate[{s!r}])", 1)
+    src("# the sums over time, accumulated chunk by chunk", 1)
+    src("d_xs = np.empty((T, B, n_x), dtype)", 1)
+    grads = []
+    for wg in bw.weight_grads:
+        src(f"d_{wg.weight} = np.zeros_like({wg.weight})", 1)
+        grads.append((wg.weight, f"d_{wg.weight}"))
+    for bg in bw.bias_grads:
+        src(f"d_{bg.bias} = np.zeros_like({bg.bias})", 1)
+        grads.append((bg.bias, f"d_{bg.bias}"))
+    for pg in bw.param_grads:
+        src(f"d_{pg.param} = np.zeros_like({pg.param})", 1)
+        grads.append((pg.param, f"d_{pg.param}"))
+    src(f"# the derived backward step, a chunk of steps at a time, with δ{s}(t) = g(t)", 1)
+    src("C = chunk_steps(T, B * n_h)", 1)
+    src("for t0 in range(0, T, C):", 1)
+    src("t1 = min(t0 + C, T)", 2)
+    for name in stored:
+        src(f"{name} = {name}_seq[t0:t1]", 2)
+    if s in read:
+        src(f"{s} = {s}_seq[t0 + 1:t1 + 1]", 2)
+    if s_prev in read:
+        src(f"{s_prev} = {s}_seq[t0:t1]", 2)
+    if x in read:
+        src(f"{x} = xs[t0:t1]", 2)
+    src("g = g_seq[t0:t1]", 2)
     # common subexpressions of the adjoints (1/(Gf + Gi), …) computed once, each just before its first use
     shared, reduced = sympy.cse([a.expr.xreplace(seeds) for a in steps],
                                 symbols=sympy.numbered_symbols("shared"), optimizations="basic")
     pending = list(shared)
     for adj, expr in zip(steps, reduced):
-        src(f"# δ{adj.target}(t) = {sympy.sstr(adj.expr.xreplace(seeds))}", 1)
+        src(f"# δ{adj.target}(t) = {sympy.sstr(adj.expr.xreplace(seeds))}", 2)
         needed = set(expr.free_symbols)
         for k in range(len(pending) - 1, -1, -1):  # the shared values this one reads, and theirs
             if pending[k][0] in needed:
                 needed |= pending[k][1].free_symbols
         for name, value in [p for p in pending if p[0] in needed]:
-            src(f"{name} = {printer.doprint(value)}", 1)
+            src(f"{name} = {printer.doprint(value)}", 2)
         pending = [p for p in pending if p[0] not in needed]
-        src(f"{adj.symbol} = {printer.doprint(expr)}", 1)
-    gradient_in = next(a for a in bw.adjoints if a.target == s_prev)
-    first = {v: sympy.Symbol(f"{names.get(v.name, v.name)}[0]") for v in gradient_in.expr.xreplace(seeds).free_symbols}
-    src(f"# δ{s}(-1) = {sympy.sstr(gradient_in.expr.xreplace(seeds))} at the first step", 1)
-    src(f"{gradient_in.symbol}0 = {printer.doprint(gradient_in.expr.xreplace(seeds).xreplace(first))}", 1)
-    grads = []
+        src(f"{adj.symbol} = {printer.doprint(expr)}", 2)
+    src(f"d_xs[t0:t1] = d_{x}", 2)
+    src("if t0 == 0:", 2)
+    src(f"# δ{s}(-1) = {sympy.sstr(gradient_in.expr.xreplace(seeds))} at the first step", 3)
+    src(f"{gradient_in.symbol}0 = np.broadcast_to({printer.doprint(gradient_in.expr.xreplace(seeds))}, "
+        "(t1 - t0, B, n_h))[0].copy()", 3)
     for wg in bw.weight_grads:
-        parts = [names.get(p, p) for p in wg.parts]
+        parts = list(wg.parts)
         stacked = parts[0] if len(parts) == 1 else f"np.concatenate([{', '.join(parts)}], axis=-1)"
-        src(f"# δ{wg.weight} = Σ_t δz(t) [{', '.join(wg.parts)}]ᵀ, one GEMM over the stacked steps", 1)
-        src(f"d_{wg.weight} = {printer.doprint(wg.d_affine)}.reshape(T * B, n_h).T @ {stacked}.reshape(T * B, -1)", 1)
-        grads.append((wg.weight, f"d_{wg.weight}"))
+        src(f"# δ{wg.weight} = Σ_t δz(t) [{', '.join(f'{p}(t)' for p in wg.parts)}]ᵀ", 2)
+        src(f"d_{wg.weight} += {printer.doprint(wg.d_affine)}.reshape(-1, n_h).T @ {stacked}.reshape(-1, {wg.weight}.shape[1])", 2)
     for bg in bw.bias_grads:
-        src(f"d_{bg.bias} = {printer.doprint(bg.d_affine)}.sum(axis=(0, 1))", 1)
-        grads.append((bg.bias, f"d_{bg.bias}"))
+        src(f"d_{bg.bias} += {printer.doprint(bg.d_affine)}.sum(axis=(0, 1))", 2)
     for pg in bw.param_grads:
-        src(f"d_{pg.param} = np.broadcast_to({printer.doprint(pg.expr.xreplace(seeds))}, (T, B, n_h)).sum(axis=(0, 1))", 1)
-        grads.append((pg.param, f"d_{pg.param}"))
+        src(f"d_{pg.param} += np.broadcast_to({printer.doprint(pg.expr.xreplace(seeds))}, (t1 - t0, B, n_h)).sum(axis=(0, 1))", 2)
     order = {name: k for k, name in enumerate(cell.params)}
     grads.sort(key=lambda g: order[g[0]])
     out = ", ".join(f"{k!r}: {v}" for k, v in grads)
-    src(f"return {{{out}, 'xs': d_{x}, {s + '0'!r}: np.broadcast_to(d_{s_prev}0, (B, n_h)).copy()}}", 1)
+    src(f"return {{{out}, 'xs': d_xs, {s + '0'!r}: {gradient_in.symbol}0}}", 1)
     body = "\n".join(lines) + "\n"
     calls = sorted(printer.runtime | {"check_params", "check_sequence", "check_states", "init_uniform"})
     return body.replace(_RUNTIME, f"from derive.runtime import {', '.join(calls)}")
