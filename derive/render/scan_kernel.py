@@ -27,7 +27,7 @@ import sympy
 from .. import functions
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD, carried_in
-from ..graph import Affine, Elementwise, WeightT
+from ..graph import Affine, Elementwise, WeightT, adjoint
 from ..structure import classify
 from .numpy_kernel import KernelPrinter, _emit_init
 from .text import CellTextPrinter
@@ -105,8 +105,13 @@ def _into(printer: KernelPrinter, expr: sympy.Expr, dest: str) -> str:
         num, den = expr.as_numer_denom()
         if den != 1:
             return f"np.divide({p(num)}, {p(den)}, out={dest})"
-        first, *rest = expr.as_ordered_factors()
-        return f"np.multiply({p(first)}, {p(sympy.Mul(*rest))}, out={dest})"
+        factors = list(expr.as_ordered_factors())
+        if factors[0] == -1:  # −u ⊙ (v − 1) as u ⊙ (1 − v): the sign into a factor that is a sum
+            flip = next((k for k, f in enumerate(factors) if isinstance(f, sympy.Add)), None)
+            if flip is not None:
+                factors = [*factors[1:flip], sympy.expand(-factors[flip]), *factors[flip + 1:]]
+        *rest, last = factors
+        return f"np.multiply({p(sympy.Mul(*rest))}, {p(last)}, out={dest})"
     return f"{dest}[...] = {p(expr)}"
 
 
@@ -324,20 +329,46 @@ def generate(cell: Cell, command: str | None = None) -> str:
         src(f"{name}_seq = cache[{name!r}]", 1)
     src(f"# g(t), the whole gradient on {s}(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan", 1)
     src(f"g_seq = reverse_linear_scan(cache['a'], dys, dstate[{s!r}])", 1)
+    # the δz of Z's nodes side by side, (C·B, G·n_h) per chunk: δx, the weights' and biases' gradients
+    # in one GEMM or sum each, when δx is Σ_k W_kᵀ δz_k over exactly those nodes
+    x_adj = next(a for a in steps if a.target == x)
+    x_terms = sympy.Add.make_args(x_adj.expr.xreplace(seeds))
+    dz = {adjoint(n.target): k for k, n in enumerate(z_nodes)}
+    stack = bool(z_nodes) and len(x_terms) == len(z_nodes) and all(isinstance(t, WeightT) for t in x_terms) \
+        and {(t.weight, t.part, t.adjoint) for t in x_terms} == {(n.weight, x, adjoint(n.target)) for n in z_nodes}
+    weight_k = {n.weight: k for k, n in enumerate(z_nodes)} if stack else {}
+    bias_k = {n.bias: k for k, n in enumerate(z_nodes) if n.bias} if stack else {}
+    G = len(z_nodes)
     src("# the sums over time, accumulated chunk by chunk", 1)
     src("d_xs = np.empty((T, B, n_x), dtype)", 1)
     grads = []
+    if stack:
+        src(f"# dZ: δ{', δ'.join(n.target for n in z_nodes)} of a chunk side by side, for one GEMM each for δx and the δW", 1)
+        src("C = chunk_steps(T, B * n_h)", 1)
+        src(f"dZ = np.empty((C, B, {G}, n_h), dtype)", 1)
+        src(f"W_x = np.concatenate([{', '.join(n.weight for n in z_nodes)}])  # ({G}·n_h, n_x)", 1)
+        src(f"dW_x = np.zeros(({G} * n_h, n_x), dtype)", 1)
+        src(f"dB = np.zeros(({G} * n_h,), dtype)", 1)
     for wg in bw.weight_grads:
+        if wg.weight in weight_k and wg.d_affine in dz and wg.parts == (x,):
+            k = weight_k[wg.weight]
+            grads.append((wg.weight, f"dW_x[{k} * n_h:{k + 1} * n_h]"))
+            continue
         src(f"d_{wg.weight} = np.zeros_like({wg.weight})", 1)
         grads.append((wg.weight, f"d_{wg.weight}"))
     for bg in bw.bias_grads:
+        if bg.bias in bias_k and bg.d_affine in dz:
+            k = bias_k[bg.bias]
+            grads.append((bg.bias, f"dB[{k} * n_h:{k + 1} * n_h]"))
+            continue
         src(f"d_{bg.bias} = np.zeros_like({bg.bias})", 1)
         grads.append((bg.bias, f"d_{bg.bias}"))
     for pg in bw.param_grads:
         src(f"d_{pg.param} = np.zeros_like({pg.param})", 1)
         grads.append((pg.param, f"d_{pg.param}"))
     src(f"# the derived backward step, a chunk of steps at a time, with δ{s}(t) = g(t)", 1)
-    src("C = chunk_steps(T, B * n_h)", 1)
+    if not stack:
+        src("C = chunk_steps(T, B * n_h)", 1)
     src("for t0 in range(0, T, C):", 1)
     src("t1 = min(t0 + C, T)", 2)
     for name in stored:
@@ -346,7 +377,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
         src(f"{s} = {s}_seq[t0 + 1:t1 + 1]", 2)
     if s_prev in read:
         src(f"{s_prev} = {s}_seq[t0:t1]", 2)
-    if x in read:
+    if x in read or stack:
         src(f"{x} = xs[t0:t1]", 2)
     src("g = g_seq[t0:t1]", 2)
     # common subexpressions of the adjoints (1/(Gf + Gi), …) computed once, each just before its first use
@@ -354,6 +385,8 @@ def generate(cell: Cell, command: str | None = None) -> str:
                                 symbols=sympy.numbered_symbols("shared"), optimizations="basic")
     pending = list(shared)
     for adj, expr in zip(steps, reduced):
+        if stack and adj.target == x:
+            continue  # δx: one GEMM below
         src(f"# δ{adj.target}(t) = {sympy.sstr(adj.expr.xreplace(seeds))}", 2)
         needed = set(expr.free_symbols)
         for k in range(len(pending) - 1, -1, -1):  # the shared values this one reads, and theirs
@@ -362,18 +395,34 @@ def generate(cell: Cell, command: str | None = None) -> str:
         for name, value in [p for p in pending if p[0] in needed]:
             src(f"{name} = {printer.doprint(value)}", 2)
         pending = [p for p in pending if p[0] not in needed]
-        src(f"{adj.symbol} = {printer.doprint(expr)}", 2)
-    src(f"d_xs[t0:t1] = d_{x}", 2)
+        if adj.symbol in dz:
+            src(f"{adj.symbol} = dZ[:t1 - t0, :, {dz[adj.symbol]}]", 2)
+            src(_into(printer, expr, str(adj.symbol)), 2)
+        else:
+            src(f"{adj.symbol} = {printer.doprint(expr)}", 2)
+    if stack:
+        src(f"dZ_t = dZ[:t1 - t0].reshape(-1, {G} * n_h)", 2)
+        src(f"# δx(t) = {sympy.sstr(x_adj.expr)}: one GEMM", 2)
+        src("np.matmul(dZ_t, W_x, out=d_xs[t0:t1].reshape(-1, n_x))", 2)
+        src(f"# δW = Σ_t δz(t) [x(t)]ᵀ, δb = Σ_t δz(t), for {', '.join(n.target for n in z_nodes)} at once", 2)
+        src(f"dW_x += dZ_t.T @ {x}.reshape(-1, n_x)", 2)
+        src("dB += dZ_t.sum(axis=0)", 2)
+    else:
+        src(f"d_xs[t0:t1] = d_{x}", 2)
     src("if t0 == 0:", 2)
     src(f"# δ{s}(-1) = {sympy.sstr(gradient_in.expr.xreplace(seeds))} at the first step", 3)
     src(f"{gradient_in.symbol}0 = np.broadcast_to({printer.doprint(gradient_in.expr.xreplace(seeds))}, "
         "(t1 - t0, B, n_h))[0].copy()", 3)
     for wg in bw.weight_grads:
+        if wg.weight in weight_k and wg.d_affine in dz and wg.parts == (x,):
+            continue
         parts = list(wg.parts)
         stacked = parts[0] if len(parts) == 1 else f"np.concatenate([{', '.join(parts)}], axis=-1)"
         src(f"# δ{wg.weight} = Σ_t δz(t) [{', '.join(f'{p}(t)' for p in wg.parts)}]ᵀ", 2)
         src(f"d_{wg.weight} += {printer.doprint(wg.d_affine)}.reshape(-1, n_h).T @ {stacked}.reshape(-1, {wg.weight}.shape[1])", 2)
     for bg in bw.bias_grads:
+        if bg.bias in bias_k and bg.d_affine in dz:
+            continue
         src(f"d_{bg.bias} += {printer.doprint(bg.d_affine)}.sum(axis=(0, 1))", 2)
     for pg in bw.param_grads:
         src(f"d_{pg.param} += np.broadcast_to({printer.doprint(pg.expr.xreplace(seeds))}, (t1 - t0, B, n_h)).sum(axis=(0, 1))", 2)

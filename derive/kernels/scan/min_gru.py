@@ -121,12 +121,13 @@ def backward(
     g_seq = reverse_linear_scan(cache['a'], dys, dstate['c'])
     # the sums over time, accumulated chunk by chunk
     d_xs = np.empty((T, B, n_x), dtype)
-    d_W_u = np.zeros_like(W_u)
-    d_W_h = np.zeros_like(W_h)
-    d_b_u = np.zeros_like(b_u)
-    d_b_h = np.zeros_like(b_h)
-    # the derived backward step, a chunk of steps at a time, with δc(t) = g(t)
+    # dZ: δz_u, δh of a chunk side by side, for one GEMM each for δx and the δW
     C = chunk_steps(T, B * n_h)
+    dZ = np.empty((C, B, 2, n_h), dtype)
+    W_x = np.concatenate([W_u, W_h])  # (2·n_h, n_x)
+    dW_x = np.zeros((2 * n_h, n_x), dtype)
+    dB = np.zeros((2 * n_h,), dtype)
+    # the derived backward step, a chunk of steps at a time, with δc(t) = g(t)
     for t0 in range(0, T, C):
         t1 = min(t0 + C, T)
         Gu = Gu_seq[t0:t1]
@@ -137,21 +138,20 @@ def backward(
         # δc(t) = g
         d_c = g
         # δh(t) = Gu*d_c
-        d_h = Gu*d_c
+        d_h = dZ[:t1 - t0, :, 1]
+        np.multiply(Gu, d_c, out=d_h)
         # δGu(t) = d_c*(-c_prev + h)
         d_Gu = -d_c*(c_prev - h)
         # δz_u(t) = Gu*d_Gu*(1 - Gu)
-        d_z_u = -Gu*d_Gu*(Gu - 1)
-        # δx(t) = WeightT(W_h, x, d_h) + WeightT(W_u, x, d_z_u)
-        d_x = (d_h @ W_h) + (d_z_u @ W_u)
-        d_xs[t0:t1] = d_x
+        d_z_u = dZ[:t1 - t0, :, 0]
+        np.multiply(Gu*d_Gu, 1 - Gu, out=d_z_u)
+        dZ_t = dZ[:t1 - t0].reshape(-1, 2 * n_h)
+        # δx(t) = WeightT(W_h, x, d_h) + WeightT(W_u, x, d_z_u): one GEMM
+        np.matmul(dZ_t, W_x, out=d_xs[t0:t1].reshape(-1, n_x))
+        # δW = Σ_t δz(t) [x(t)]ᵀ, δb = Σ_t δz(t), for z_u, h at once
+        dW_x += dZ_t.T @ x.reshape(-1, n_x)
+        dB += dZ_t.sum(axis=0)
         if t0 == 0:
             # δc(-1) = d_c*(1 - Gu) at the first step
             d_c_prev0 = np.broadcast_to(d_c*(1 - Gu), (t1 - t0, B, n_h))[0].copy()
-        # δW_u = Σ_t δz(t) [x(t)]ᵀ
-        d_W_u += d_z_u.reshape(-1, n_h).T @ x.reshape(-1, W_u.shape[1])
-        # δW_h = Σ_t δz(t) [x(t)]ᵀ
-        d_W_h += d_h.reshape(-1, n_h).T @ x.reshape(-1, W_h.shape[1])
-        d_b_u += d_z_u.sum(axis=(0, 1))
-        d_b_h += d_h.sum(axis=(0, 1))
-    return {'W_u': d_W_u, 'b_u': d_b_u, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_prev0}
+    return {'W_u': dW_x[0 * n_h:1 * n_h], 'b_u': dB[0 * n_h:1 * n_h], 'W_h': dW_x[1 * n_h:2 * n_h], 'b_h': dB[1 * n_h:2 * n_h], 'xs': d_xs, 'c0': d_c_prev0}

@@ -139,14 +139,13 @@ def backward(
     g_seq = reverse_linear_scan(cache['a'], dys, dstate['c'])
     # the sums over time, accumulated chunk by chunk
     d_xs = np.empty((T, B, n_x), dtype)
-    d_W_f = np.zeros_like(W_f)
-    d_W_i = np.zeros_like(W_i)
-    d_W_h = np.zeros_like(W_h)
-    d_b_f = np.zeros_like(b_f)
-    d_b_i = np.zeros_like(b_i)
-    d_b_h = np.zeros_like(b_h)
-    # the derived backward step, a chunk of steps at a time, with δc(t) = g(t)
+    # dZ: δz_f, δz_i, δh of a chunk side by side, for one GEMM each for δx and the δW
     C = chunk_steps(T, B * n_h)
+    dZ = np.empty((C, B, 3, n_h), dtype)
+    W_x = np.concatenate([W_f, W_i, W_h])  # (3·n_h, n_x)
+    dW_x = np.zeros((3 * n_h, n_x), dtype)
+    dB = np.zeros((3 * n_h,), dtype)
+    # the derived backward step, a chunk of steps at a time, with δc(t) = g(t)
     for t0 in range(0, T, C):
         t1 = min(t0 + C, T)
         Gf = Gf_seq[t0:t1]
@@ -164,31 +163,28 @@ def backward(
         # δGf_n(t) = c_prev*d_c
         d_Gf_n = c_prev*d_c
         # δh(t) = Gi_n*d_c
-        d_h = Gi_n*d_c
+        d_h = dZ[:t1 - t0, :, 2]
+        np.multiply(Gi_n, d_c, out=d_h)
         # δGi(t) = -Gf*d_Gf_n/(Gf + Gi)**2 + d_Gi_n*(-Gi/(Gf + Gi)**2 + 1/(Gf + Gi))
         shared0 = 1/(Gf + Gi)
         shared1 = Gf*shared0
         shared2 = Gi*shared0
         d_Gi = -shared0*(d_Gf_n*shared1 + d_Gi_n*(shared2 - 1))
         # δz_i(t) = Gi*d_Gi*(1 - Gi)
-        d_z_i = -Gi*d_Gi*(Gi - 1)
+        d_z_i = dZ[:t1 - t0, :, 1]
+        np.multiply(Gi*d_Gi, 1 - Gi, out=d_z_i)
         # δGf(t) = -Gi*d_Gi_n/(Gf + Gi)**2 + d_Gf_n*(-Gf/(Gf + Gi)**2 + 1/(Gf + Gi))
         d_Gf = -shared0*(d_Gf_n*(shared1 - 1) + d_Gi_n*shared2)
         # δz_f(t) = Gf*d_Gf*(1 - Gf)
-        d_z_f = -Gf*d_Gf*(Gf - 1)
-        # δx(t) = WeightT(W_f, x, d_z_f) + WeightT(W_h, x, d_h) + WeightT(W_i, x, d_z_i)
-        d_x = (d_z_f @ W_f) + (d_h @ W_h) + (d_z_i @ W_i)
-        d_xs[t0:t1] = d_x
+        d_z_f = dZ[:t1 - t0, :, 0]
+        np.multiply(Gf*d_Gf, 1 - Gf, out=d_z_f)
+        dZ_t = dZ[:t1 - t0].reshape(-1, 3 * n_h)
+        # δx(t) = WeightT(W_f, x, d_z_f) + WeightT(W_h, x, d_h) + WeightT(W_i, x, d_z_i): one GEMM
+        np.matmul(dZ_t, W_x, out=d_xs[t0:t1].reshape(-1, n_x))
+        # δW = Σ_t δz(t) [x(t)]ᵀ, δb = Σ_t δz(t), for z_f, z_i, h at once
+        dW_x += dZ_t.T @ x.reshape(-1, n_x)
+        dB += dZ_t.sum(axis=0)
         if t0 == 0:
             # δc(-1) = Gf_n*d_c at the first step
             d_c_prev0 = np.broadcast_to(Gf_n*d_c, (t1 - t0, B, n_h))[0].copy()
-        # δW_f = Σ_t δz(t) [x(t)]ᵀ
-        d_W_f += d_z_f.reshape(-1, n_h).T @ x.reshape(-1, W_f.shape[1])
-        # δW_i = Σ_t δz(t) [x(t)]ᵀ
-        d_W_i += d_z_i.reshape(-1, n_h).T @ x.reshape(-1, W_i.shape[1])
-        # δW_h = Σ_t δz(t) [x(t)]ᵀ
-        d_W_h += d_h.reshape(-1, n_h).T @ x.reshape(-1, W_h.shape[1])
-        d_b_f += d_z_f.sum(axis=(0, 1))
-        d_b_i += d_z_i.sum(axis=(0, 1))
-        d_b_h += d_h.sum(axis=(0, 1))
-    return {'W_f': d_W_f, 'b_f': d_b_f, 'W_i': d_W_i, 'b_i': d_b_i, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_prev0}
+    return {'W_f': dW_x[0 * n_h:1 * n_h], 'b_f': dB[0 * n_h:1 * n_h], 'W_i': dW_x[1 * n_h:2 * n_h], 'b_i': dB[1 * n_h:2 * n_h], 'W_h': dW_x[2 * n_h:3 * n_h], 'b_h': dB[2 * n_h:3 * n_h], 'xs': d_xs, 'c0': d_c_prev0}
