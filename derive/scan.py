@@ -38,8 +38,8 @@ import math
 
 import numpy as np
 
-CHUNK_ELEMENTS = 1 << 14
-"""Elements per array in a kernel's time chunk (:func:`chunk_steps`): 128 KiB in float64."""
+CHUNK_ELEMENTS = 1 << 15
+"""Elements per array in a kernel's time chunk (:func:`chunk_steps`): 256 KiB in float64."""
 
 
 def _check(a: np.ndarray, b: np.ndarray, s0: np.ndarray) -> None:

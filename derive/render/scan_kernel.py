@@ -188,9 +188,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
                  *(w.d_affine for w in bw.weight_grads), *(b.d_affine for b in bw.bias_grads)]:
         read |= {v.name for v in expr.free_symbols}
     read |= {p for w in bw.weight_grads for p in w.parts}
-    a_node = scan.a.name if isinstance(scan.a, sympy.Symbol) and scan.a.name in cell.vectors else None
-    if a_node is not None:
-        read.add(a_node)
+    read |= {v.name for v in scan.a.free_symbols}  # backward evaluates a(t) again, chunk by chunk
     stored = [n.target for n in cell.nodes if n.target != s and n.target in read]
     size = {name: cell.vectors[name].size for name in [*stored, x]}
     # the affine nodes of the input alone: one GEMM over every step, bias folded in
@@ -248,12 +246,6 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src("# the other nodes backward reads, every step: filled one chunk of steps at a time", 1)
     for name in own:
         src(f"{name}_seq = np.empty((T, B, {size[name]}), dtype)", 1)
-    a_array = None
-    if a_node is not None:
-        a_array = f"Z[{block[a_node]}]" if a_node in block else f"{a_node}_seq"
-        src(f"a_seq = {a_array}  # a(t) = {a_text}", 1)
-    else:
-        src(f"a_seq = np.empty((T, B, n_h), dtype)  # a(t) = {a_text}", 1)
     src(f"# {s}_seq[0] = {s}(-1); {s}_seq[t + 1] holds b(t) = {b_text}, then {s}(t) after the scan", 1)
     src(f"{s}_seq = np.empty((T + 1, B, n_h), dtype)", 1)
     src(f"{s}_seq[0] = state0[{s!r}]", 1)
@@ -289,18 +281,15 @@ def generate(cell: Cell, command: str | None = None) -> str:
             src(_into(printer, node.expr, node.target), 2)
         else:
             src(f"{node.target} = {printer.doprint(node.expr)}", 2)
-    if a_node is None:
-        src(f"# a(t) = {a_text}, b(t) = {b_text}", 2)
-        src(_into(printer, scan.a, "a_seq[t0:t1]"), 2)
-    else:
-        src(f"# b(t) = {b_text}", 2)
+    src(f"# b(t) = {b_text}", 2)
     src(_into(printer, scan.b, f"{s}_seq[t0 + 1:t1 + 1]"), 2)
-    src(f"# {s}(t) = a(t) ⊙ {s}(t-1) + b(t), every step by a blocked scan, in place over b", 1)
-    src(f"linear_scan_into(a_seq, {s}_seq)", 1)
+    src(f"# {s}(t) = a(t) ⊙ {s}(t-1) + b(t), a(t) = {a_text}: the chunk's steps by a blocked scan,", 2)
+    src(f"# in place over b, from the state the previous chunk ended with", 2)
+    src(f"linear_scan_into(np.broadcast_to({printer.doprint(scan.a)}, (t1 - t0, B, n_h)), {s}_seq[t0:t1 + 1])", 2)
     src(f"ys = {s}_seq[1:]", 1)
     src("ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward", 1)
     cached = "".join(f", {n!r}: " + (f"Z[{block[n]}]" if n in block else f"{n}_seq") for n in stored)
-    src(f"cache = {{'cell': CELL, 'params': params, 'xs': xs, 'final': {{{s!r}: {s}_seq[T].copy()}}, 'a': a_seq, "
+    src(f"cache = {{'cell': CELL, 'params': params, 'xs': xs, 'final': {{{s!r}: {s}_seq[T].copy()}}, "
         f"{s!r}: {s}_seq{cached}}}", 1)
     src("return ys, cache", 1)
     src()
@@ -327,8 +316,6 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src(f"{', '.join(param_names)}{',' if len(param_names) == 1 else ''} = (params[k] for k in {param_names!r})", 1)
     for name in stored:
         src(f"{name}_seq = cache[{name!r}]", 1)
-    src(f"# g(t), the whole gradient on {s}(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan", 1)
-    src(f"g_seq = reverse_linear_scan(cache['a'], dys, dstate[{s!r}])", 1)
     # the δz of Z's nodes side by side, (C·B, G·n_h) per chunk: δx, the weights' and biases' gradients
     # in one GEMM or sum each, when δx is Σ_k W_kᵀ δz_k over exactly those nodes
     x_adj = next(a for a in steps if a.target == x)
@@ -366,11 +353,12 @@ def generate(cell: Cell, command: str | None = None) -> str:
     for pg in bw.param_grads:
         src(f"d_{pg.param} = np.zeros_like({pg.param})", 1)
         grads.append((pg.param, f"d_{pg.param}"))
-    src(f"# the derived backward step, a chunk of steps at a time, with δ{s}(t) = g(t)", 1)
+    src(f"# the derived backward step, a chunk of steps at a time from the last, with δ{s}(t) = g(t)", 1)
     if not stack:
         src("C = chunk_steps(T, B * n_h)", 1)
-    src("for t0 in range(0, T, C):", 1)
-    src("t1 = min(t0 + C, T)", 2)
+    src(f"g_next = dstate[{s!r}]  # the gradient on the chunk's last state from the steps after it", 1)
+    src("for t1 in range(T, 0, -C):", 1)
+    src("t0 = max(t1 - C, 0)", 2)
     for name in stored:
         src(f"{name} = {name}_seq[t0:t1]", 2)
     if s in read:
@@ -379,7 +367,11 @@ def generate(cell: Cell, command: str | None = None) -> str:
         src(f"{s_prev} = {s}_seq[t0:t1]", 2)
     if x in read or stack:
         src(f"{x} = xs[t0:t1]", 2)
-    src("g = g_seq[t0:t1]", 2)
+    src(f"# g(t), the whole gradient on {s}(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan", 2)
+    src(f"a_chunk = np.broadcast_to({printer.doprint(scan.a)}, (t1 - t0, B, n_h))  # a(t) = {a_text}", 2)
+    src("g = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)", 2)
+    src("if t0 > 0:", 2)
+    src("g_next = a_chunk[0] * g[0]", 3)
     # common subexpressions of the adjoints (1/(Gf + Gi), …) computed once, each just before its first use
     shared, reduced = sympy.cse([a.expr.xreplace(seeds) for a in steps],
                                 symbols=sympy.numbered_symbols("shared"), optimizations="basic")

@@ -73,7 +73,6 @@ def forward(
     Z = np.empty((2, T, B, n_h), dtype)
     np.matmul(xs1, np.stack([np.vstack([W_u.T, b_u]), np.vstack([W_h.T, b_h])]), out=Z.reshape(2, T * B, n_h))
     # the other nodes backward reads, every step: filled one chunk of steps at a time
-    a_seq = np.empty((T, B, n_h), dtype)  # a(t) = 1 - G_u(t)
     # c_seq[0] = c(-1); c_seq[t + 1] holds b(t) = G_u(t) ⊙ h(t), then c(t) after the scan
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
@@ -85,14 +84,14 @@ def forward(
         # Gu(t) = σ(z_u(t))
         Gu = sigmoid(z_u, out=Z[0, t0:t1])
         h = Z[1, t0:t1]
-        # a(t) = 1 - G_u(t), b(t) = G_u(t) ⊙ h(t)
-        np.subtract(1, Gu, out=a_seq[t0:t1])
+        # b(t) = G_u(t) ⊙ h(t)
         np.multiply(Gu, h, out=c_seq[t0 + 1:t1 + 1])
-    # c(t) = a(t) ⊙ c(t-1) + b(t), every step by a blocked scan, in place over b
-    linear_scan_into(a_seq, c_seq)
+        # c(t) = a(t) ⊙ c(t-1) + b(t), a(t) = 1 - G_u(t): the chunk's steps by a blocked scan,
+        # in place over b, from the state the previous chunk ended with
+        linear_scan_into(np.broadcast_to(1 - Gu, (t1 - t0, B, n_h)), c_seq[t0:t1 + 1])
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'a': a_seq, 'c': c_seq, 'Gu': Z[0], 'h': Z[1]}
+    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'c': c_seq, 'Gu': Z[0], 'h': Z[1]}
     return ys, cache
 
 
@@ -117,8 +116,6 @@ def backward(
     W_u, b_u, W_h, b_h = (params[k] for k in ('W_u', 'b_u', 'W_h', 'b_h'))
     Gu_seq = cache['Gu']
     h_seq = cache['h']
-    # g(t), the whole gradient on c(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan
-    g_seq = reverse_linear_scan(cache['a'], dys, dstate['c'])
     # the sums over time, accumulated chunk by chunk
     d_xs = np.empty((T, B, n_x), dtype)
     # dZ: δz_u, δh of a chunk side by side, for one GEMM each for δx and the δW
@@ -127,14 +124,19 @@ def backward(
     W_x = np.concatenate([W_u, W_h])  # (2·n_h, n_x)
     dW_x = np.zeros((2 * n_h, n_x), dtype)
     dB = np.zeros((2 * n_h,), dtype)
-    # the derived backward step, a chunk of steps at a time, with δc(t) = g(t)
-    for t0 in range(0, T, C):
-        t1 = min(t0 + C, T)
+    # the derived backward step, a chunk of steps at a time from the last, with δc(t) = g(t)
+    g_next = dstate['c']  # the gradient on the chunk's last state from the steps after it
+    for t1 in range(T, 0, -C):
+        t0 = max(t1 - C, 0)
         Gu = Gu_seq[t0:t1]
         h = h_seq[t0:t1]
         c_prev = c_seq[t0:t1]
         x = xs[t0:t1]
-        g = g_seq[t0:t1]
+        # g(t), the whole gradient on c(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan
+        a_chunk = np.broadcast_to(1 - Gu, (t1 - t0, B, n_h))  # a(t) = 1 - G_u(t)
+        g = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)
+        if t0 > 0:
+            g_next = a_chunk[0] * g[0]
         # δc(t) = g
         d_c = g
         # δh(t) = Gu*d_c

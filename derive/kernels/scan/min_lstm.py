@@ -80,7 +80,6 @@ def forward(
     # the other nodes backward reads, every step: filled one chunk of steps at a time
     Gf_n_seq = np.empty((T, B, n_h), dtype)
     Gi_n_seq = np.empty((T, B, n_h), dtype)
-    a_seq = Gf_n_seq  # a(t) = G_f'(t)
     # c_seq[0] = c(-1); c_seq[t + 1] holds b(t) = G_i'(t) ⊙ h(t), then c(t) after the scan
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
@@ -103,11 +102,12 @@ def forward(
         np.divide(Gi, Gf + Gi, out=Gi_n)
         # b(t) = G_i'(t) ⊙ h(t)
         np.multiply(Gi_n, h, out=c_seq[t0 + 1:t1 + 1])
-    # c(t) = a(t) ⊙ c(t-1) + b(t), every step by a blocked scan, in place over b
-    linear_scan_into(a_seq, c_seq)
+        # c(t) = a(t) ⊙ c(t-1) + b(t), a(t) = G_f'(t): the chunk's steps by a blocked scan,
+        # in place over b, from the state the previous chunk ended with
+        linear_scan_into(np.broadcast_to(Gf_n, (t1 - t0, B, n_h)), c_seq[t0:t1 + 1])
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'a': a_seq, 'c': c_seq, 'Gf': Z[0], 'Gi': Z[1], 'h': Z[2], 'Gf_n': Gf_n_seq, 'Gi_n': Gi_n_seq}
+    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'c': c_seq, 'Gf': Z[0], 'Gi': Z[1], 'h': Z[2], 'Gf_n': Gf_n_seq, 'Gi_n': Gi_n_seq}
     return ys, cache
 
 
@@ -135,8 +135,6 @@ def backward(
     h_seq = cache['h']
     Gf_n_seq = cache['Gf_n']
     Gi_n_seq = cache['Gi_n']
-    # g(t), the whole gradient on c(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan
-    g_seq = reverse_linear_scan(cache['a'], dys, dstate['c'])
     # the sums over time, accumulated chunk by chunk
     d_xs = np.empty((T, B, n_x), dtype)
     # dZ: δz_f, δz_i, δh of a chunk side by side, for one GEMM each for δx and the δW
@@ -145,9 +143,10 @@ def backward(
     W_x = np.concatenate([W_f, W_i, W_h])  # (3·n_h, n_x)
     dW_x = np.zeros((3 * n_h, n_x), dtype)
     dB = np.zeros((3 * n_h,), dtype)
-    # the derived backward step, a chunk of steps at a time, with δc(t) = g(t)
-    for t0 in range(0, T, C):
-        t1 = min(t0 + C, T)
+    # the derived backward step, a chunk of steps at a time from the last, with δc(t) = g(t)
+    g_next = dstate['c']  # the gradient on the chunk's last state from the steps after it
+    for t1 in range(T, 0, -C):
+        t0 = max(t1 - C, 0)
         Gf = Gf_seq[t0:t1]
         Gi = Gi_seq[t0:t1]
         h = h_seq[t0:t1]
@@ -155,7 +154,11 @@ def backward(
         Gi_n = Gi_n_seq[t0:t1]
         c_prev = c_seq[t0:t1]
         x = xs[t0:t1]
-        g = g_seq[t0:t1]
+        # g(t), the whole gradient on c(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan
+        a_chunk = np.broadcast_to(Gf_n, (t1 - t0, B, n_h))  # a(t) = G_f'(t)
+        g = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)
+        if t0 > 0:
+            g_next = a_chunk[0] * g[0]
         # δc(t) = g
         d_c = g
         # δGi_n(t) = d_c*h
