@@ -29,6 +29,8 @@ from ..cell import Cell
 from ..derivation import OUTPUT_GRAD, carried_in
 from ..graph import Affine, Elementwise, WeightT, adjoint
 from ..structure import classify
+from sympy.printing.precedence import PRECEDENCE
+
 from .numpy_kernel import KernelPrinter, _emit_init
 from .text import CellTextPrinter
 
@@ -64,6 +66,36 @@ class _ScanPrinter(KernelPrinter):
         if expr.exp == 2:  # the loop printer's h*h, parenthesised: it may stand in a denominator
             return f"({super()._print_Pow(expr, rational)})"
         return super()._print_Pow(expr, rational)
+
+    def _print_Mul(self, expr: sympy.Mul) -> str:
+        """−u ⊙ (v − w) prints as u ⊙ (w − v): the sign goes into a sum, no negation pass."""
+        coeff, rest = expr.as_coeff_Mul()
+        factors = sympy.Mul.make_args(rest)
+        if coeff == -1 and not any(f.is_Pow and f.exp.is_negative for f in factors):
+            flip = next((k for k, f in enumerate(factors) if isinstance(f, sympy.Add)), None)
+            if flip is not None:
+                flipped = [*factors[:flip], -factors[flip], *factors[flip + 1:]]
+                return "*".join(self.parenthesize(f, PRECEDENCE["Mul"]) for f in flipped)
+        return super()._print_Mul(expr)
+
+    def _print_Add(self, expr: sympy.Add, order: str | None = None) -> str:
+        """A sum starting with a positive term when it has one: h - c_prev, not -c_prev + h."""
+        terms = list(self._as_ordered_terms(expr, order=order))
+        def positive(t: sympy.Expr) -> bool:  # as printed: −u ⊙ (v − w) prints as u ⊙ (w − v)
+            coeff, rest = t.as_coeff_Mul()
+            return not t.could_extract_minus_sign() or (
+                coeff == -1 and any(isinstance(f, sympy.Add) for f in sympy.Mul.make_args(rest))
+                and not any(f.is_Pow and f.exp.is_negative for f in sympy.Mul.make_args(rest)))
+
+        first = next((k for k, t in enumerate(terms) if positive(t)), 0)
+        terms = [terms[first], *terms[:first], *terms[first + 1:]]
+        out = self._print(terms[0])  # a term of a sum is never a sum: no parentheses
+        for term in terms[1:]:
+            if term.could_extract_minus_sign():
+                out += f" - {self.parenthesize(-term, PRECEDENCE['Add'])}"
+            else:
+                out += f" + {self.parenthesize(term, PRECEDENCE['Add'])}"
+        return out
 
     def _print_WeightT(self, expr: WeightT) -> str:
         return f"({self._print(expr.adjoint)} @ {self.blocks[(expr.weight, expr.part)]})"
@@ -109,7 +141,7 @@ def _into(printer: KernelPrinter, expr: sympy.Expr, dest: str) -> str:
         if factors[0] == -1:  # −u ⊙ (v − 1) as u ⊙ (1 − v): the sign into a factor that is a sum
             flip = next((k for k, f in enumerate(factors) if isinstance(f, sympy.Add)), None)
             if flip is not None:
-                factors = [*factors[1:flip], sympy.expand(-factors[flip]), *factors[flip + 1:]]
+                factors = [*factors[1:flip], -factors[flip], *factors[flip + 1:]]
         *rest, last = factors
         return f"np.multiply({p(sympy.Mul(*rest))}, {p(last)}, out={dest})"
     return f"{dest}[...] = {p(expr)}"
@@ -212,6 +244,8 @@ def generate(cell: Cell, command: str | None = None) -> str:
     block = {n.target: k for k, n in enumerate(z_nodes)}
     block.update({target: block[z] for target, z in in_place.items()})
     own = [n for n in stored if n not in block]  # stored in arrays of their own
+    # σ in place: its block holds z/2 (the ½ folded into the weights and bias, exact), σ = ½ tanh(z/2) + ½
+    halved = {z for target, z in in_place.items() if functions.of(cell.node(target).expr).name == "sigmoid"}
 
     # -- forward
     src("def forward(")
@@ -240,7 +274,11 @@ def generate(cell: Cell, command: str | None = None) -> str:
         src(f"# Z: {names_z} at every step, one (T, B, n_h) block each, by one GEMM per block", 1)
         for target, z in in_place.items():
             src(f"# (then {target} = f({z}) in place of {z}: nothing else reads {z})", 1)
-        stacked = ", ".join(f"np.vstack([{n.weight}.T, {n.bias if n.bias else 'np.zeros(n_h, dtype)'}])" for n in z_nodes)
+        stacked = ", ".join(("half * " if n.target in halved else "")
+                            + f"np.vstack([{n.weight}.T, {n.bias if n.bias else 'np.zeros(n_h, dtype)'}])" for n in z_nodes)
+        if halved:
+            src(f"# σ(z) = ½ tanh(z/2) + ½: the blocks of {', '.join(sorted(halved))} hold z/2, ½ folded into [W; b]", 1)
+            src("half = dtype.type(0.5)", 1)
         src(f"Z = np.empty(({len(z_nodes)}, T, B, n_h), dtype)", 1)
         src(f"np.matmul(xs1, np.stack([{stacked}]), out=Z.reshape({len(z_nodes)}, T * B, n_h))", 1)
     src("# the other nodes backward reads, every step: filled one chunk of steps at a time", 1)
@@ -274,7 +312,11 @@ def generate(cell: Cell, command: str | None = None) -> str:
                 src(f"{node.target} = {terms}{bias}", 2)
             continue
         src(f"# {node.target}(t) = {text.doprint(node.expr)}", 2)
-        if node.target in block:
+        if node.target in in_place and in_place[node.target] in halved:
+            printer.runtime.add("sigmoid_of_half")
+            z = in_place[node.target]
+            src(f"{node.target} = sigmoid_of_half({z}, out=Z[{block[node.target]}, t0:t1])", 2)
+        elif node.target in block:
             src(f"{node.target} = {_into(printer, node.expr, f'Z[{block[node.target]}, t0:t1]')}", 2)
         elif node.target in own:
             src(f"{node.target} = {node.target}_seq[t0:t1]", 2)
@@ -373,7 +415,9 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src("if t0 > 0:", 2)
     src("g_next = a_chunk[0] * g[0]", 3)
     # common subexpressions of the adjoints (1/(Gf + Gi), …) computed once, each just before its first use
-    shared, reduced = sympy.cse([a.expr.xreplace(seeds) for a in steps],
+    # a(t), already evaluated for the reverse scan, wherever it appears (1 - Gu: one pass fewer)
+    a_sub = {} if isinstance(scan.a, sympy.Symbol) else {scan.a: sympy.Symbol("a_chunk")}
+    shared, reduced = sympy.cse([a.expr.xreplace(seeds).subs(a_sub) for a in steps],
                                 symbols=sympy.numbered_symbols("shared"), optimizations="basic")
     pending = list(shared)
     for adj, expr in zip(steps, reduced):
@@ -403,7 +447,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
         src(f"d_xs[t0:t1] = d_{x}", 2)
     src("if t0 == 0:", 2)
     src(f"# δ{s}(-1) = {sympy.sstr(gradient_in.expr.xreplace(seeds))} at the first step", 3)
-    src(f"{gradient_in.symbol}0 = np.broadcast_to({printer.doprint(gradient_in.expr.xreplace(seeds))}, "
+    src(f"{gradient_in.symbol}0 = np.broadcast_to({printer.doprint(gradient_in.expr.xreplace(seeds).subs(a_sub))}, "
         "(t1 - t0, B, n_h))[0].copy()", 3)
     for wg in bw.weight_grads:
         if wg.weight in weight_k and wg.d_affine in dz and wg.parts == (x,):

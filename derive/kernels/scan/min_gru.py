@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid
+from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid_of_half
 from derive.scan import chunk_steps, linear_scan_into, reverse_linear_scan
 
 CELL = 'min_gru'
@@ -70,8 +70,10 @@ def forward(
     xs = xs1[:, :n_x].reshape(T, B, n_x)
     # Z: z_u, h at every step, one (T, B, n_h) block each, by one GEMM per block
     # (then Gu = f(z_u) in place of z_u: nothing else reads z_u)
+    # σ(z) = ½ tanh(z/2) + ½: the blocks of z_u hold z/2, ½ folded into [W; b]
+    half = dtype.type(0.5)
     Z = np.empty((2, T, B, n_h), dtype)
-    np.matmul(xs1, np.stack([np.vstack([W_u.T, b_u]), np.vstack([W_h.T, b_h])]), out=Z.reshape(2, T * B, n_h))
+    np.matmul(xs1, np.stack([half * np.vstack([W_u.T, b_u]), np.vstack([W_h.T, b_h])]), out=Z.reshape(2, T * B, n_h))
     # the other nodes backward reads, every step: filled one chunk of steps at a time
     # c_seq[0] = c(-1); c_seq[t + 1] holds b(t) = G_u(t) ⊙ h(t), then c(t) after the scan
     c_seq = np.empty((T + 1, B, n_h), dtype)
@@ -82,7 +84,7 @@ def forward(
         t1 = min(t0 + C, T)
         z_u = Z[0, t0:t1]
         # Gu(t) = σ(z_u(t))
-        Gu = sigmoid(z_u, out=Z[0, t0:t1])
+        Gu = sigmoid_of_half(z_u, out=Z[0, t0:t1])
         h = Z[1, t0:t1]
         # b(t) = G_u(t) ⊙ h(t)
         np.multiply(Gu, h, out=c_seq[t0 + 1:t1 + 1])
@@ -143,10 +145,10 @@ def backward(
         d_h = dZ[:t1 - t0, :, 1]
         np.multiply(Gu, d_c, out=d_h)
         # δGu(t) = d_c*(-c_prev + h)
-        d_Gu = -d_c*(c_prev - h)
+        d_Gu = d_c*(h - c_prev)
         # δz_u(t) = Gu*d_Gu*(1 - Gu)
         d_z_u = dZ[:t1 - t0, :, 0]
-        np.multiply(Gu*d_Gu, 1 - Gu, out=d_z_u)
+        np.multiply(Gu*a_chunk, d_Gu, out=d_z_u)
         dZ_t = dZ[:t1 - t0].reshape(-1, 2 * n_h)
         # δx(t) = WeightT(W_h, x, d_h) + WeightT(W_u, x, d_z_u): one GEMM
         np.matmul(dZ_t, W_x, out=d_xs[t0:t1].reshape(-1, n_x))
@@ -155,5 +157,5 @@ def backward(
         dB += dZ_t.sum(axis=0)
         if t0 == 0:
             # δc(-1) = d_c*(1 - Gu) at the first step
-            d_c_prev0 = np.broadcast_to(d_c*(1 - Gu), (t1 - t0, B, n_h))[0].copy()
+            d_c_prev0 = np.broadcast_to(a_chunk*d_c, (t1 - t0, B, n_h))[0].copy()
     return {'W_u': dW_x[0 * n_h:1 * n_h], 'b_u': dB[0 * n_h:1 * n_h], 'W_h': dW_x[1 * n_h:2 * n_h], 'b_h': dB[1 * n_h:2 * n_h], 'xs': d_xs, 'c0': d_c_prev0}

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid
+from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid_of_half
 from derive.scan import chunk_steps, linear_scan_into, reverse_linear_scan
 
 CELL = 'min_lstm'
@@ -75,8 +75,10 @@ def forward(
     # Z: z_f, z_i, h at every step, one (T, B, n_h) block each, by one GEMM per block
     # (then Gf = f(z_f) in place of z_f: nothing else reads z_f)
     # (then Gi = f(z_i) in place of z_i: nothing else reads z_i)
+    # σ(z) = ½ tanh(z/2) + ½: the blocks of z_f, z_i hold z/2, ½ folded into [W; b]
+    half = dtype.type(0.5)
     Z = np.empty((3, T, B, n_h), dtype)
-    np.matmul(xs1, np.stack([np.vstack([W_f.T, b_f]), np.vstack([W_i.T, b_i]), np.vstack([W_h.T, b_h])]), out=Z.reshape(3, T * B, n_h))
+    np.matmul(xs1, np.stack([half * np.vstack([W_f.T, b_f]), half * np.vstack([W_i.T, b_i]), np.vstack([W_h.T, b_h])]), out=Z.reshape(3, T * B, n_h))
     # the other nodes backward reads, every step: filled one chunk of steps at a time
     Gf_n_seq = np.empty((T, B, n_h), dtype)
     Gi_n_seq = np.empty((T, B, n_h), dtype)
@@ -89,10 +91,10 @@ def forward(
         t1 = min(t0 + C, T)
         z_f = Z[0, t0:t1]
         # Gf(t) = σ(z_f(t))
-        Gf = sigmoid(z_f, out=Z[0, t0:t1])
+        Gf = sigmoid_of_half(z_f, out=Z[0, t0:t1])
         z_i = Z[1, t0:t1]
         # Gi(t) = σ(z_i(t))
-        Gi = sigmoid(z_i, out=Z[1, t0:t1])
+        Gi = sigmoid_of_half(z_i, out=Z[1, t0:t1])
         h = Z[2, t0:t1]
         # Gf_n(t) = G_f(t) ⊙ (G_f(t) + G_i(t))^-1
         Gf_n = Gf_n_seq[t0:t1]
@@ -172,12 +174,12 @@ def backward(
         shared0 = 1/(Gf + Gi)
         shared1 = Gf*shared0
         shared2 = Gi*shared0
-        d_Gi = -shared0*(d_Gf_n*shared1 + d_Gi_n*(shared2 - 1))
+        d_Gi = shared0*(d_Gi_n*(1 - shared2) - d_Gf_n*shared1)
         # δz_i(t) = Gi*d_Gi*(1 - Gi)
         d_z_i = dZ[:t1 - t0, :, 1]
         np.multiply(Gi*d_Gi, 1 - Gi, out=d_z_i)
         # δGf(t) = -Gi*d_Gi_n/(Gf + Gi)**2 + d_Gf_n*(-Gf/(Gf + Gi)**2 + 1/(Gf + Gi))
-        d_Gf = -shared0*(d_Gf_n*(shared1 - 1) + d_Gi_n*shared2)
+        d_Gf = shared0*(d_Gf_n*(1 - shared1) - d_Gi_n*shared2)
         # δz_f(t) = Gf*d_Gf*(1 - Gf)
         d_z_f = dZ[:t1 - t0, :, 0]
         np.multiply(Gf*d_Gf, 1 - Gf, out=d_z_f)
