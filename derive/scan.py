@@ -18,18 +18,23 @@ the T steps are cut into K blocks of L ≈ √T steps;
    the loop's own step.
 
 The last T − K·L < L steps (when L does not divide T) follow one by one.
-That is about 2√T Python-level steps instead of T, with only products of a
-(no division, no logarithm): any sign, a(t) = 0 included, no overflow of
-1/∏a, no underflow of a running product; the product of a over one block
-enters only the state carried into the next, where it multiplies that
-state as the loop's L steps would. Step 2 is the only part sequential over
-blocks; a GPU would do it with a tree instead.
+That is about 2√T Python-level steps instead of T (about 5√T operations),
+with only products of a (no division, no logarithm, unlike a cumulative
+sum in log space): any sign, a(t) = 0 included (the state then forgets
+its past exactly, as in the loop), no 1/∏a to overflow. The product of a
+over one block multiplies only the state carried into the next block,
+exactly where the loop's L steps multiply that state by the same factors:
+when it underflows, so does what the loop carries. Step 2 is the only part
+sequential over blocks; a GPU would do it with a tree instead.
 
-The kernels evaluate everything else (the gates, a, b, the derived backward
-equations) one chunk of :func:`chunk_steps` time steps at a time: every
-temporary array then fits in the processor's cache and costs one small
-allocation, where a whole (T, B, n) temporary costs a fresh allocation of
-tens of megabytes and a trip through main memory for each operation.
+The kernels call :func:`linear_scan_into` on one chunk of
+:func:`chunk_steps` time steps at a time, carrying the state from chunk to
+chunk, and evaluate everything else (the gates, a, b, the derived backward
+equations) on the same chunk: every temporary array then fits in the
+processor's cache and costs one small allocation, where a whole (T, B, n)
+temporary costs a fresh allocation of tens of megabytes and a trip through
+main memory for each operation. With chunks of C steps that is about
+7 T / √C Python-level operations for the scan, each on a cached array.
 """
 
 from __future__ import annotations
@@ -84,12 +89,13 @@ def linear_scan_into(a: np.ndarray, states: np.ndarray, block: int | None = None
     ak = a[:n].reshape(K, L, *rest)  # splitting the time axis: a view, whatever the strides
     bk = states[1 : n + 1].reshape(K, L, *rest)
     # 1. each block from zero, every block at once: its end state and ∏ a over it
-    end = bk[:, 0].copy()
-    gain = ak[:, 0].astype(states.dtype, copy=True)
+    both = np.empty((2, K, *rest), states.dtype)  # the end states and the gains, side by side:
+    end, gain = both  # one multiply by a(t) for the two
+    end[...] = bk[:, 0]
+    gain[...] = ak[:, 0]
     for j in range(1, L):
-        end *= ak[:, j]
+        both *= ak[:, j]
         end += bk[:, j]
-        gain *= ak[:, j]
     # 2. the state entering each block, across the blocks' ends
     carry = np.empty((K, *rest), states.dtype)
     carry[0] = states[0]
@@ -97,7 +103,7 @@ def linear_scan_into(a: np.ndarray, states: np.ndarray, block: int | None = None
         np.multiply(gain[k - 1], carry[k - 1], out=carry[k])
         carry[k] += end[k - 1]
     # 3. every state, every block at once, from its block's incoming state, over b in place
-    term, prev = gain, carry  # gain is spent: its buffer holds a(t) ⊙ s(t−1)
+    term, prev = end, carry  # end is spent: its buffer holds a(t) ⊙ s(t−1)
     for j in range(L):
         np.multiply(ak[:, j], prev, out=term)
         bk[:, j] += term

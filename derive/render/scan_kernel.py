@@ -3,15 +3,32 @@
 
 A cell whose state follows s(t) = a(t) ⊙ s(t−1) + b(t) with a and b
 functions of x(t) alone (:func:`derive.structure.classify`: minGRU,
-minLSTM) needs no loop over time for anything but that one recurrence:
+minLSTM) needs no loop over time for anything but that one recurrence, and
+that one is a blocked scan (:mod:`derive.scan`). The kernel walks through
+time a chunk of :func:`derive.scan.chunk_steps` steps at a time (arrays of
+about 32K elements, which stay in the processor's cache):
 
-* forward: every node but the state computed for all steps at once
-  (one GEMM per affine node over the (T, B, ·) stack, element-wise nodes on
-  (T, B, n_h) arrays), then s by :func:`derive.scan.linear_scan`;
-* backward: the total gradient g(t) on s(t) by
-  :func:`derive.scan.reverse_linear_scan` (g(t) = δy(t) + a(t+1) ⊙ g(t+1)),
-  then the cell's *derived* backward equations evaluated on (T, B, n_h)
-  arrays with δs(t) = g(t): none of them reads across time.
+* forward: the affine nodes of the input alone for every step by one GEMM
+  each into a block of ``Z`` (the bias folded in by a column of ones, as
+  the loop kernel does); an activation of a block that nothing else reads
+  overwrites it in place (σ on z/2, its ½ folded into the GEMM); then, chunk
+  by chunk, every other node, b(t) written where the states go, and the
+  chunk's states by :func:`derive.scan.linear_scan_into` from the state the
+  previous chunk ended with. a(t) is never stored.
+* backward: chunk by chunk from the last, a(t) evaluated again, the total
+  gradient g(t) on s(t) by :func:`derive.scan.reverse_linear_scan`
+  (g(t) = δy(t) + a(t+1) ⊙ g(t+1), from the gradient the next chunk
+  passed back), then the cell's *derived* backward equations on the chunk
+  with δs(t) = g(t); none of them reads across time. The δz of the input
+  GEMMs go side by side into one (C·B, G·n_h) array: δx, the weights' and
+  the biases' gradients are one GEMM or one sum per chunk.
+
+Every temporary is a chunk: a whole (T, B, n) temporary would cost a fresh
+allocation of tens of megabytes (page faults) and a trip through main
+memory for each operation, which is what made the first, whole-array
+version of this kernel slower than the step loop. The last operation of a
+node is written into its array (``out=``), and the printer moves a sign
+into a sum rather than spend a pass negating.
 
 Same contract as the loop kernel (``forward(params, xs, state0=None)``,
 ``backward(cache, dys, dstate=None)``, ``init_params`` drawing the same
