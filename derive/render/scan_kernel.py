@@ -44,7 +44,7 @@ import sympy
 from .. import functions
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD, carried_in
-from ..graph import Affine, Elementwise, WeightT, adjoint
+from ..graph import Affine, Elementwise, WeightT
 from ..structure import classify
 from sympy.printing.precedence import PRECEDENCE
 
@@ -145,8 +145,9 @@ def _into(printer: KernelPrinter, expr: sympy.Expr, dest: str) -> str:
         printer.runtime.update(entry.runtime)
         return f"{entry.numpy.format(p(expr.args[0]))[:-1]}, out={dest})"
     if isinstance(expr, sympy.Add):
-        first, *rest = expr.as_ordered_terms()
-        tail = sympy.Add(*rest)
+        terms = expr.as_ordered_terms()
+        k = next((k for k, t in enumerate(terms) if not t.could_extract_minus_sign()), 0)  # 1 - Gu, not -Gu + 1
+        first, tail = terms[k], sympy.Add(*terms[:k], *terms[k + 1:])
         if tail.could_extract_minus_sign():
             return f"np.subtract({p(first)}, {p(-tail)}, out={dest})"
         return f"np.add({p(first)}, {p(tail)}, out={dest})"
@@ -177,7 +178,6 @@ def generate(cell: Cell, command: str | None = None) -> str:
     s, s_prev = state.name, state.prev
     x = cell.inputs[0]
     affines = [n for n in cell.nodes if isinstance(n, Affine)]
-    elementwise = [n for n in cell.nodes if isinstance(n, Elementwise) and n.target != s]
     blocks: dict[tuple[str, str], str] = {}
     for node in affines:
         for part, source in _columns(cell, node).items():
@@ -343,7 +343,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src(f"# b(t) = {b_text}", 2)
     src(_into(printer, scan.b, f"{s}_seq[t0 + 1:t1 + 1]"), 2)
     src(f"# {s}(t) = a(t) ⊙ {s}(t-1) + b(t), a(t) = {a_text}: the chunk's steps by a blocked scan,", 2)
-    src(f"# in place over b, from the state the previous chunk ended with", 2)
+    src("# in place over b, from the state the previous chunk ended with", 2)
     src(f"linear_scan_into(np.broadcast_to({printer.doprint(scan.a)}, (t1 - t0, B, n_h)), {s}_seq[t0:t1 + 1])", 2)
     src(f"ys = {s}_seq[1:]", 1)
     src("ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward", 1)
@@ -379,9 +379,11 @@ def generate(cell: Cell, command: str | None = None) -> str:
     # in one GEMM or sum each, when δx is Σ_k W_kᵀ δz_k over exactly those nodes
     x_adj = next(a for a in steps if a.target == x)
     x_terms = sympy.Add.make_args(x_adj.expr.xreplace(seeds))
-    dz = {adjoint(n.target): k for k, n in enumerate(z_nodes)}
+    d_of = {w.weight: w.d_affine for w in bw.weight_grads}  # δz of each weight's node (δh for h = z_h)
+    dz = {d_of[n.weight]: k for k, n in enumerate(z_nodes)}
     stack = bool(z_nodes) and len(x_terms) == len(z_nodes) and all(isinstance(t, WeightT) for t in x_terms) \
-        and {(t.weight, t.part, t.adjoint) for t in x_terms} == {(n.weight, x, adjoint(n.target)) for n in z_nodes}
+        and {(t.weight, t.part, t.adjoint) for t in x_terms} == {(n.weight, x, d_of[n.weight]) for n in z_nodes}
+    stack = stack and set(dz) <= {a.symbol for a in steps}  # every slot written by an adjoint
     weight_k = {n.weight: k for k, n in enumerate(z_nodes)} if stack else {}
     bias_k = {n.bias: k for k, n in enumerate(z_nodes) if n.bias} if stack else {}
     G = len(z_nodes)
@@ -448,7 +450,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
         for name, value in [p for p in pending if p[0] in needed]:
             src(f"{name} = {printer.doprint(value)}", 2)
         pending = [p for p in pending if p[0] not in needed]
-        if adj.symbol in dz:
+        if stack and adj.symbol in dz:
             src(f"{adj.symbol} = dZ[:t1 - t0, :, {dz[adj.symbol]}]", 2)
             src(_into(printer, expr, str(adj.symbol)), 2)
         else:
