@@ -10,9 +10,9 @@ Forward step:
 
 The state's Jacobian is diagonal and independent of the state, so
     c(t) = a(t) ⊙ c(t-1) + b(t),  a(t) = 1 - G_u(t),  b(t) = G_u(t) ⊙ h(t),
-a and b functions of the input alone: every node is computed for all steps at
-once and the recurrence by a blocked parallel scan (derive.scan), forward and
-backward. Same contract, and same init_params, as the loop kernel
+a and b functions of the input alone: every node is computed for a chunk of
+steps at once, and the recurrence by a blocked parallel scan (derive.scan),
+forward and backward. Same contract, and same init_params, as the loop kernel
 derive.kernels.min_gru. Shapes are time-major: xs (T, B, n_x).
 """
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid
-from derive.scan import linear_scan, reverse_linear_scan
+from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid_of_half
+from derive.scan import chunk_steps, linear_scan_into, reverse_linear_scan
 
 CELL = 'min_gru'
 STATES = ('c',)
@@ -52,30 +52,48 @@ def forward(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Run the cell over ``xs`` (T, B, n_x) from ``state0`` ('c': (B, n_h); zeros if None).
 
-    Returns ``ys`` (T, B, n_h), the output c(t) of every step, and the cache
-    ``backward`` needs; ``cache['final']`` holds the final state.
+    Returns ``ys`` (T, B, n_h), the output c(t) of every step (read-only), and the
+    cache ``backward`` needs; ``cache['final']`` holds the final state.
     """
     sizes, dtype = check_params(params, PARAM_SHAPES)
     n_x, n_h = sizes['n_x'], sizes['n_h']
     xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
+    # copies: backward reads these, and the caller may change their arrays or dict meanwhile
+    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
     W_u, b_u, W_h, b_h = (params[k] for k in ('W_u', 'b_u', 'W_h', 'b_h'))
-    # every node at every step at once: (T, B, n) arrays
-    # z_u(t) = W_u [x(t)] + b_u, every step in one GEMM
-    z_u = xs @ W_u.T + b_u
-    # Gu(t) = σ(z_u(t))
-    Gu = sigmoid(z_u)
-    # h(t) = W_h [x(t)] + b_h, every step in one GEMM
-    h = xs @ W_h.T + b_h
-    # c(t) = a(t) ⊙ c(t-1) + b(t), every step by a blocked scan
-    a = np.broadcast_to(np.asarray(1 - Gu, dtype), (T, B, n_h))
-    b = np.broadcast_to(np.asarray(Gu*h, dtype), (T, B, n_h))
-    c_seq = linear_scan(a, b, state0['c'])
+    # [x(t), 1] for every step: the cache's copy of xs, and the biases' column
+    xs1 = np.empty((T * B, n_x + 1), dtype)
+    xs1[:, :n_x] = xs.reshape(T * B, n_x)
+    xs1[:, n_x] = 1
+    xs = xs1[:, :n_x].reshape(T, B, n_x)
+    # Z: z_u, h at every step, one (T, B, n_h) block each, by one GEMM per block
+    # (then Gu = f(z_u) in place of z_u: nothing else reads z_u)
+    # σ(z) = ½ tanh(z/2) + ½: the blocks of z_u hold z/2, ½ folded into [W; b]
+    half = dtype.type(0.5)
+    Z = np.empty((2, T, B, n_h), dtype)
+    np.matmul(xs1, np.stack([half * np.vstack([W_u.T, b_u]), np.vstack([W_h.T, b_h])]), out=Z.reshape(2, T * B, n_h))
+    # the other nodes backward reads, every step: filled one chunk of steps at a time
+    # c_seq[0] = c(-1); c_seq[t + 1] holds b(t) = G_u(t) ⊙ h(t), then c(t) after the scan
+    c_seq = np.empty((T + 1, B, n_h), dtype)
+    c_seq[0] = state0['c']
+    # every other node, a chunk of steps at a time: (C, B, n) arrays that stay in the cache
+    C = chunk_steps(T, B * n_h)
+    for t0 in range(0, T, C):
+        t1 = min(t0 + C, T)
+        z_u = Z[0, t0:t1]
+        # Gu(t) = σ(z_u(t))
+        Gu = sigmoid_of_half(z_u, out=Z[0, t0:t1])
+        h = Z[1, t0:t1]
+        # b(t) = G_u(t) ⊙ h(t)
+        np.multiply(Gu, h, out=c_seq[t0 + 1:t1 + 1])
+        # c(t) = a(t) ⊙ c(t-1) + b(t), a(t) = 1 - G_u(t): the chunk's steps by a blocked scan,
+        # in place over b, from the state the previous chunk ended with
+        linear_scan_into(np.broadcast_to(1 - Gu, (t1 - t0, B, n_h)), c_seq[t0:t1 + 1])
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    # the cache holds its own copies: the caller may change params or xs before backward
-    cache = {'params': {k: np.array(v, copy=True) for k, v in params.items()}, 'xs': xs.copy(), 'final': {'c': c_seq[T].copy()}, 'a': a, 'c': c_seq, 'z_u': z_u, 'Gu': Gu, 'h': h}
+    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'c': c_seq, 'Gu': Z[0], 'h': Z[1]}
     return ys, cache
 
 
@@ -88,37 +106,56 @@ def backward(
     """
     if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:
         raise ValueError("cache: expected the cache returned by forward(), got " + type(cache).__name__)
+    if cache.get('cell') != CELL:
+        raise ValueError(f"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()")
     params, xs = cache['params'], cache['xs']
     T, B, n_x = xs.shape
     dtype = xs.dtype
-    n_h = cache['c'].shape[2]
+    c_seq = cache['c']
+    n_h = c_seq.shape[2]
     dys = check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     W_u, b_u, W_h, b_h = (params[k] for k in ('W_u', 'b_u', 'W_h', 'b_h'))
-    z_u = cache['z_u']
-    Gu = cache['Gu']
-    h = cache['h']
-    c = cache['c'][1:]
-    c_prev = cache['c'][:-1]
-    # g(t), the whole gradient on c(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse scan
-    g = reverse_linear_scan(cache['a'], dys, dstate['c'])
-    # the derived backward step, every step at once, with δc(t) = g(t)
-    # δc(t) = g
-    d_c = g
-    # δh(t) = Gu*d_c
-    d_h = Gu*d_c
-    # δGu(t) = d_c*(-c_prev + h)
-    d_Gu = -d_c*(c_prev - h)
-    # δz_u(t) = Gu*d_Gu*(1 - Gu)
-    d_z_u = -Gu*d_Gu*(Gu - 1)
-    # δx(t) = WeightT(W_h, x, d_h) + WeightT(W_u, x, d_z_u)
-    d_x = (d_h @ W_h) + (d_z_u @ W_u)
-    # δc(-1) = d_c*(1 - Gu) at the first step
-    d_c_prev0 = d_c[0]*(1 - Gu[0])
-    # δW_u = Σ_t δz(t) [x]ᵀ, one GEMM over the stacked steps
-    d_W_u = d_z_u.reshape(T * B, n_h).T @ xs.reshape(T * B, -1)
-    # δW_h = Σ_t δz(t) [x]ᵀ, one GEMM over the stacked steps
-    d_W_h = d_h.reshape(T * B, n_h).T @ xs.reshape(T * B, -1)
-    d_b_u = d_z_u.sum(axis=(0, 1))
-    d_b_h = d_h.sum(axis=(0, 1))
-    return {'W_u': d_W_u, 'b_u': d_b_u, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_x, 'c0': np.broadcast_to(d_c_prev0, (B, n_h)).copy()}
+    Gu_seq = cache['Gu']
+    h_seq = cache['h']
+    # the sums over time, accumulated chunk by chunk
+    d_xs = np.empty((T, B, n_x), dtype)
+    # dZ: δz_u, δh of a chunk side by side, for one GEMM each for δx and the δW
+    C = chunk_steps(T, B * n_h)
+    dZ = np.empty((C, B, 2, n_h), dtype)
+    W_x = np.concatenate([W_u, W_h])  # (2·n_h, n_x)
+    dW_x = np.zeros((2 * n_h, n_x), dtype)
+    dB = np.zeros((2 * n_h,), dtype)
+    # the derived backward step, a chunk of steps at a time from the last, with δc(t) = g(t)
+    g_next = dstate['c']  # the gradient on the chunk's last state from the steps after it
+    for t1 in range(T, 0, -C):
+        t0 = max(t1 - C, 0)
+        Gu = Gu_seq[t0:t1]
+        h = h_seq[t0:t1]
+        c_prev = c_seq[t0:t1]
+        x = xs[t0:t1]
+        # g(t), the whole gradient on c(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan
+        a_chunk = np.broadcast_to(1 - Gu, (t1 - t0, B, n_h))  # a(t) = 1 - G_u(t)
+        g = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)
+        if t0 > 0:
+            g_next = a_chunk[0] * g[0]
+        # δc(t) = g
+        d_c = g
+        # δh(t) = Gu*d_c
+        d_h = dZ[:t1 - t0, :, 1]
+        np.multiply(Gu, d_c, out=d_h)
+        # δGu(t) = d_c*(-c_prev + h)
+        d_Gu = d_c*(h - c_prev)
+        # δz_u(t) = Gu*d_Gu*(1 - Gu)
+        d_z_u = dZ[:t1 - t0, :, 0]
+        np.multiply(Gu*a_chunk, d_Gu, out=d_z_u)
+        dZ_t = dZ[:t1 - t0].reshape(-1, 2 * n_h)
+        # δx(t) = WeightT(W_h, x, d_h) + WeightT(W_u, x, d_z_u): one GEMM
+        np.matmul(dZ_t, W_x, out=d_xs[t0:t1].reshape(-1, n_x))
+        # δW = Σ_t δz(t) [x(t)]ᵀ, δb = Σ_t δz(t), for z_u, h at once
+        dW_x += dZ_t.T @ x.reshape(-1, n_x)
+        dB += dZ_t.sum(axis=0)
+        if t0 == 0:
+            # δc(-1) = d_c*(1 - Gu) at the first step
+            d_c_prev0 = np.broadcast_to(a_chunk*d_c, (t1 - t0, B, n_h))[0].copy()
+    return {'W_u': dW_x[0 * n_h:1 * n_h], 'b_u': dB[0 * n_h:1 * n_h], 'W_h': dW_x[1 * n_h:2 * n_h], 'b_h': dB[1 * n_h:2 * n_h], 'xs': d_xs, 'c0': d_c_prev0}

@@ -14,9 +14,9 @@ Forward step:
 
 The state's Jacobian is diagonal and independent of the state, so
     c(t) = a(t) ⊙ c(t-1) + b(t),  a(t) = G_f'(t),  b(t) = G_i'(t) ⊙ h(t),
-a and b functions of the input alone: every node is computed for all steps at
-once and the recurrence by a blocked parallel scan (derive.scan), forward and
-backward. Same contract, and same init_params, as the loop kernel
+a and b functions of the input alone: every node is computed for a chunk of
+steps at once, and the recurrence by a blocked parallel scan (derive.scan),
+forward and backward. Same contract, and same init_params, as the loop kernel
 derive.kernels.min_lstm. Shapes are time-major: xs (T, B, n_x).
 """
 
@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid
-from derive.scan import linear_scan, reverse_linear_scan
+from derive.runtime import check_params, check_sequence, check_states, init_uniform, sigmoid_of_half
+from derive.scan import chunk_steps, linear_scan_into, reverse_linear_scan
 
 CELL = 'min_lstm'
 STATES = ('c',)
@@ -56,38 +56,60 @@ def forward(
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """Run the cell over ``xs`` (T, B, n_x) from ``state0`` ('c': (B, n_h); zeros if None).
 
-    Returns ``ys`` (T, B, n_h), the output c(t) of every step, and the cache
-    ``backward`` needs; ``cache['final']`` holds the final state.
+    Returns ``ys`` (T, B, n_h), the output c(t) of every step (read-only), and the
+    cache ``backward`` needs; ``cache['final']`` holds the final state.
     """
     sizes, dtype = check_params(params, PARAM_SHAPES)
     n_x, n_h = sizes['n_x'], sizes['n_h']
     xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
+    # copies: backward reads these, and the caller may change their arrays or dict meanwhile
+    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
     W_f, b_f, W_i, b_i, W_h, b_h = (params[k] for k in ('W_f', 'b_f', 'W_i', 'b_i', 'W_h', 'b_h'))
-    # every node at every step at once: (T, B, n) arrays
-    # z_f(t) = W_f [x(t)] + b_f, every step in one GEMM
-    z_f = xs @ W_f.T + b_f
-    # Gf(t) = σ(z_f(t))
-    Gf = sigmoid(z_f)
-    # z_i(t) = W_i [x(t)] + b_i, every step in one GEMM
-    z_i = xs @ W_i.T + b_i
-    # Gi(t) = σ(z_i(t))
-    Gi = sigmoid(z_i)
-    # h(t) = W_h [x(t)] + b_h, every step in one GEMM
-    h = xs @ W_h.T + b_h
-    # Gf_n(t) = G_f(t) ⊙ (G_f(t) + G_i(t))^-1
-    Gf_n = Gf/(Gf + Gi)
-    # Gi_n(t) = G_i(t) ⊙ (G_f(t) + G_i(t))^-1
-    Gi_n = Gi/(Gf + Gi)
-    # c(t) = a(t) ⊙ c(t-1) + b(t), every step by a blocked scan
-    a = np.broadcast_to(np.asarray(Gf_n, dtype), (T, B, n_h))
-    b = np.broadcast_to(np.asarray(Gi_n*h, dtype), (T, B, n_h))
-    c_seq = linear_scan(a, b, state0['c'])
+    # [x(t), 1] for every step: the cache's copy of xs, and the biases' column
+    xs1 = np.empty((T * B, n_x + 1), dtype)
+    xs1[:, :n_x] = xs.reshape(T * B, n_x)
+    xs1[:, n_x] = 1
+    xs = xs1[:, :n_x].reshape(T, B, n_x)
+    # Z: z_f, z_i, h at every step, one (T, B, n_h) block each, by one GEMM per block
+    # (then Gf = f(z_f) in place of z_f: nothing else reads z_f)
+    # (then Gi = f(z_i) in place of z_i: nothing else reads z_i)
+    # σ(z) = ½ tanh(z/2) + ½: the blocks of z_f, z_i hold z/2, ½ folded into [W; b]
+    half = dtype.type(0.5)
+    Z = np.empty((3, T, B, n_h), dtype)
+    np.matmul(xs1, np.stack([half * np.vstack([W_f.T, b_f]), half * np.vstack([W_i.T, b_i]), np.vstack([W_h.T, b_h])]), out=Z.reshape(3, T * B, n_h))
+    # the other nodes backward reads, every step: filled one chunk of steps at a time
+    Gf_n_seq = np.empty((T, B, n_h), dtype)
+    Gi_n_seq = np.empty((T, B, n_h), dtype)
+    # c_seq[0] = c(-1); c_seq[t + 1] holds b(t) = G_i'(t) ⊙ h(t), then c(t) after the scan
+    c_seq = np.empty((T + 1, B, n_h), dtype)
+    c_seq[0] = state0['c']
+    # every other node, a chunk of steps at a time: (C, B, n) arrays that stay in the cache
+    C = chunk_steps(T, B * n_h)
+    for t0 in range(0, T, C):
+        t1 = min(t0 + C, T)
+        z_f = Z[0, t0:t1]
+        # Gf(t) = σ(z_f(t))
+        Gf = sigmoid_of_half(z_f, out=Z[0, t0:t1])
+        z_i = Z[1, t0:t1]
+        # Gi(t) = σ(z_i(t))
+        Gi = sigmoid_of_half(z_i, out=Z[1, t0:t1])
+        h = Z[2, t0:t1]
+        # Gf_n(t) = G_f(t) ⊙ (G_f(t) + G_i(t))^-1
+        Gf_n = Gf_n_seq[t0:t1]
+        np.divide(Gf, Gf + Gi, out=Gf_n)
+        # Gi_n(t) = G_i(t) ⊙ (G_f(t) + G_i(t))^-1
+        Gi_n = Gi_n_seq[t0:t1]
+        np.divide(Gi, Gf + Gi, out=Gi_n)
+        # b(t) = G_i'(t) ⊙ h(t)
+        np.multiply(Gi_n, h, out=c_seq[t0 + 1:t1 + 1])
+        # c(t) = a(t) ⊙ c(t-1) + b(t), a(t) = G_f'(t): the chunk's steps by a blocked scan,
+        # in place over b, from the state the previous chunk ended with
+        linear_scan_into(np.broadcast_to(Gf_n, (t1 - t0, B, n_h)), c_seq[t0:t1 + 1])
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    # the cache holds its own copies: the caller may change params or xs before backward
-    cache = {'params': {k: np.array(v, copy=True) for k, v in params.items()}, 'xs': xs.copy(), 'final': {'c': c_seq[T].copy()}, 'a': a, 'c': c_seq, 'z_f': z_f, 'Gf': Gf, 'z_i': z_i, 'Gi': Gi, 'h': h, 'Gf_n': Gf_n, 'Gi_n': Gi_n}
+    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'c': c_seq, 'Gf': Z[0], 'Gi': Z[1], 'h': Z[2], 'Gf_n': Gf_n_seq, 'Gi_n': Gi_n_seq}
     return ys, cache
 
 
@@ -100,55 +122,74 @@ def backward(
     """
     if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:
         raise ValueError("cache: expected the cache returned by forward(), got " + type(cache).__name__)
+    if cache.get('cell') != CELL:
+        raise ValueError(f"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()")
     params, xs = cache['params'], cache['xs']
     T, B, n_x = xs.shape
     dtype = xs.dtype
-    n_h = cache['c'].shape[2]
+    c_seq = cache['c']
+    n_h = c_seq.shape[2]
     dys = check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     W_f, b_f, W_i, b_i, W_h, b_h = (params[k] for k in ('W_f', 'b_f', 'W_i', 'b_i', 'W_h', 'b_h'))
-    z_f = cache['z_f']
-    Gf = cache['Gf']
-    z_i = cache['z_i']
-    Gi = cache['Gi']
-    h = cache['h']
-    Gf_n = cache['Gf_n']
-    Gi_n = cache['Gi_n']
-    c = cache['c'][1:]
-    c_prev = cache['c'][:-1]
-    # g(t), the whole gradient on c(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse scan
-    g = reverse_linear_scan(cache['a'], dys, dstate['c'])
-    # the derived backward step, every step at once, with δc(t) = g(t)
-    # δc(t) = g
-    d_c = g
-    # δGi_n(t) = d_c*h
-    d_Gi_n = d_c*h
-    # δGf_n(t) = c_prev*d_c
-    d_Gf_n = c_prev*d_c
-    # δh(t) = Gi_n*d_c
-    d_h = Gi_n*d_c
-    # δGi(t) = -Gf*d_Gf_n/(Gf + Gi)**2 + d_Gi_n*(-Gi/(Gf + Gi)**2 + 1/(Gf + Gi))
-    shared0 = 1/(Gf + Gi)
-    shared1 = Gf*shared0
-    shared2 = Gi*shared0
-    d_Gi = -shared0*(d_Gf_n*shared1 + d_Gi_n*(shared2 - 1))
-    # δz_i(t) = Gi*d_Gi*(1 - Gi)
-    d_z_i = -Gi*d_Gi*(Gi - 1)
-    # δGf(t) = -Gi*d_Gi_n/(Gf + Gi)**2 + d_Gf_n*(-Gf/(Gf + Gi)**2 + 1/(Gf + Gi))
-    d_Gf = -shared0*(d_Gf_n*(shared1 - 1) + d_Gi_n*shared2)
-    # δz_f(t) = Gf*d_Gf*(1 - Gf)
-    d_z_f = -Gf*d_Gf*(Gf - 1)
-    # δx(t) = WeightT(W_f, x, d_z_f) + WeightT(W_h, x, d_h) + WeightT(W_i, x, d_z_i)
-    d_x = (d_z_f @ W_f) + (d_h @ W_h) + (d_z_i @ W_i)
-    # δc(-1) = Gf_n*d_c at the first step
-    d_c_prev0 = Gf_n[0]*d_c[0]
-    # δW_f = Σ_t δz(t) [x]ᵀ, one GEMM over the stacked steps
-    d_W_f = d_z_f.reshape(T * B, n_h).T @ xs.reshape(T * B, -1)
-    # δW_i = Σ_t δz(t) [x]ᵀ, one GEMM over the stacked steps
-    d_W_i = d_z_i.reshape(T * B, n_h).T @ xs.reshape(T * B, -1)
-    # δW_h = Σ_t δz(t) [x]ᵀ, one GEMM over the stacked steps
-    d_W_h = d_h.reshape(T * B, n_h).T @ xs.reshape(T * B, -1)
-    d_b_f = d_z_f.sum(axis=(0, 1))
-    d_b_i = d_z_i.sum(axis=(0, 1))
-    d_b_h = d_h.sum(axis=(0, 1))
-    return {'W_f': d_W_f, 'b_f': d_b_f, 'W_i': d_W_i, 'b_i': d_b_i, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_x, 'c0': np.broadcast_to(d_c_prev0, (B, n_h)).copy()}
+    Gf_seq = cache['Gf']
+    Gi_seq = cache['Gi']
+    h_seq = cache['h']
+    Gf_n_seq = cache['Gf_n']
+    Gi_n_seq = cache['Gi_n']
+    # the sums over time, accumulated chunk by chunk
+    d_xs = np.empty((T, B, n_x), dtype)
+    # dZ: δz_f, δz_i, δh of a chunk side by side, for one GEMM each for δx and the δW
+    C = chunk_steps(T, B * n_h)
+    dZ = np.empty((C, B, 3, n_h), dtype)
+    W_x = np.concatenate([W_f, W_i, W_h])  # (3·n_h, n_x)
+    dW_x = np.zeros((3 * n_h, n_x), dtype)
+    dB = np.zeros((3 * n_h,), dtype)
+    # the derived backward step, a chunk of steps at a time from the last, with δc(t) = g(t)
+    g_next = dstate['c']  # the gradient on the chunk's last state from the steps after it
+    for t1 in range(T, 0, -C):
+        t0 = max(t1 - C, 0)
+        Gf = Gf_seq[t0:t1]
+        Gi = Gi_seq[t0:t1]
+        h = h_seq[t0:t1]
+        Gf_n = Gf_n_seq[t0:t1]
+        Gi_n = Gi_n_seq[t0:t1]
+        c_prev = c_seq[t0:t1]
+        x = xs[t0:t1]
+        # g(t), the whole gradient on c(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan
+        a_chunk = np.broadcast_to(Gf_n, (t1 - t0, B, n_h))  # a(t) = G_f'(t)
+        g = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)
+        if t0 > 0:
+            g_next = a_chunk[0] * g[0]
+        # δc(t) = g
+        d_c = g
+        # δGi_n(t) = d_c*h
+        d_Gi_n = d_c*h
+        # δGf_n(t) = c_prev*d_c
+        d_Gf_n = c_prev*d_c
+        # δh(t) = Gi_n*d_c
+        d_h = dZ[:t1 - t0, :, 2]
+        np.multiply(Gi_n, d_c, out=d_h)
+        # δGi(t) = -Gf*d_Gf_n/(Gf + Gi)**2 + d_Gi_n*(-Gi/(Gf + Gi)**2 + 1/(Gf + Gi))
+        shared0 = 1/(Gf + Gi)
+        shared1 = Gf*shared0
+        shared2 = Gi*shared0
+        d_Gi = shared0*(d_Gi_n*(1 - shared2) - d_Gf_n*shared1)
+        # δz_i(t) = Gi*d_Gi*(1 - Gi)
+        d_z_i = dZ[:t1 - t0, :, 1]
+        np.multiply(Gi*d_Gi, 1 - Gi, out=d_z_i)
+        # δGf(t) = -Gi*d_Gi_n/(Gf + Gi)**2 + d_Gf_n*(-Gf/(Gf + Gi)**2 + 1/(Gf + Gi))
+        d_Gf = shared0*(d_Gf_n*(1 - shared1) - d_Gi_n*shared2)
+        # δz_f(t) = Gf*d_Gf*(1 - Gf)
+        d_z_f = dZ[:t1 - t0, :, 0]
+        np.multiply(Gf*d_Gf, 1 - Gf, out=d_z_f)
+        dZ_t = dZ[:t1 - t0].reshape(-1, 3 * n_h)
+        # δx(t) = WeightT(W_f, x, d_z_f) + WeightT(W_h, x, d_h) + WeightT(W_i, x, d_z_i): one GEMM
+        np.matmul(dZ_t, W_x, out=d_xs[t0:t1].reshape(-1, n_x))
+        # δW = Σ_t δz(t) [x(t)]ᵀ, δb = Σ_t δz(t), for z_f, z_i, h at once
+        dW_x += dZ_t.T @ x.reshape(-1, n_x)
+        dB += dZ_t.sum(axis=0)
+        if t0 == 0:
+            # δc(-1) = Gf_n*d_c at the first step
+            d_c_prev0 = np.broadcast_to(Gf_n*d_c, (t1 - t0, B, n_h))[0].copy()
+    return {'W_f': dW_x[0 * n_h:1 * n_h], 'b_f': dB[0 * n_h:1 * n_h], 'W_i': dW_x[1 * n_h:2 * n_h], 'b_i': dB[1 * n_h:2 * n_h], 'W_h': dW_x[2 * n_h:3 * n_h], 'b_h': dB[2 * n_h:3 * n_h], 'xs': d_xs, 'c0': d_c_prev0}
