@@ -191,7 +191,9 @@ _RESERVED = frozenset({"T", "B", "t", "n_x", "n_h", "xs", "ys", "xs1", "Z", "Z_t
                        "params", "cache", "sizes", "state0", "dstate", "dys", "np", "half", "bound", "rng",
                        "Any", "CELL", "STATES", "OUTPUT", "PARAM_SHAPES"}
                       | {f for a in functions.REGISTRY for f in (a.name, *a.runtime)}
-                      | {"check_params", "check_sequence", "check_states", "init_uniform", "sigmoid_of_half"})
+                      | {"check_params", "check_sequence", "check_states", "init_uniform", "sigmoid_of_half"}
+                      # the parallel-scan kernels' chunk locals (derive/render/scan_kernel.py)
+                      | {"C", "g", "t0", "t1", "a_chunk", "g_next", "W_x", "dW_x", "dB"})
 
 current_source: str = ""
 """The file being loaded by :func:`derive.load_cell`: a builder names it by default."""
