@@ -137,3 +137,18 @@ def test_float32_kernels_compute_in_float32() -> None:
         arithmetic = [line for line in ir.splitlines() if any(f" {op} double" in line for op in ("fadd", "fsub", "fmul", "fdiv"))]
         assert arithmetic == [], f"{name}: float64 arithmetic in the float32 loop: {arithmetic[:3]}"
         assert " fmul float" in ir or " fmul <" in ir
+
+
+def test_a_numba_kernel_names_the_runtime_it_was_made_with(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Numba's on-disk cache is invalidated by a change of the kernel's own
+    file only: each kernel names the runtime it was generated with, so that
+    a new runtime makes the kernels stale (``derive check``) and, rebuilt,
+    recompiled."""
+    from derive.render import numba_kernel
+
+    digest = numba_kernel.runtime_digest()
+    for name in derive.NAMES:
+        assert f"derive/runtime_numba.py {digest} " in (ROOT / "derive" / "kernels" / "numba" / f"{name}.py").read_text()
+    before = kernels.generate(derive.cell("gru"), backend="numba")
+    monkeypatch.setattr(numba_kernel, "runtime_digest", lambda: "sha256:0000000000000000")
+    assert kernels.generate(derive.cell("gru"), backend="numba") != before
