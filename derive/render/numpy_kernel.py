@@ -1,5 +1,8 @@
 """Generate a cell's NumPy kernel (``derive/kernels/<cell>.py``) from its
-forward equations and derived backward equations.
+forward equations and derived backward equations: the NumPy printer of the
+cell's kernel plan (:mod:`derive.render.plan`, where every decision below
+is made; this module only spells it in NumPy: ``out=`` arguments, stacked
+and contiguous weight copies, slices of ``Z`` and ``dZ``).
 
 The generated module reads like code a person wrote: variables named after
 the equations, each block preceded by the equation it computes. It is fast
@@ -40,7 +43,6 @@ from .plan import (
     ActivationRun, AdjointGemm, AdjointStatement, Assign, ColumnBlock, ColumnSlice, Destination, Folded, Function,
     Gemm, KernelPlan, NodeGemm, ParamGrad, Slot, Source, StateGemm, plan_kernel,
 )
-from .text import CellTextPrinter
 
 COMMAND = "derive build"
 RUNTIME_IMPORT = "# <runtime import>"
@@ -213,6 +215,7 @@ class _Printer:
         self.cell = kernel.cell
         self.k = len(kernel.blocks)
         self.seq = {c.name: f"{c.name}_seq" for c in kernel.cached}
+        self.states = tuple(s.name for s in kernel.cell.states)
         self.expr = KernelPrinter({})
 
     def unpack_params(self) -> None:
@@ -236,8 +239,7 @@ class _ForwardPrinter(_Printer):
         return f"half * {value}" if halved else value
 
     def emit(self) -> None:
-        src, kernel, cell, k, seq = self.src, self.plan, self.cell, self.k, self.seq
-        state_of = [s.name for s in cell.states]
+        src, kernel, cell, k, seq, state_of = self.src, self.plan, self.cell, self.k, self.seq, self.states
         src("def forward(")
         src("params: dict[str, np.ndarray], xs: np.ndarray, state0: dict[str, np.ndarray] | None = None", 1)
         src(") -> tuple[np.ndarray, dict[str, Any]]:")
@@ -274,7 +276,7 @@ class _ForwardPrinter(_Printer):
         self.projection()
         for sw in kernel.state_weights:
             s = sw.state
-            src(f"# the blocks acting on {CellTextPrinter(cell).doprint(sympy.Symbol(s))}, stacked: one GEMM per step", 1)
+            src(f"# the blocks acting on {sw.text}, stacked: one GEMM per step", 1)
             if len(sw.nodes) == 1:
                 src(f"W_{s} = {self.scaled(sw.halved[0], sw.weights[0] + '.T')}.copy()", 1)
                 src(f"{s}W = np.empty((B, n_h), dtype)", 1)
@@ -335,7 +337,7 @@ class _ForwardPrinter(_Printer):
         for eq in st.equations:
             src(f"# {eq}", 2)
         others = "the x(t) parts and biases are in Z_t" if sw.with_input else "the biases are in Z_t"
-        src(f"# ({others}; add the {CellTextPrinter(self.cell).doprint(sympy.Symbol(sw.state))} parts)", 2)
+        src(f"# ({others}; add the {sw.text} parts)", 2)
         s = sw.state
         if len(sw.runs) == 1:
             a, b = sw.runs[0].blocks
@@ -394,8 +396,7 @@ class _BackwardPrinter(_Printer):
     """``backward``: the plan's step in reverse, then the after-loop GEMMs."""
 
     def emit(self) -> None:
-        src, kernel, cell, k, seq = self.src, self.plan, self.cell, self.k, self.seq
-        state_of = [s.name for s in cell.states]
+        src, kernel, k, seq, state_of = self.src, self.plan, self.k, self.seq, self.states
         src("def backward(")
         src("cache: dict[str, Any], dys: np.ndarray, dstate: dict[str, np.ndarray] | None = None", 1)
         src(") -> dict[str, np.ndarray]:")

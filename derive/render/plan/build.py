@@ -43,18 +43,13 @@ class Builder:
         keep = {g.d_affine.name for g in bw.weight_grads} | {a.symbol.name for a in bw.adjoints if a.target in self.prevs}
         keep |= {s.name for g in bw.param_grads for s in g.expr.free_symbols}  # read by a per-element gradient
         self.step = reuse_plan(cell, keep)
-        # which forward values the backward step reads: they are cached
-        used: set[str] = set()
-        for e in self.step.code.values():
-            if e is not None:
-                used |= {s.name for s in e.free_symbols}
+        # which forward values backward reads (the step, δx and the weight gradients after the loop): they are cached
+        used = set(self.step_reads())
         for a in bw.adjoints:
             if a.target in cell.inputs:
                 used |= {s.name for s in a.expr.free_symbols}
         for g in bw.weight_grads:
             used |= set(g.parts)
-        for g in bw.param_grads:
-            used |= {s.name for s in g.expr.free_symbols}
         used -= {p.name for p in self.step.products}
         used -= set(cell.per_element)
         self.layout = block_order(cell, used)
@@ -98,7 +93,8 @@ class Builder:
         return tuple(
             StateWeights(s, tuple(n.target for n in nodes), tuple(self.index[n.target] for n in nodes),
                          tuple(self.block_name(n.weight, s) for n in nodes), tuple(n.target in lay.halved for n in nodes),
-                         adjacent_runs(lay, nodes), any(n in lay.x_nodes for n in nodes))
+                         adjacent_runs(lay, nodes), any(n in lay.x_nodes for n in nodes),
+                         self.text.doprint(sympy.Symbol(s)))
             for s, nodes in lay.state_nodes.items()
         )
 
@@ -234,13 +230,19 @@ class Builder:
                 subs[w] = sympy.Symbol(name)
         return tuple(gemms), substitute_matmuls(expr, subs)
 
-    def loads(self, statements: list[BackwardStatement]) -> tuple[Load, ...]:
+    def step_reads(self) -> set[str]:
+        """The names the backward step's equations read (its adjoints, the per-element gradients)."""
         reads: set[str] = set()
         for e in self.step.code.values():
             if e is not None:
                 reads |= {s.name for s in e.free_symbols}
         for g in self.cell.backward.param_grads:
             reads |= {s.name for s in g.expr.free_symbols}
+        return reads
+
+    def loads(self) -> tuple[Load, ...]:
+        """The cached values the backward step reads, bound at the top of each step."""
+        reads = self.step_reads()
         out = [Load(c.name, c.name, 1 if c.state else 0) for c in self.cached if c.name in reads]
         out += [Load(s.prev, s.name, 0) for s in self.cell.states if s.prev in reads]
         return tuple(out)
@@ -294,7 +296,7 @@ class Builder:
             node_weights=node_weights,
             input_projection=InputProjection(blocks[:kx], blocks[kx:]),
             forward=tuple(self.forward(state_weights, node_weights)),
-            backward_loads=self.loads(statements),
+            backward_loads=self.loads(),
             carried=tuple(Carried(s.name, carried_in(s.name).name, text.doprint(carried_in(s.name))) for s in cell.states),
             backward=tuple(statements),
             input_grad=input_grad,

@@ -79,6 +79,7 @@ class StateWeights:
     halved: tuple[bool, ...]
     runs: tuple[Run, ...]
     with_input: bool  # one of the nodes also reads x(t)
+    text: str  # the state as the equations show it: c(t-1)
 
 
 @dataclass(frozen=True)

@@ -308,7 +308,12 @@ class KernelPlan:
 
     @property
     def halved(self) -> bool:
+        """Whether any block holds z/2 (a σ computed as ½(1 + tanh))."""
         return any(b.halved for b in self.blocks)
 
     def block(self, node: str) -> Block:
-        return next(b for b in self.blocks if b.node == node)
+        """The Z block of affine node ``node`` (z_h)."""
+        for b in self.blocks:
+            if b.node == node:
+                return b
+        raise KeyError(f"node: expected one of {[b.node for b in self.blocks]}, got {node!r}")
