@@ -17,7 +17,7 @@ import shutil
 import numpy as np
 import pytest
 
-from derive.experiments import CELLS, KERNEL_STATES, load_kernel
+from derive.experiments import CELLS, KERNEL_STATES, default_backend, load_kernel
 from derive.experiments.check import stale_results
 from derive.experiments.cli import main
 from derive.experiments.forget_bias import default_cells, initial_model, learnt_at
@@ -61,8 +61,10 @@ def test_quick_run_writes_json_with_provenance(quick: Path, experiment: str) -> 
     bias_cells = default_cells(CELLS)  # the cells with a forget gate on a memory apart from the output
     assert "lstm" in bias_cells
     cells = {"gates": set(gated_cells(CELLS)), "forget-bias": set(bias_cells)}.get(experiment, set(CELLS))
-    # the hash of each kernel file, computed here from its bytes (not by the function the run used)
-    kernels_dir = Path(load_kernel(CELLS[0]).__file__).parent
+    # the backend that ran, and the hash of each of its kernel files, computed
+    # here from their bytes (not by the function the run used)
+    assert result["backend"] == default_backend()
+    kernels_dir = Path(load_kernel(CELLS[0], result["backend"]).__file__).parent
     hashed = CELLS if experiment != "forget-bias" else bias_cells
     assert result["kernels_sha256"] == {
         cell: hashlib.sha256((kernels_dir / f"{cell}.py").read_bytes()).hexdigest() for cell in hashed
@@ -265,6 +267,65 @@ def test_stale_results_notices_a_changed_kernel_and_a_missing_plot(quick: Path, 
     assert sorted(missing)[0].endswith("gates.en.dark.svg: missing; rerun `derive experiment gates --quick "
                                        f"--seeds 2 --cells {','.join(CELLS)} --length 20`")
     assert "gradient-flow.fr.svg: missing" in sorted(missing)[1]
+
+
+def test_stale_results_compare_the_kernels_of_the_recorded_backend(quick: Path, tmp_path: Path) -> None:
+    """A result made on one backend is checked against that backend's
+    kernel files, not the other's."""
+    for name in quick.iterdir():
+        (tmp_path / name.name).write_bytes(name.read_bytes())
+    path = tmp_path / "memory.json"
+    result = json.loads(path.read_text(encoding="utf-8"))
+    other = "numpy" if result["backend"] != "numpy" else "numba"
+    result["backend"] = other
+    path.write_text(json.dumps(result), encoding="utf-8")
+    stale = stale_results(tmp_path)
+    assert len(stale) == 1 and "memory.json" in stale[0], stale
+    for cell in result["kernels_sha256"]:  # the hashes of the other backend's files: current again
+        source = Path(__file__).resolve().parent.parent / "derive" / "kernels"
+        source = source / f"{cell}.py" if other == "numpy" else source / other / f"{cell}.py"
+        result["kernels_sha256"][cell] = hashlib.sha256(source.read_bytes()).hexdigest()
+    path.write_text(json.dumps(result), encoding="utf-8")
+    assert stale_results(tmp_path) == []
+
+
+def _numbers(value: object) -> list[float]:
+    """Every number in a JSON value, in a fixed order."""
+    if isinstance(value, dict):
+        return [n for key in sorted(value) for n in _numbers(value[key])]
+    if isinstance(value, list):
+        return [n for item in value for n in _numbers(item)]
+    return [float(value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
+
+
+def test_results_of_the_numpy_and_numba_kernels_agree(tmp_path: Path) -> None:
+    """The same experiment on either backend: the same numbers within float
+    tolerance (the compiled σ and tanh differ from NumPy's by a few ulps,
+    and Adam carries such differences along its 25 quick steps)."""
+    pytest.importorskip("numba", reason="the numba backend needs the fast extra")
+    cells = ",".join(gated_cells(CELLS)[:2])
+    results = {}
+    for backend in ("numpy", "numba"):
+        out = tmp_path / backend
+        _run(out, "memory", "--jobs", "1", "--seeds", "1", "--cells", cells, "--backend", backend)
+        results[backend] = json.loads((out / "memory.json").read_text(encoding="utf-8"))
+    assert results["numpy"]["backend"] == "numpy" and results["numba"]["backend"] == "numba"
+    assert results["numpy"]["kernels_sha256"] != results["numba"]["kernels_sha256"]
+    a, b = (np.array(_numbers(results[k]["data"])) for k in ("numpy", "numba"))
+    assert a.shape == b.shape and a.size > 10
+    np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-9)
+
+
+def test_numba_backend_without_numba_says_how_to_install_it(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "numba" else real(name, *a))
+    assert main(["experiment", "memory", "--quick", "--out", str(tmp_path), "--backend", "numba"]) == 2
+    err = capsys.readouterr().err
+    assert 'pip install -e ".[fast]"' in err and "numba" in err
+    assert not (tmp_path / "memory.json").exists()
 
 
 # -- bad arguments -----------------------------------------------------------

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib
+import importlib.util
 import json
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -103,23 +104,37 @@ KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
 """Where the committed generated kernels live."""
 
 
-def load_kernel(cell: str) -> ModuleType:
-    """The generated kernel module of ``cell`` (``derive.kernels.load``)."""
+def default_backend() -> str:
+    """The kernels the experiments run on unless told: ``"numba"`` when
+    Numba is installed (the ``fast`` extra: the same equations, compiled,
+    several times faster at the experiments' small shapes), else ``"numpy"``.
+    Either gives the same results within float tolerance."""
+    return "numba" if importlib.util.find_spec("numba") is not None else "numpy"
+
+
+def load_kernel(cell: str, backend: str = "numpy") -> ModuleType:
+    """The generated kernel module of ``cell`` for ``backend`` (``derive.kernels.load``)."""
     kernels = importlib.import_module("derive.kernels")
-    return kernels.load(cell)
+    return kernels.load(cell, backend=backend)
 
 
-def kernel_file(cell: str) -> Path:
-    """The source file of the generated kernel of ``cell``."""
+def kernel_file(cell: str, backend: str = "numpy") -> Path:
+    """The source file of the generated kernel of ``cell`` for ``backend``
+    (``derive/kernels/<cell>.py``, ``derive/kernels/numba/<cell>.py``)."""
     kernels = importlib.import_module("derive.kernels")
     package_file = getattr(kernels, "__file__", None)
     base = Path(package_file).resolve().parent if package_file else KERNELS_DIR
-    return base / f"{cell}.py"
+    return kernel_path(base, cell, backend)
 
 
-def kernel_sha256(cell: str) -> str:
-    """The SHA-256 of the kernel source of ``cell``, recorded with results."""
-    return hashlib.sha256(kernel_file(cell).read_bytes()).hexdigest()
+def kernel_path(kernels_dir: Path, cell: str, backend: str) -> Path:
+    """Where the kernel of ``cell`` for ``backend`` lives under a ``derive/kernels`` directory."""
+    return kernels_dir / f"{cell}.py" if backend == "numpy" else kernels_dir / backend / f"{cell}.py"
+
+
+def kernel_sha256(cell: str, backend: str = "numpy") -> str:
+    """The SHA-256 of the kernel source of ``cell`` for ``backend``, recorded with results."""
+    return hashlib.sha256(kernel_file(cell, backend).read_bytes()).hexdigest()
 
 
 def round_sig(value: float, digits: int = 6) -> float:

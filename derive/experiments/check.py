@@ -11,7 +11,7 @@ import hashlib
 import json
 from pathlib import Path
 
-from . import kernel_file
+from . import kernel_file, kernel_path
 from .results import EXPERIMENTS, RESULTS_DIR, plot_names, result_path
 
 REPO_RESULTS_DIR = Path(__file__).resolve().parents[2] / RESULTS_DIR
@@ -25,8 +25,8 @@ def _sha256(path: Path) -> str | None:
 def stale_results(results_dir: Path | None = None, *, kernels_root: Path | None = None) -> list[str]:
     """One line per problem with the committed results, none when all is well.
 
-    A result file is stale when a kernel it was made with has changed (or
-    gone) since; a missing result file or plot is reported too. The message
+    A result file is stale when a kernel it was made with (of the backend
+    it records) has changed (or gone) since; a missing result file or plot is reported too. The message
     names the command that makes the results again. ``kernels_root`` is a
     checkout whose ``derive/kernels/`` to compare with (default: the
     imported package's).
@@ -42,11 +42,14 @@ def stale_results(results_dir: Path | None = None, *, kernels_root: Path | None 
             recorded = json.loads(path.read_text(encoding="utf-8"))
             hashes = dict(recorded["kernels_sha256"])
             command = str(recorded["command"])
+            backend = str(recorded.get("backend", "numpy"))  # results from before backends: NumPy
         except (ValueError, KeyError, TypeError) as error:
             problems.append(f"{path}: unreadable result file ({error}); run `derive experiment {experiment}`")
             continue
-        def current(cell: str) -> Path:
-            return kernels_root / "derive" / "kernels" / f"{cell}.py" if kernels_root else kernel_file(cell)
+        def current(cell: str, backend: str = backend) -> Path:
+            if kernels_root:
+                return kernel_path(kernels_root / "derive" / "kernels", cell, backend)
+            return kernel_file(cell, backend)
 
         changed = sorted(cell for cell, digest in hashes.items() if _sha256(current(cell)) != digest)
         if changed:

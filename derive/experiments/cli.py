@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import NoReturn
 
 from ..cells import names as registered_names
-from . import CELLS
+from ..kernels import BACKENDS, BackendUnavailableError, check_backend
+from . import CELLS, default_backend
 from . import forget_bias as fb
 from . import gates
 from . import gradient_flow as gf
@@ -128,6 +129,9 @@ def _common_options(parser: argparse.ArgumentParser, *, cells: tuple[str, ...] |
     parser.add_argument("--out", type=Path, default=None,
                         help=f"directory for the JSON and SVG files, checked before anything is computed "
                         f"(default: {RESULTS_DIR} in the project checkout derive is imported from)")
+    parser.add_argument("--backend", choices=BACKENDS, default=None,
+                        help="the kernels that run the cells, recorded in the results (default: numba when "
+                        "Numba is installed, the fast extra, else numpy); the numbers agree within float tolerance")
 
 
 def add_parser(subparsers: argparse._SubParsersAction) -> None:
@@ -203,6 +207,7 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
 
 def _training(args: argparse.Namespace) -> TrainingConfig:
     base = QUICK_TRAINING if args.quick else FULL_TRAINING
+    base = replace(base, backend=args.backend)
     return replace(base, steps=args.steps) if args.steps is not None else base
 
 
@@ -221,7 +226,7 @@ def _command(experiment: str, args: argparse.Namespace, extra: list[str]) -> str
 def _write(experiment: str, command: str, args: argparse.Namespace, data: dict, out: Path) -> list[Path]:
     from .plots import write_plots  # matplotlib: imported only when plots are drawn, not for `derive --help`
 
-    payload = {**provenance(command, args.cells, range(args.seeds)), "data": data}
+    payload = {**provenance(command, args.cells, range(args.seeds), args.backend), "data": data}
     json_path = result_path(out, experiment)
     write_json(json_path, payload)
     return [json_path, *write_plots(experiment, data, args.seeds, out)]
@@ -340,9 +345,11 @@ def run(args: argparse.Namespace) -> int:
         args.seeds = preset["bias_seeds"] if args.experiment == "forget-bias" else preset["seeds"]
     try:
         out = output_dir(args.out, args.quick)
-    except ValueError as error:
+        args.backend = check_backend(args.backend or default_backend())
+    except (ValueError, BackendUnavailableError) as error:
         print(f"derive experiment: error: {error}", file=sys.stderr)
         return 2
+    print(f"experiments on the {args.backend} kernels", file=sys.stderr)
     if args.experiment == "memory":
         _run_memory(args, out)
     elif args.experiment == "gradient-flow":

@@ -86,10 +86,10 @@ def forget_bias_jobs(
     return [ForgetBiasJob(cell, bias, seed, length, training) for cell in cells for bias in biases for seed in seeds]
 
 
-def initial_model(cell: str, n_h: int, seed: int, bias: float) -> Model:
-    """The model at initialisation with ``bias`` added to its keep gate's
-    bias, in the direction that keeps more (raises G_f, lowers G_u)."""
-    model = Model.initial(cell, n_h, seed)
+def initial_model(cell: str, n_h: int, seed: int, bias: float, backend: str = "numpy") -> Model:
+    """The model at initialisation (run by ``backend``) with ``bias`` added to
+    its keep gate's bias, in the direction that keeps more (raises G_f, lowers G_u)."""
+    model = Model.initial(cell, n_h, seed, backend)
     gate = keep_gate(cell)
     if gate is None:
         raise ValueError(f"cell: {cell!r} has no keep gate whose bias could be moved")
@@ -111,14 +111,14 @@ def learnt_at(losses: Sequence[float], bound: float, window: int = RUNNING) -> i
 def _keep_on_test(model: Model, xs: np.ndarray) -> float:
     gate = keep_gate(model.cell)
     assert gate is not None
-    _, cache = load_kernel(model.cell).forward(model.params, xs)
+    _, cache = model.kernel.forward(model.params, xs)
     return measure(gate, np.asarray(cache[gate.gate]), xs[:, :, 1])["keep_mean_unmarked"]
 
 
 def run_forget_bias_job(job: ForgetBiasJob) -> dict[str, Any]:
     """Train one model from the shifted initialisation and measure it."""
     n_h = hidden_size(job.cell, job.training.param_target)
-    model = initial_model(job.cell, n_h, job.seed, job.bias)
+    model = initial_model(job.cell, n_h, job.seed, job.bias, job.training.backend)
     xs, targets = test_set(job.length, job.training.test_size)
     keep_init = _keep_on_test(model, xs)
     model, losses = train(job.cell, job.length, job.seed, job.training, initial=model)

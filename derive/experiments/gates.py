@@ -181,7 +181,7 @@ def run_gates_job(job: GatesJob) -> dict[str, Any]:
     else:
         params = train(job.cell, job.length, job.seed, job.training)[0].params
     xs, _ = test_set(job.length, job.training.test_size)
-    _, cache_ = load_kernel(job.cell).forward(params, xs)
+    _, cache_ = load_kernel(job.cell, job.training.backend).forward(params, xs)
     values = np.asarray(cache_[gate.gate])
     result = {"cell": job.cell, "seed": job.seed, **measure(gate, values, xs[:, :, 1])}
     if job.seed == SHOWN_SEED:

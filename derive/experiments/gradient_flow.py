@@ -176,7 +176,7 @@ def run_gradient_flow_job(job: GradientFlowJob) -> dict[str, Any]:
         raise ValueError(f"condition: expected one of {CONDITIONS}, got {job.condition!r}")
     if job.condition == "init":
         n_h = hidden_size(job.cell, job.training.param_target)
-        params = Model.initial(job.cell, n_h, job.seed).params
+        params = Model.initial(job.cell, n_h, job.seed, job.training.backend).params
     elif job.trained_params is not None:
         params = job.trained_params
     else:
@@ -184,7 +184,7 @@ def run_gradient_flow_job(job: GradientFlowJob) -> dict[str, Any]:
     lags = lags_up_to(job.max_lag)
     xs, _ = adding_problem(np.random.default_rng([job.seed, 3]), job.max_lag, MEASURE_BATCH)
     ratios = gradient_ratios(
-        load_kernel(job.cell),
+        load_kernel(job.cell, job.training.backend),
         params,
         xs,
         STATE_MEASURED[job.cell],

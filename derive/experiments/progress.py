@@ -6,6 +6,8 @@ it prints a line every tenth of the work, so logs stay short.
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import multiprocessing
 import sys
 import time
@@ -67,11 +69,16 @@ class Progress:
 
 def _single_threaded_blas() -> None:
     """Run BLAS on one thread in each worker: the matrices are small, and
-    two processes on two cores beat two threads fighting over each."""
+    two processes on two cores beat two threads fighting over each.
+
+    Numba's ``np.dot`` calls SciPy's BLAS, a library of its own: it is
+    loaded first, since threadpoolctl limits only the libraries loaded."""
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # optional: the results are the same without it
         return
+    if importlib.util.find_spec("numba") is not None and importlib.util.find_spec("scipy") is not None:
+        importlib.import_module("scipy.linalg.cython_blas")
     threadpool_limits(1)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import platform
 from collections.abc import Sequence
@@ -32,17 +33,23 @@ def plot_names(experiment: str) -> list[str]:
     return [f"{experiment}.{lang}{suffix}.svg" for lang in LANGUAGES for suffix in SCHEME_SUFFIXES.values()]
 
 
-def provenance(command: str, cells: Sequence[str], seeds: Sequence[int]) -> dict[str, Any]:
-    """The header of a result file: the command, the versions, the kernels.
+def provenance(command: str, cells: Sequence[str], seeds: Sequence[int], backend: str = "numpy") -> dict[str, Any]:
+    """The header of a result file: the command, the versions, the backend
+    whose kernels produced the numbers and the SHA-256 of each.
 
     No date and no timing, so that the same command gives the same file.
     """
+    versions = {"numpy": np.__version__}
+    if backend != "numpy":
+        module = importlib.import_module(backend)
+        versions[backend] = str(getattr(module, "__version__", "unknown"))
     return {
         "command": command,
         "derive_version": __version__,
-        "numpy": np.__version__,
+        **versions,
         "python": platform.python_version(),
-        "kernels_sha256": {cell: kernel_sha256(cell) for cell in cells},
+        "backend": backend,
+        "kernels_sha256": {cell: kernel_sha256(cell, backend) for cell in cells},
         "seeds": list(seeds),
     }
 

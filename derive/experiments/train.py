@@ -38,6 +38,10 @@ class TrainingConfig:
     lr: float
     clip: float
     test_size: int
+    backend: str = "numpy"
+    """The kernels that run the cell (``derive.kernels.BACKENDS``); recorded
+    in the results' provenance, not here: it changes no number beyond float
+    tolerance."""
 
     def to_json(self) -> dict[str, float | int]:
         """The configuration as recorded next to the results."""
@@ -110,10 +114,10 @@ class Model:
     readout_b: np.ndarray
 
     @classmethod
-    def initial(cls, cell: str, n_h: int, seed: int) -> Model:
+    def initial(cls, cell: str, n_h: int, seed: int, backend: str = "numpy") -> Model:
         """The model at initialisation: the kernel's ``init_params`` for the
-        cell, a readout drawn like a torch ``Linear`` and a zero bias."""
-        kernel = load_kernel(cell)
+        cell (run by ``backend``), a readout drawn like a torch ``Linear`` and a zero bias."""
+        kernel = load_kernel(cell, backend)
         params = kernel.init_params(N_INPUTS, n_h, seed=seed)
         rng = np.random.default_rng([seed, 1])
         bound = 1.0 / np.sqrt(n_h)
@@ -169,7 +173,7 @@ def train(
     """
     if initial is not None and initial.cell != cell:
         raise ValueError(f"initial: expected a model of cell {cell!r}, got one of {initial.cell!r}")
-    model = initial or Model.initial(cell, hidden_size(cell, config.param_target), seed)
+    model = initial or Model.initial(cell, hidden_size(cell, config.param_target), seed, config.backend)
     optimiser = Adam(lr=config.lr)
     data = np.random.default_rng([seed, length, 2])
     trainable = model.trainable()
