@@ -324,3 +324,17 @@ def sympy_tanh(z):  # noqa: ANN001, ANN201 - the builder's argument, SymPy's tan
     import sympy
 
     return sympy.tanh(z)
+
+
+@pytest.mark.parametrize("name", ["min_gru", "min_lstm"])
+def test_a_cache_of_the_other_kernel_is_refused_by_name(name: str) -> None:
+    """The loop and the scan kernels cache different arrays: each backward
+    refuses the other's cache in one line instead of a KeyError (or a
+    gradient read from arrays that mean something else)."""
+    loop, fast = kernels.load(name), scan.load(name)
+    params = loop.init_params(3, 4)
+    xs, dys = np.ones((5, 2, 3)), np.ones((5, 2, 4))
+    with pytest.raises(ValueError, match=rf"expected the cache of {name}\.forward\(\), got one from {name} \(parallel scan\)"):
+        loop.backward(fast.forward(params, xs)[1], dys)
+    with pytest.raises(ValueError, match=rf"expected the cache of {name} \(parallel scan\)\.forward\(\), got one from {name}\.forward"):
+        fast.backward(loop.forward(params, xs)[1], dys)

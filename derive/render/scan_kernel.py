@@ -220,6 +220,8 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src("from derive.scan import chunk_steps, linear_scan_into, reverse_linear_scan")
     src()
     src(f"CELL = {cell.name!r}")
+    src("# the cache says which kernel made it: the step loop's backward cannot read this one, nor this one the loop's")
+    src(f"CACHE_OF = {cell.name + ' (parallel scan)'!r}")
     src(f"STATES = {(s,)!r}")
     src(f"OUTPUT = {cell.output!r}")
     src(f"PARAM_SHAPES: dict[str, tuple[str, ...]] = {shapes!r}")
@@ -348,7 +350,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src(f"ys = {s}_seq[1:]", 1)
     src("ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward", 1)
     cached = "".join(f", {n!r}: " + (f"Z[{block[n]}]" if n in block else f"{n}_seq") for n in stored)
-    src(f"cache = {{'cell': CELL, 'params': params, 'xs': xs, 'final': {{{s!r}: {s}_seq[T].copy()}}, "
+    src(f"cache = {{'cell': CACHE_OF, 'params': params, 'xs': xs, 'final': {{{s!r}: {s}_seq[T].copy()}}, "
         f"{s!r}: {s}_seq{cached}}}", 1)
     src("return ys, cache", 1)
     src()
@@ -363,8 +365,8 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src('"""', 1)
     src("if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:", 1)
     src('raise ValueError("cache: expected the cache returned by forward(), got " + type(cache).__name__)', 2)
-    src("if cache.get('cell') != CELL:", 1)
-    src("raise ValueError(f\"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()\")", 2)
+    src("if cache.get('cell') != CACHE_OF:", 1)
+    src("raise ValueError(f\"cache: expected the cache of {CACHE_OF}.forward(), got one from {cache.get('cell')}.forward()\")", 2)
     src("params, xs = cache['params'], cache['xs']", 1)
     src("T, B, n_x = xs.shape", 1)
     src("dtype = xs.dtype", 1)

@@ -30,6 +30,8 @@ from derive.runtime import check_params, check_sequence, check_states, init_unif
 from derive.scan import chunk_steps, linear_scan_into, reverse_linear_scan
 
 CELL = 'min_lstm'
+# the cache says which kernel made it: the step loop's backward cannot read this one, nor this one the loop's
+CACHE_OF = 'min_lstm (parallel scan)'
 STATES = ('c',)
 OUTPUT = 'c'
 PARAM_SHAPES: dict[str, tuple[str, ...]] = {'W_f': ('n_h', 'n_x'), 'b_f': ('n_h',), 'W_i': ('n_h', 'n_x'), 'b_i': ('n_h',), 'W_h': ('n_h', 'n_x'), 'b_h': ('n_h',)}
@@ -109,7 +111,7 @@ def forward(
         linear_scan_into(np.broadcast_to(Gf_n, (t1 - t0, B, n_h)), c_seq[t0:t1 + 1])
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
-    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'c': c_seq, 'Gf': Z[0], 'Gi': Z[1], 'h': Z[2], 'Gf_n': Gf_n_seq, 'Gi_n': Gi_n_seq}
+    cache = {'cell': CACHE_OF, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'c': c_seq, 'Gf': Z[0], 'Gi': Z[1], 'h': Z[2], 'Gf_n': Gf_n_seq, 'Gi_n': Gi_n_seq}
     return ys, cache
 
 
@@ -122,8 +124,8 @@ def backward(
     """
     if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:
         raise ValueError("cache: expected the cache returned by forward(), got " + type(cache).__name__)
-    if cache.get('cell') != CELL:
-        raise ValueError(f"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()")
+    if cache.get('cell') != CACHE_OF:
+        raise ValueError(f"cache: expected the cache of {CACHE_OF}.forward(), got one from {cache.get('cell')}.forward()")
     params, xs = cache['params'], cache['xs']
     T, B, n_x = xs.shape
     dtype = xs.dtype
