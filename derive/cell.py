@@ -8,6 +8,7 @@ the kernels, the site — is derived from the :class:`Cell` it builds.
 from __future__ import annotations
 
 import keyword
+import re
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
@@ -193,7 +194,12 @@ _RESERVED = frozenset({"T", "B", "t", "n_x", "n_h", "xs", "ys", "xs1", "Z", "Z_t
                       | {f for a in functions.REGISTRY for f in (a.name, *a.runtime)}
                       | {"check_params", "check_sequence", "check_states", "init_uniform", "sigmoid_of_half"}
                       # the parallel-scan kernels' chunk locals (derive/render/scan_kernel.py)
-                      | {"C", "g", "t0", "t1", "a_chunk", "g_next", "W_x", "dW_x", "dB"})
+                      | {"C", "g_chunk", "t0", "t1", "a_chunk", "g_next", "W_x", "dW_x", "dB"})
+# the Numba kernels' loop indices, typed constants and functions (derive/render/numba_kernel.py): the
+# compiled loops read vectors and per-element parameters, never an affine node's weight or bias by name
+_RESERVED_IN_LOOPS = frozenset({"b", "j", "one", "two", "dot", "numba", "dZ_x"})
+# prefixes of names the kernels derive from others: a vector so named could collide with one of them
+_RESERVED_PREFIXES = ("carried_", "mix_")
 
 current_source: str = ""
 """The file being loaded by :func:`derive.load_cell`: a builder names it by default."""
@@ -236,13 +242,18 @@ class CellBuilder:
     def _error(self, reason: str, node: str | None = None) -> CellError:
         return CellError(reason, node=node, source=self.source)
 
-    def _check_name(self, name: str, what: str) -> None:
+    def _check_name(self, name: str, what: str, *, in_loops: bool = True) -> None:
+        """Refuse a name that is not an identifier or that a kernel binds
+        itself (``in_loops``: also the compiled loops' locals, for what
+        those loops read: vectors and per-element parameters)."""
         if not isinstance(name, str) or not name.isidentifier():
             raise self._error(f"a {what}'s name must be an identifier, got {name!r}", str(name))
         if name.startswith(("d_", "matmul_", "_")):
             # δv is named d_v by the derivation and the kernels: a vector d_c would collide with δc
             raise self._error(f"the name {name!r} is reserved (d_… names the gradients, matmul_… and _… the kernels' products)", name)
-        if keyword.iskeyword(name) or name in _RESERVED or name.endswith(("_seq", "_steps")):
+        if (keyword.iskeyword(name) or name in _RESERVED or name.endswith(("_seq", "_steps"))
+                or (in_loops and name in _RESERVED_IN_LOOPS)
+                or name.startswith(_RESERVED_PREFIXES) or re.fullmatch(r"shared\d+", name)):
             raise self._error(f"the name {name!r} is reserved (a Python keyword or a name the kernels use)", name)
 
     def _add_vector(self, vector: Vector) -> sympy.Symbol:
@@ -298,7 +309,7 @@ class CellBuilder:
         for param in (weight, bias):
             if param is None:
                 continue
-            self._check_name(param, "parameter")
+            self._check_name(param, "parameter", in_loops=False)
             if param in self.params or param in self.vectors:
                 other = self._owner.get(param)
                 where = f"the affine node {other!r}" if other else "another definition"

@@ -231,7 +231,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
 
     # -- what backward reads: the nodes stored by forward, one full (T, B, n) array each
     bw = cell.backward
-    seeds = {carried_in(s): sympy.Symbol("g"), sympy.Symbol(OUTPUT_GRAD): sympy.Integer(0)}
+    seeds = {carried_in(s): sympy.Symbol("g_chunk"), sympy.Symbol(OUTPUT_GRAD): sympy.Integer(0)}
     steps = [a for a in bw.adjoints if a.target != s_prev]
     gradient_in = next(a for a in bw.adjoints if a.target == s_prev)
     read = set()
@@ -432,9 +432,9 @@ def generate(cell: Cell, command: str | None = None) -> str:
         src(f"{x} = xs[t0:t1]", 2)
     src(f"# g(t), the whole gradient on {s}(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan", 2)
     src(f"a_chunk = np.broadcast_to({printer.doprint(scan.a)}, (t1 - t0, B, n_h))  # a(t) = {a_text}", 2)
-    src("g = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)", 2)
+    src("g_chunk = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)", 2)
     src("if t0 > 0:", 2)
-    src("g_next = a_chunk[0] * g[0]", 3)
+    src("g_next = a_chunk[0] * g_chunk[0]", 3)
     # common subexpressions of the adjoints (1/(Gf + Gi), …) computed once, each just before its first use
     # a(t), already evaluated for the reverse scan, wherever it appears (1 - Gu: one pass fewer)
     a_sub = {} if isinstance(scan.a, sympy.Symbol) else {scan.a: sympy.Symbol("a_chunk")}

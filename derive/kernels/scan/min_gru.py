@@ -138,11 +138,11 @@ def backward(
         x = xs[t0:t1]
         # g(t), the whole gradient on c(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan
         a_chunk = np.broadcast_to(1 - Gu, (t1 - t0, B, n_h))  # a(t) = 1 - G_u(t)
-        g = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)
+        g_chunk = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)
         if t0 > 0:
-            g_next = a_chunk[0] * g[0]
-        # δc(t) = g
-        d_c = g
+            g_next = a_chunk[0] * g_chunk[0]
+        # δc(t) = g_chunk
+        d_c = g_chunk
         # δh(t) = Gu*d_c
         d_h = dZ[:t1 - t0, :, 1]
         np.multiply(Gu, d_c, out=d_h)

@@ -160,11 +160,11 @@ def backward(
         x = xs[t0:t1]
         # g(t), the whole gradient on c(t): g(t) = δy(t) + a(t+1) ⊙ g(t+1), by a reverse blocked scan
         a_chunk = np.broadcast_to(Gf_n, (t1 - t0, B, n_h))  # a(t) = G_f'(t)
-        g = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)
+        g_chunk = reverse_linear_scan(a_chunk, dys[t0:t1], g_next)
         if t0 > 0:
-            g_next = a_chunk[0] * g[0]
-        # δc(t) = g
-        d_c = g
+            g_next = a_chunk[0] * g_chunk[0]
+        # δc(t) = g_chunk
+        d_c = g_chunk
         # δGi_n(t) = d_c*h
         d_Gi_n = d_c*h
         # δGf_n(t) = c_prev*d_c
