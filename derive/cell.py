@@ -197,9 +197,10 @@ _RESERVED = frozenset({"T", "B", "t", "n_x", "n_h", "xs", "ys", "xs1", "Z", "Z_t
                       | {"C", "g_chunk", "t0", "t1", "a_chunk", "g_next", "W_x", "dW_x", "dB"})
 # the Numba kernels' loop indices, typed constants and functions (derive/render/numba_kernel.py): the
 # compiled loops read vectors and per-element parameters, never an affine node's weight or bias by name
-_RESERVED_IN_LOOPS = frozenset({"b", "j", "one", "two", "dot", "numba", "dZ_x"})
+_RESERVED_IN_LOOPS = frozenset({"b", "j", "zero", "one", "two", "dot", "numba", "dZ_x"})
 # prefixes of names the kernels derive from others: a vector so named could collide with one of them
 _RESERVED_PREFIXES = ("carried_", "mix_")
+_CONSTANT_NAME = re.compile(r"k_\d+(_\d+)?")  # the Numba kernels' typed constants other than 0, 1, 2, ½: k_3, k_1_6
 
 current_source: str = ""
 """The file being loaded by :func:`derive.load_cell`: a builder names it by default."""
@@ -252,7 +253,7 @@ class CellBuilder:
             # δv is named d_v by the derivation and the kernels: a vector d_c would collide with δc
             raise self._error(f"the name {name!r} is reserved (d_… names the gradients, matmul_… and _… the kernels' products)", name)
         if (keyword.iskeyword(name) or name in _RESERVED or name.endswith(("_seq", "_steps"))
-                or (in_loops and name in _RESERVED_IN_LOOPS)
+                or (in_loops and (name in _RESERVED_IN_LOOPS or _CONSTANT_NAME.fullmatch(name)))
                 or name.startswith(_RESERVED_PREFIXES) or re.fullmatch(r"shared\d+", name)):
             raise self._error(f"the name {name!r} is reserved (a Python keyword or a name the kernels use)", name)
 

@@ -452,7 +452,7 @@ def test_a_string_is_never_evaluated_as_an_expression() -> None:
         b.node("c", "c_prev + __import__('os').getpid()")
 
 
-@pytest.mark.parametrize("name", ["Z_t", "xs1", "a_chunk", "g_next", "t0", "g_chunk", "j", "b", "one", "carried_c", "shared0"])
+@pytest.mark.parametrize("name", ["Z_t", "xs1", "a_chunk", "g_next", "t0", "g_chunk", "j", "b", "one", "carried_c", "shared0", "zero", "k_1_6"])
 def test_a_name_a_kernel_binds_is_refused(name: str) -> None:
     """A vector named like a local of the loop, the scan or the Numba kernel
     would be overwritten by it (a vector j broke the Numba kernel's loop
