@@ -12,7 +12,7 @@ from pathlib import Path
 
 from . import notebooks
 from .cells import cell, names, origin
-from .render import scan_kernel
+from .render import numba_kernel, scan_kernel
 from .render.numpy_kernel import generate
 
 PACKAGE = Path(__file__).resolve().parent
@@ -33,6 +33,9 @@ def artefacts(root: str | Path | None = None) -> dict[str, Callable[[], str]]:
     # beside the step loop, a parallel-scan kernel for every cell whose recurrence is a linear scan
     files.update({f"derive/kernels/scan/{name}.py": (lambda name=name: scan_kernel.generate(cell(name)))
                   for name in built_in if scan_kernel.scannable(cell(name)) is None})
+    # the same plan printed for Numba (generating needs no Numba, only running the modules does)
+    files.update({f"derive/kernels/numba/{name}.py": (lambda name=name: numba_kernel.generate(cell(name)))
+                  for name in built_in})
     files.update(notebooks.artefacts(root / "docs"))
     return files
 

@@ -51,15 +51,22 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-def _user_kernel(args: argparse.Namespace) -> tuple[Path, str]:
-    """The kernel file of ``--cell FILE --out DIR`` and its content now."""
+def _user_kernels(args: argparse.Namespace) -> list[tuple[Path, str]]:
+    """The kernel files of ``--cell FILE --out DIR [--backend B]`` and their content now:
+    ``DIR/<cell>.py`` (NumPy), ``DIR/<cell>_numba.py`` (Numba)."""
     from .kernels import generate
 
     if not args.out:
         raise _Usage("--cell needs --out DIR (where the kernel module is written)")
     c = resolve(args.cell)
-    command = f"derive build --cell {args.cell} --out {args.out}"
-    return Path(args.out) / f"{c.name}.py", generate(c, command)
+    backends = ("numpy", "numba") if args.backend == "all" else (args.backend or "numpy",)
+    files = []
+    for backend in backends:
+        option = "" if args.backend in (None, "numpy") else f" --backend {args.backend}"
+        command = f"derive build --cell {args.cell} --out {args.out}{option}"
+        suffix = "" if backend == "numpy" else f"_{backend}"
+        files.append((Path(args.out) / f"{c.name}{suffix}.py", generate(c, command, backend)))
+    return files
 
 
 class _Usage(Exception):
@@ -68,14 +75,16 @@ class _Usage(Exception):
 
 def _cmd_build(args: argparse.Namespace) -> int:
     if args.cell:
-        path, content = _user_kernel(args)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if path.is_file() and path.read_bytes() == content.encode():
-            print(f"unchanged {path}")
-        else:
-            path.write_bytes(content.encode())
-            print(f"wrote {path}")
+        for path, content in _user_kernels(args):
+            path.parent.mkdir(parents=True, exist_ok=True)
+            if path.is_file() and path.read_bytes() == content.encode():
+                print(f"unchanged {path}")
+            else:
+                path.write_bytes(content.encode())
+                print(f"wrote {path}")
         return 0
+    if args.backend:
+        raise _Usage("--backend goes with --cell FILE (derive build writes the built-in cells' kernels of every backend)")
     if args.out:
         raise _Usage("--out goes with --cell FILE (the built-in cells are written under --root)")
     from .artefacts import build
@@ -90,13 +99,14 @@ def _cmd_build(args: argparse.Namespace) -> int:
 
 def _cmd_check(args: argparse.Namespace) -> int:
     if args.cell:
-        path, content = _user_kernel(args)
-        problems = [] if path.is_file() and path.read_bytes() == content.encode() else [
-            f"{'stale' if path.is_file() else 'missing'}: {path}"]
-        fix = f"derive build --cell {args.cell} --out {args.out}"
+        problems = [f"{'stale' if path.is_file() else 'missing'}: {path}" for path, content in _user_kernels(args)
+                    if not (path.is_file() and path.read_bytes() == content.encode())]
+        fix = f"derive build --cell {args.cell} --out {args.out}" + (f" --backend {args.backend}" if args.backend else "")
     else:
         if args.out:
             raise _Usage("--out goes with --cell FILE")
+        if args.backend:
+            raise _Usage("--backend goes with --cell FILE (derive check checks every backend's kernels)")
         from .artefacts import check
 
         problems, fix = check(args.root), "derive build"
@@ -205,7 +215,7 @@ def _add_export_parser(sub: argparse._SubParsersAction) -> None:
 def make_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="derive",
-        description="Recurrent cells as symbolic equations: derived gradients, LaTeX, generated NumPy kernels.",
+        description="Recurrent cells as symbolic equations: derived gradients, LaTeX, generated NumPy and Numba kernels.",
     )
     parser.add_argument("--version", action="version", version=f"derive {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
@@ -229,13 +239,17 @@ def make_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_cmd_show)
 
     for name, func, text in (
-        ("build", _cmd_build, "regenerate every generated file (the NumPy kernels, the pages' notebooks) from their sources"),
+        ("build", _cmd_build, "regenerate every generated file (the NumPy and Numba kernels, the pages' notebooks) from their sources"),
         ("check", _cmd_check, "exit 1, naming each file, if a generated file differs from what the equations give"),
     ):
         p = sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
         p.add_argument("--root", default=None, help="project root (default: the checkout derive is imported from)")
         p.add_argument("--cell", default=None, metavar="FILE", help="a cell file (.py or .cell): its kernel only, in --out")
-        p.add_argument("--out", default=None, metavar="DIR", help="with --cell: the directory of the kernel module <cell>.py")
+        p.add_argument("--out", default=None, metavar="DIR", help="with --cell: the directory of the kernel module <cell>.py "
+                       "(<cell>_numba.py for the Numba backend)")
+        p.add_argument("--backend", choices=("numpy", "numba", "all"), default=None,
+                       help="with --cell: the kernel's backend, numpy (default), numba (the step loops compiled "
+                       "with Numba; running it needs pip install -e \".[fast]\") or all (both)")
         p.set_defaults(func=func)
 
     p = sub.add_parser(

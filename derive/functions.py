@@ -110,7 +110,9 @@ class Activation:
 
     ``numpy`` is a format string over the printed argument (``{}``) that the
     kernels evaluate with ``np`` and the runtime's functions in scope;
-    ``runtime`` names the runtime functions it calls. ``reference`` is a
+    ``runtime`` names the runtime functions it calls. ``numba`` is the
+    same over one scalar in a Numba kernel's fused loop, with the functions
+    of ``derive.runtime_numba`` (typed per dtype, vectorising) in scope. ``reference`` is a
     plain NumPy implementation for the numeric derivative check; ``indicator``
     marks the step functions that only appear inside derivatives.
     """
@@ -124,6 +126,7 @@ class Activation:
     runtime: tuple[str, ...] = ()
     reference: Callable[..., object] | None = None
     indicator: bool = False
+    numba: str = "{}"
 
 
 def _np():  # noqa: ANN202 - numpy imported lazily: the registry is needed without it
@@ -134,20 +137,23 @@ def _np():  # noqa: ANN202 - numpy imported lazily: the registry is needed witho
 
 REGISTRY: tuple[Activation, ...] = (
     Activation("sigmoid", sigmoid, ("σ", "sigma"), r"\sigma", "σ", "sigmoid({})", ("sigmoid",),
-               lambda z: 1 / (1 + _np().exp(-z))),
-    Activation("tanh", sympy.tanh, (), r"\tanh", "tanh", "np.tanh({})", (), lambda z: _np().tanh(z)),
+               lambda z: 1 / (1 + _np().exp(-z)), numba="sigmoid({})"),
+    Activation("tanh", sympy.tanh, (), r"\tanh", "tanh", "np.tanh({})", (), lambda z: _np().tanh(z),
+               numba="tanh({})"),
     Activation("relu", relu, ("ReLU",), r"\operatorname{relu}", "relu", "np.maximum({}, 0)", (),
-               lambda z: _np().maximum(z, 0)),
+               lambda z: _np().maximum(z, 0), numba="relu({})"),
     Activation("softplus", softplus, (), r"\operatorname{softplus}", "softplus", "np.logaddexp({}, 0)", (),
-               lambda z: _np().logaddexp(z, 0)),
+               lambda z: _np().logaddexp(z, 0), numba="softplus({})"),
     Activation("hard_sigmoid", hard_sigmoid, ("hard_σ",), r"\operatorname{hard\sigma}", "hard_σ",
-               "hard_sigmoid({})", ("hard_sigmoid",), lambda z: _np().clip(z / 6 + 0.5, 0, 1)),
-    Activation("exp", sympy.exp, (), r"\exp", "exp", "np.exp({})", (), lambda z: _np().exp(z)),
+               "hard_sigmoid({})", ("hard_sigmoid",), lambda z: _np().clip(z / 6 + 0.5, 0, 1),
+               numba="hard_sigmoid({})"),
+    Activation("exp", sympy.exp, (), r"\exp", "exp", "np.exp({})", (), lambda z: _np().exp(z),
+               numba="np.exp({})"),
     Activation("identity", identity, ("id",), "", "", "{}", (), lambda z: z),
     Activation("step", step, (), r"\operatorname{step}", "step", "step({})", ("step",),
-               lambda y: (y > 0) * 1.0, indicator=True),
+               lambda y: (y > 0) * 1.0, indicator=True, numba="step({})"),
     Activation("inside01", inside01, (), r"\mathbb{1}_{(0,1)}", "1_(0,1)", "inside01({})", ("inside01",),
-               lambda y: ((y > 0) & (y < 1)) * 1.0, indicator=True),
+               lambda y: ((y > 0) & (y < 1)) * 1.0, indicator=True, numba="inside01({})"),
 )
 """Every element-wise function a cell may use (and the indicators of their
 derivatives), in the order they are listed to users."""

@@ -46,6 +46,23 @@ def require_extra(module: str, extra: str):  # noqa: ANN201 - the module
         pytest.skip(reason, allow_module_level=True)
 
 
+KERNEL_BACKENDS = ("numpy", "numba")
+"""The kernel backends the kernel tests run on (``derive.kernels.BACKENDS``)."""
+
+
+@pytest.fixture(params=KERNEL_BACKENDS)
+def backend(request: pytest.FixtureRequest) -> str:
+    """Each kernel backend in turn: a test taking ``backend`` runs on the
+    NumPy kernels and on the Numba ones. The Numba cases skip, saying how to
+    install Numba, when it is missing (under CI=true that is a failure)."""
+    if request.param == "numba" and importlib.util.find_spec("numba") is None:
+        reason = "numba is not installed: pip install -e '.[fast]'"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+    return request.param
+
+
 @pytest.fixture(scope="session")
 def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The built site (a directory); skipped when node/katex/mkdocs are

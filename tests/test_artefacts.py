@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 import derive
 from derive import artefacts
 
@@ -37,18 +39,21 @@ def test_build_is_byte_for_byte_reproducible(tmp_path: Path) -> None:
         assert (a / rel).read_bytes() == (ROOT / rel).read_bytes(), rel
 
 
-def test_check_names_an_edited_kernel(tmp_path: Path) -> None:
+@pytest.mark.parametrize("where", ["derive/kernels", "derive/kernels/numba"], ids=["numpy", "numba"])
+def test_check_names_an_edited_kernel(where: str, tmp_path: Path) -> None:
     root = tmp_path / "copy"
-    shutil.copytree(ROOT / "derive" / "kernels", root / "derive" / "kernels")
+    shutil.copytree(ROOT / "derive" / "kernels", root / "derive" / "kernels", ignore=shutil.ignore_patterns("__pycache__"))
     assert derive_cli("check", "--root", str(root)).returncode == 0
-    kernel = root / "derive" / "kernels" / "gru.py"
-    kernel.write_text(kernel.read_text().replace("d_h = Gu*d_c", "d_h = 0.99*Gu*d_c"))
+    kernel = root / where / "gru.py"
+    text = kernel.read_text()
+    assert "d_h = Gu*d_c" in text
+    kernel.write_text(text.replace("d_h = Gu*d_c", "d_h = 0.99*Gu*d_c"))
     out = derive_cli("check", "--root", str(root))
     assert out.returncode == 1
-    assert "stale: derive/kernels/gru.py" in out.stderr
+    assert out.stderr.splitlines()[0] == f"stale: {where}/gru.py"
     assert "lstm.py" not in out.stderr
-    (root / "derive" / "kernels" / "lstm.py").unlink()
-    assert "missing: derive/kernels/lstm.py" in derive_cli("check", "--root", str(root)).stderr
+    (root / where / "lstm.py").unlink()
+    assert f"missing: {where}/lstm.py" in derive_cli("check", "--root", str(root)).stderr
 
 
 def test_a_changed_equation_changes_the_kernel(monkeypatch) -> None:  # noqa: ANN001

@@ -47,9 +47,9 @@ def _problem(cell_name: str, seed: int, T: int, B: int, n_x: int, n_h: int, with
 @pytest.mark.parametrize("with_dstate", [False, True], ids=["no-dstate", "dstate"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "seed{}-T{}-B{}-nx{}-nh{}".format(*c))
 @pytest.mark.parametrize("cell_name", derive.NAMES)
-def test_gradients_match_finite_differences(cell_name: str, case: tuple[int, ...], with_dstate: bool) -> None:
+def test_gradients_match_finite_differences(backend: str, cell_name: str, case: tuple[int, ...], with_dstate: bool) -> None:
     params, xs, state0, dys, dstate = _problem(cell_name, *case, with_dstate)
-    kernel = kernels.load(cell_name)
+    kernel = kernels.load(cell_name, backend)
 
     def loss(params: dict, xs: np.ndarray, state0: dict) -> float:
         ys, cache = kernel.forward(params, xs, state0)

@@ -23,8 +23,8 @@ def cell_name(request: pytest.FixtureRequest) -> str:
     return request.param
 
 
-def _run(cell_name: str):
-    kernel = kernels.load(cell_name)
+def _run(cell_name: str, backend: str):
+    kernel = kernels.load(cell_name, backend)
     params = kernel.init_params(N_X, N_H, seed=1)
     rng = np.random.default_rng(2)
     xs = rng.normal(size=(T, B, N_X))
@@ -45,43 +45,43 @@ def _reference(kernel, params, xs, dys):  # noqa: ANN001
     return kernel.backward(cache, dys)
 
 
-def test_xs_changed_in_place_after_forward(cell_name: str) -> None:
-    kernel, params, xs, dys, _, cache = _run(cell_name)
+def test_xs_changed_in_place_after_forward(backend: str, cell_name: str) -> None:
+    kernel, params, xs, dys, _, cache = _run(cell_name, backend)
     want = _reference(kernel, params, xs, dys)
     xs += 1.0
     _assert_same(kernel.backward(cache, dys), want, "xs += 1")
 
 
-def test_param_changed_in_place_after_forward(cell_name: str) -> None:
-    kernel, params, xs, dys, _, cache = _run(cell_name)
+def test_param_changed_in_place_after_forward(backend: str, cell_name: str) -> None:
+    kernel, params, xs, dys, _, cache = _run(cell_name, backend)
     want = _reference(kernel, params, xs, dys)
     for v in params.values():
         v *= -2.0  # an optimiser step, in place
     _assert_same(kernel.backward(cache, dys), want, "params updated in place")
 
 
-def test_param_rebound_after_forward(cell_name: str) -> None:
-    kernel, params, xs, dys, _, cache = _run(cell_name)
+def test_param_rebound_after_forward(backend: str, cell_name: str) -> None:
+    kernel, params, xs, dys, _, cache = _run(cell_name, backend)
     want = _reference(kernel, params, xs, dys)
     for k in list(params):
         params[k] = np.zeros_like(params[k])
     _assert_same(kernel.backward(cache, dys), want, "params[k] rebound")
 
 
-def test_second_backward_gives_the_same_gradients(cell_name: str) -> None:
-    kernel, _, _, dys, _, cache = _run(cell_name)
+def test_second_backward_gives_the_same_gradients(backend: str, cell_name: str) -> None:
+    kernel, _, _, dys, _, cache = _run(cell_name, backend)
     first = kernel.backward(cache, dys)
     _assert_same(kernel.backward(cache, dys), first, "a first backward")
 
 
-def test_ys_is_read_only(cell_name: str) -> None:
-    _, _, _, _, ys, _ = _run(cell_name)
+def test_ys_is_read_only(backend: str, cell_name: str) -> None:
+    _, _, _, _, ys, _ = _run(cell_name, backend)
     with pytest.raises(ValueError, match="read-only"):
         ys[0, 0, 0] = 1.0
 
 
-def test_cache_of_another_cell_is_named(cell_name: str) -> None:
+def test_cache_of_another_cell_is_named(backend: str, cell_name: str) -> None:
     other = next(n for n in derive.NAMES if n != cell_name)
-    _, _, _, dys, _, cache = _run(other)
+    _, _, _, dys, _, cache = _run(other, backend)
     with pytest.raises(ValueError, match=rf"cache: expected the cache of {cell_name}\.forward\(\), got one from {other}\.forward\(\)"):
-        kernels.load(cell_name).backward(cache, dys)
+        kernels.load(cell_name, backend).backward(cache, dys)

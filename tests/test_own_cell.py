@@ -46,30 +46,35 @@ def outside(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _import(path: Path):  # noqa: ANN202 - a module
-    spec = importlib.util.spec_from_file_location(f"k_{path.stem}", path)
+    spec = importlib.util.spec_from_file_location(f"k_{path.parent.parent.name}_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # Numba's on-disk cache finds a compiled function's module by name
     spec.loader.exec_module(module)
     return module
 
 
 @pytest.mark.parametrize("name", USER_CELLS)
-def test_show_build_and_run_a_cell_file(name: str, outside: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_show_build_and_run_a_cell_file(backend: str, name: str, outside: Path, tmp_path: Path,
+                                        capsys: pytest.CaptureFixture) -> None:
     file = outside / f"{name}.py"
     assert main(["show", str(file), "--backward"]) == 0
     shown = capsys.readouterr().out
     assert shown.startswith(f"{name}:") and "δx(t) =" in shown
 
     out = tmp_path / "kernels"
-    assert main(["build", "--cell", str(file), "--out", str(out)]) == 0
-    written = out / f"{name}.py"
+    option = [] if backend == "numpy" else ["--backend", backend]
+    assert main(["build", "--cell", str(file), "--out", str(out), *option]) == 0
+    written = out / (f"{name}.py" if backend == "numpy" else f"{name}_{backend}.py")
+    assert sorted(p.name for p in out.glob("*.py")) == [written.name]
     header = written.read_text(encoding="utf-8").splitlines()[0]
     assert str(file) in header and "derive build --cell" in header  # names the real source file
-    assert main(["check", "--cell", str(file), "--out", str(out)]) == 0
+    assert (f"--backend {backend}" in header) == (backend != "numpy")
+    assert main(["check", "--cell", str(file), "--out", str(out), *option]) == 0
     written.write_text(written.read_text(encoding="utf-8").replace("return ys, cache", "return -ys, cache", 1), encoding="utf-8")
-    assert main(["check", "--cell", str(file), "--out", str(out)]) == 1  # an edited kernel is stale
+    assert main(["check", "--cell", str(file), "--out", str(out), *option]) == 1  # an edited kernel is stale
     capsys.readouterr()
 
-    assert main(["build", "--cell", str(file), "--out", str(out)]) == 0
+    assert main(["build", "--cell", str(file), "--out", str(out), *option]) == 0
     kernel = _import(written)
     params = kernel.init_params(3, 4, seed=1)
     xs = np.random.default_rng(0).standard_normal((6, 2, 3))
@@ -79,9 +84,9 @@ def test_show_build_and_run_a_cell_file(name: str, outside: Path, tmp_path: Path
 
 
 @pytest.mark.parametrize("name", USER_CELLS)
-def test_finite_differences_of_a_cell_file(name: str, outside: Path) -> None:
+def test_finite_differences_of_a_cell_file(backend: str, name: str, outside: Path) -> None:
     cell = derive.load_cell(outside / f"{name}.py")
-    errors = proof.finite_differences(kernels.compile(cell), T=5, B=3, seed=2)
+    errors = proof.finite_differences(kernels.compile(cell, backend), T=5, B=3, seed=2)
     worst = max(errors, key=errors.get)
     print(f"{name}: max relative error {errors[worst]:.1e} ({worst})")
     assert errors[worst] < 1e-6, f"{name}: {worst} off by {errors[worst]:.1e}"

@@ -54,8 +54,8 @@ def _inputs(cell_name: str, seed: int, T: int, B: int, n_x: int, n_h: int, with_
     return xs, state0, dys, dstate
 
 
-def _compare(cell_name: str, params, xs, state0, dys, dstate, module=None) -> None:
-    kernel = kernels.load(cell_name)
+def _compare(backend: str, cell_name: str, params, xs, state0, dys, dstate, module=None) -> None:
+    kernel = kernels.load(cell_name, backend)
     ys, cache = kernel.forward(params, xs, state0)
     grads = kernel.backward(cache, dys, dstate)
     ref = run(cell_name, params, xs, state0, dys, dstate, module)
@@ -71,25 +71,25 @@ def _compare(cell_name: str, params, xs, state0, dys, dstate, module=None) -> No
 @pytest.mark.parametrize("with_dstate", [False, True], ids=["no-dstate", "dstate"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "seed{}-T{}-B{}-nx{}-nh{}".format(*c))
 @pytest.mark.parametrize("cell_name", MODULE_CELLS)
-def test_matches_torch_module(cell_name: str, case: tuple[int, ...], with_dstate: bool) -> None:
+def test_matches_torch_module(backend: str, cell_name: str, case: tuple[int, ...], with_dstate: bool) -> None:
     seed, T, B, n_x, n_h = case
     torch.manual_seed(seed)
     module = MODULES[cell_name](n_x, n_h, dtype=torch.float64)
     name, params = from_torch(module)
     assert name == cell_name
-    _compare(cell_name, params, *_inputs(cell_name, seed, T, B, n_x, n_h, with_dstate), module=module)
+    _compare(backend, cell_name, params, *_inputs(cell_name, seed, T, B, n_x, n_h, with_dstate), module=module)
 
 
 @pytest.mark.parametrize("with_dstate", [False, True], ids=["no-dstate", "dstate"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: "seed{}-T{}-B{}-nx{}-nh{}".format(*c))
 @pytest.mark.parametrize("cell_name", ["gru_simple", "gru"])
-def test_matches_torch_autograd(cell_name: str, case: tuple[int, ...], with_dstate: bool) -> None:
+def test_matches_torch_autograd(backend: str, cell_name: str, case: tuple[int, ...], with_dstate: bool) -> None:
     seed, T, B, n_x, n_h = case
     params = kernels.load(cell_name).init_params(n_x, n_h, seed=seed)
     rng = np.random.default_rng(seed)
     # biases drawn too, so that an ignored bias cannot go unnoticed
     params = {k: v + 0.1 * rng.normal(size=v.shape) for k, v in params.items()}
-    _compare(cell_name, params, *_inputs(cell_name, seed, T, B, n_x, n_h, with_dstate))
+    _compare(backend, cell_name, params, *_inputs(cell_name, seed, T, B, n_x, n_h, with_dstate))
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])

@@ -1,0 +1,751 @@
+"""Generate a cell's Numba kernel (``derive/kernels/numba/<cell>.py``) from
+its kernel plan (:mod:`derive.render.plan`), the plan the NumPy printer
+prints too.
+
+Same contract as the NumPy kernel (``init_params``, ``forward``,
+``backward``, the same validation and errors, the same cache keys), same
+arrays (``Z`` and ``dZ`` as ``(k, T, B, n_h)`` blocks, the caches as
+``(T or T + 1, B, n_h)``). What changes is how a step runs:
+
+* the step loop is an ``@numba.njit(cache=True, error_model='numpy')``
+  function, compiled once per dtype and cached on disk;
+* each GEMM of the plan is one ``np.dot`` on 2-D contiguous arrays, into a
+  preallocated output (the state GEMMs of a step stacked, as in NumPy);
+* the element-wise statements between two GEMMs are fused into one loop
+  over the batch rows and the n_h elements of a row (1-D row views indexed
+  by the bare loop variable, so that LLVM vectorises it), each statement
+  printed on one scalar under the equation it computes;
+* σ and tanh are :mod:`derive.runtime_numba`'s, which vectorise (Numba's
+  own ``np.tanh`` is a scalar C-library call); σ is computed on z itself,
+  so the σ blocks are not halved as the NumPy kernel's are;
+* every number in a statement is a typed constant (``one``) of the arrays'
+  dtype: a Python float literal would turn float32 code into float64.
+
+The Python functions around the compiled loops check the input exactly as
+the NumPy kernel does (the runtime's ``check_*``) and prepare the weights
+(transposed, stacked, contiguous) with NumPy.
+"""
+
+from __future__ import annotations
+
+import sympy
+
+from .. import functions
+from ..cell import Cell
+from ..derivation import OUTPUT_GRAD
+from .numpy_kernel import COMMAND, KernelPrinter, _emit_init, _slice, _Source
+from .plan import (
+    ActivationRun, AdjointGemm, AdjointStatement, Assign, Destination, Folded, Function, KernelPlan, NodeGemm,
+    ParamGrad, Slot, Source, StateAdjointGemm, StateGemm, plan_kernel,
+)
+from .text import CellTextPrinter
+
+_JIT = "@numba.njit(cache=True, error_model='numpy')"
+_CONSTANT_NAMES = {sympy.Integer(0): "zero", sympy.Integer(1): "one", sympy.Integer(2): "two",
+                   sympy.Rational(1, 2): "half"}
+_RUNTIME = ("sigmoid", "tanh", "relu", "softplus", "hard_sigmoid", "step", "inside01")
+
+
+class ScalarPrinter(KernelPrinter):
+    """One element of a fused loop: a symbol is the scalar it is bound to,
+    every activation the registry's Numba spelling, every number a typed
+    constant named in ``constants`` (defined at the top of the function)."""
+
+    def __init__(self) -> None:
+        super().__init__({})
+        self.constants: dict[sympy.Number, str] = {}
+
+    def constant(self, value: sympy.Number) -> str:
+        if value < 0:
+            return f"-{self.constant(-value)}"
+        if value not in self.constants:
+            name = _CONSTANT_NAMES.get(value)
+            if name is None:
+                p, q = sympy.fraction(value) if value.is_Rational else (value, 1)
+                name = f"k_{str(p).replace('.', '_')}" + (f"_{q}" if q != 1 else "")
+            self.constants[value] = name
+        return self.constants[value]
+
+    def _print_Integer(self, expr: sympy.Integer) -> str:
+        return self.constant(expr)
+
+    _print_Zero = _print_One = _print_NegativeOne = _print_Rational = _print_Half = _print_Integer
+
+    def _print_Float(self, expr: sympy.Float) -> str:
+        return self.constant(expr)
+
+    def _print_activation(self, entry: functions.Activation, expr: sympy.Function) -> str:
+        return entry.numba.format(self._print(expr.args[0]))
+
+    def _print_Pow(self, expr: sympy.Pow, rational: bool = False) -> str:
+        base, exp = expr.args
+        b = self._print(base) if isinstance(base, sympy.Symbol) else f"({self._print(base)})"
+        if exp.is_Integer and 2 <= exp <= 4:  # h*h: multiplies, dtype kept
+            return "*".join([b] * int(exp))
+        if exp == -1:
+            return f"{self.constant(sympy.Integer(1))}/{b}"
+        return f"{b}**{self._print(exp)}"
+
+    def typed(self, dtype: str) -> list[str]:
+        """The lines defining the constants used, in ``dtype``."""
+        lines = []
+        for value, name in sorted(self.constants.items(), key=lambda kv: kv[1]):
+            if value.is_Rational and value.q != 1:
+                lines.append(f"{name} = {dtype}({value.p}) / {dtype}({value.q})")
+            else:
+                lines.append(f"{name} = {dtype}({value})")
+        return lines
+
+
+functions.install_printers(ScalarPrinter, ScalarPrinter._print_activation)
+
+
+class _Missing(Exception):
+    """A local of an earlier group is read: it needs a per-step buffer (printing restarts)."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(name)
+        self.name = name
+
+
+class _Step:
+    """The body of a step loop being printed: GEMM lines, and the element-wise
+    statements between them gathered in a *group*, printed as one loop over
+    the batch rows b (the row views) around one over the elements j."""
+
+    def __init__(self, kernel: KernelPlan, buffered: set[str]) -> None:
+        self.plan = kernel
+        self.cell = kernel.cell
+        self.seq = {c.name: f"{c.name}_seq" for c in kernel.cached}
+        self.block_of = {c.name: c.block for c in kernel.cached}
+        self.printer = ScalarPrinter()
+        self.text = CellTextPrinter(kernel.cell)
+        self.lines: list[str] = []
+        self.comments: list[str] = []  # above the next GEMM
+        self.rows: dict[str, str] = {}  # row view -> its array at (t, b), in the group
+        self.body: list[str] = []
+        self.scalars: set[str] = set()  # bound in the group's inner loop
+        self.where: dict[str, str] = {}  # name -> its row at (t, b), for a later group
+        self.earlier: set[str] = set()  # locals of earlier groups (not in an array)
+        self.buffered = buffered  # locals a later group reads: stored in name_buf
+        self.buffers: list[str] = []  # per-step (B, ...) arrays: "name = np.empty(...)"
+        for p in kernel.per_element:
+            self.where[p] = ""
+
+    # -- groups
+    def note(self, text: str) -> None:
+        self.body.append(f"# {text}")
+
+    def gemm(self, text: str) -> None:
+        self.close()
+        for c in self.comments:
+            self.lines.append(f"        # {c}")
+        self.comments = []
+        self.lines.append(f"        {text}")
+
+    def close(self) -> None:
+        """Print the group gathered so far as its loops."""
+        if not self.body:
+            return
+        self.before_close()
+        for name in self.scalars:
+            if name not in self.where:
+                self.earlier.add(name)
+        self.lines.append("        for b in range(B):")
+        for row, array in self.rows.items():
+            self.lines.append(f"            {row} = {array}")
+        self.lines.append("            for j in range(n_h):")
+        self.lines += ["                " + line for line in self.body]
+        self.rows, self.body, self.scalars = {}, [], set()
+
+    def before_close(self) -> None:
+        pass
+
+    def row(self, name: str, array: str) -> str:
+        """The row view of ``array`` (at (t, b)) in the group, named ``name``
+        unless the group already has one."""
+        for existing, a in self.rows.items():
+            if a == array:
+                return existing
+        while name in self.rows or name in self.scalars:
+            name = f"{name}_"
+        self.rows[name] = array
+        return name
+
+    # -- values
+    def define(self, name: str, value: str, comment: str = "") -> None:
+        self.body.append(f"{name} = {value}" + (f"  # {comment}" if comment else ""))
+        self.scalars.add(name)
+        if name in self.buffered:
+            self.store(name, f"{name}_buf[b]")
+            self.where[name] = f"{name}_buf[b]"
+
+    def store(self, name: str, array: str, row: str | None = None) -> None:
+        """Write the scalar ``name`` into the row ``array`` (at (t, b)), a view named ``row``."""
+        row = self.row(row or _row_name(array), array)
+        self.body.append(f"{row}[j] = {name}")
+
+    def load(self, name: str) -> str:
+        """``name`` as a scalar of the group (read from its row the first time)."""
+        if name in self.scalars:
+            return name
+        if name in self.plan.per_element:
+            return f"{name}[j]"
+        array = self.locate(name)
+        row = self.row(f"{name}_b", array)
+        self.body.append(f"{name} = {row}[j]")
+        self.scalars.add(name)
+        return name
+
+    def locate(self, name: str) -> str:
+        if name in self.where:
+            return self.where[name]
+        if name in self.earlier:
+            raise _Missing(name)
+        raise KeyError(f"the Numba printer found no array holding {name!r} in the step of {self.cell.name}")
+
+    def print(self, e: sympy.Expr) -> str:
+        """``e`` over scalars of the group, loading what it reads."""
+        names = {}
+        for s in sorted(e.free_symbols, key=lambda s: s.name):
+            names[s.name] = self.load(s.name)
+        self.printer.names = names
+        return self.printer.doprint(e)
+
+    def slot(self, slot: Slot) -> str:
+        at = f"t + {slot.offset}" if slot.offset else "t"
+        block = self.block_of.get(slot.name)
+        return f"Z[{block}, {at}, b]" if block is not None else f"{self.seq[slot.name]}[{at}, b]"
+
+
+def _row_name(array: str) -> str:
+    """A name for the row view ``array``: ``Z[1, t, b]`` -> ``Z1_b``, ``c_seq[t + 1, b]``
+    -> ``c_next_b``, ``c_prevW[b, 1 * n_h:2 * n_h]`` -> ``c_prevW1_b``, ``d_c_next[b]`` -> ``d_c_next_b``."""
+    base, index = array.split("[", 1)
+    index = index.rstrip("]")
+    if base in ("Z", "dZ"):
+        return f"{base}{index.split(',', 1)[0]}_b"
+    if base.endswith("_seq"):
+        return f"{base[:-4]}{'_next' if '+' in index else ''}_b"
+    if index.startswith("b, "):
+        return f"{base}{index[3:].split(' ', 1)[0]}_b"
+    return f"{base}_b"
+
+
+class _Forward(_Step):
+    """The forward step: state GEMMs, activations, node GEMMs, assignments."""
+
+    def __init__(self, kernel: KernelPlan, buffered: set[str]) -> None:
+        super().__init__(kernel, buffered)
+        for s in self.cell.states:
+            self.where[s.prev] = f"{self.seq[s.name]}[t, b]"
+        self.adds: dict[int, list[str]] = {}  # block -> GEMM output rows still to add into it
+        self.value: dict[int, str] = {}  # block -> the scalar holding it in the group
+        self.dirty: set[int] = set()  # blocks whose scalar differs from their Z row
+        for b in kernel.blocks:
+            self.where.setdefault(b.node, f"Z[{b.index}, t, b]")
+
+    def before_close(self) -> None:
+        for i in sorted(self.dirty):  # a block that received a GEMM's output and stayed itself
+            self.store(self.value[i], f"Z[{i}, t, b]")
+        self.dirty.clear()
+        self.value.clear()
+
+    def block(self, i: int) -> str:
+        """Block i's value as a scalar: its Z row plus the GEMM outputs pending for it."""
+        if i in self.value:
+            return self.value[i]
+        name = self.plan.blocks[i].node
+        terms = [f"{self.row(f'{name}_b', f'Z[{i}, t, b]')}[j]"]
+        for array in self.adds.pop(i, []):
+            terms.append(f"{self.row(_row_name(array), array)}[j]")
+            self.dirty.add(i)
+        self.body.append(f"{name} = {' + '.join(terms)}")
+        self.scalars.add(name)
+        self.value[i] = name
+        return name
+
+    def load(self, name: str) -> str:
+        block = next((b.index for b in self.plan.blocks if b.node == name), None)
+        if block is not None and name not in self.scalars:
+            return self.block(block)
+        return super().load(name)
+
+    def emit(self) -> list[str]:
+        step = {StateGemm: self.state_gemm, ActivationRun: self.activation_run, NodeGemm: self.node_gemm,
+                Assign: self.assign}
+        for statement in self.plan.forward:
+            step[type(statement)](statement)
+        for i in sorted(self.adds):  # a block whose GEMM output nothing read (not in the built-in cells)
+            self.block(i)
+        self.close()
+        return self.lines
+
+    def state_gemm(self, st: StateGemm) -> None:
+        sw, s = st.weights, st.weights.state
+        self.comments += st.equations
+        others = "the x(t) parts and biases are in Z" if sw.with_input else "the biases are in Z"
+        self.comments.append(f"({others}; add the {self.text.doprint(sympy.Symbol(s))} parts)")
+        state = next(x.name for x in self.cell.states if x.prev == s)
+        m = len(sw.nodes)
+        self.buffers.append(f"{s}W = np.empty((B, {m} * n_h), dtype)" if m > 1 else f"{s}W = np.empty((B, n_h), dtype)")
+        self.gemm(f"dot({self.seq[state]}[t], W_{s}, {s}W)")
+        for r, i in enumerate(sw.blocks):
+            self.adds.setdefault(i, []).append(f"{s}W[b, {r} * n_h:{r + 1} * n_h]" if m > 1 else f"{s}W[b]")
+
+    def activation_run(self, run: ActivationRun) -> None:
+        fn = "sigmoid" if run.function is Function.SIGMOID else "tanh"
+        equations = list(run.equations) if len(run.equations) == len(run.targets) else [None] * len(run.targets)
+        if len(run.equations) != len(run.targets):
+            for e in run.equations:
+                self.note(e)
+        for i, target, eq in zip(range(*run.blocks), run.targets, equations):
+            if eq:
+                self.note(eq)
+            z = self.block(i)
+            self.define(target, f"{fn}({z})")
+            self.store(target, f"Z[{i}, t, b]")
+            self.dirty.discard(i)
+            self.value[i] = target
+            self.where[target] = f"Z[{i}, t, b]"
+
+    def node_gemm(self, st: NodeGemm) -> None:
+        if st.weights:
+            if st.equation is not None:
+                self.comments.append(st.equation)
+            for w in st.weights:
+                self.buffers.append(f"{w.part}W = np.empty((B, n_h), dtype)")
+                self.close()
+                part = self.locate(w.part).replace(", b]", "]")
+                self.gemm(f"dot({part}, {w.weight}T, {w.part}W)")
+                self.adds.setdefault(st.block, []).append(f"{w.part}W[b]")
+        elif st.equation is not None:
+            self.note(f"{st.equation} (before the loop)")
+        if st.named:
+            value = self.block(st.block)
+            if value != st.node:
+                self.define(st.node, value)
+
+    def assign(self, st: Assign) -> None:
+        self.note(st.equation)
+        for q in st.kept:
+            self.define(q.name, self.print(q.expr), "kept for backward")
+            self.keep(q.name, Slot(q.name, 0))
+        if st.mix:
+            g, v, u = (self.print(x) for x in (st.mix.g, st.mix.v, st.mix.u))
+            self.note(f"as {st.mix.text}")
+            if st.mix.kept:
+                self.define(st.mix.kept, f"({v} - {u})*{g}", "kept for backward")
+                self.keep(st.mix.kept, Slot(st.mix.kept, 0))
+                self.define(st.target, f"{u} + {st.mix.kept}")
+            else:
+                self.define(st.target, f"{u} + ({v} - {u})*{g}")
+        else:
+            self.define(st.target, self.print(st.expr))
+        if st.destination is not None:
+            self.keep(st.target, st.destination)
+
+    def keep(self, name: str, slot: Slot) -> None:
+        array = self.slot(slot)
+        self.store(name, array)
+        self.where[name] = array
+
+
+class _Backward(_Step):
+    """The backward step: adjoints, their GEMMs, per-element parameter gradients."""
+
+    def __init__(self, kernel: KernelPlan, buffered: set[str]) -> None:
+        super().__init__(kernel, buffered)
+        self.where[OUTPUT_GRAD] = "dys[t, b]"
+        for ld in kernel.backward_loads:
+            self.where[ld.name] = self.slot(Slot(ld.cached, ld.offset))
+        self.carry_array = {c.name: f"carried_{c.state}" for c in kernel.carried}  # (B, n_h), in place
+        for c in kernel.carried:
+            self.where[c.name] = f"carried_{c.state}[b]"
+        # a δz block of a state's GEMM is also written into that state's stacked (B, m·n_h) buffer
+        self.stacked: dict[int, tuple[str, int]] = {}
+        for sw in kernel.state_weights:
+            if len(sw.nodes) > 1:
+                self.buffers.append(f"dZ_{sw.state} = np.empty((B, {len(sw.nodes)} * n_h), dtype)")
+                for r, i in enumerate(sw.blocks):
+                    self.stacked[i] = (sw.state, r)
+        self.dz: dict[str, int] = {}
+
+    def slot(self, slot: Slot) -> str:
+        at = f"t + {slot.offset}" if slot.offset else "t"
+        return f"{self.seq[slot.name]}[{at}, b]"
+
+    def emit(self) -> list[str]:
+        step = {ParamGrad: self.param_grad, Folded: self.folded, AdjointStatement: self.adjoint_statement}
+        deferred = []
+        for statement in self.plan.backward:
+            if self.last_gemm(statement):
+                deferred.append(statement)  # read by nothing after it: one element-wise group less
+            else:
+                step[type(statement)](statement)
+        for statement in deferred:
+            step[type(statement)](statement)
+        self.close()
+        return self.lines
+
+    @staticmethod
+    def last_gemm(st: object) -> bool:
+        """A GEMM written straight into a carried gradient: no later statement of the step reads it."""
+        return isinstance(st, AdjointStatement) and st.expr is None and st.destination is Destination.CARRY
+
+    def param_grad(self, g: ParamGrad) -> None:
+        self.note(g.equation)
+        self.body.append(f"d_{g.param}[j] += {self.print(g.expr)}")
+
+    def folded(self, f: Folded) -> None:
+        self.note(f"{f.equation} (computed within {f.into})")
+
+    def run_gemm(self, gemm: StateAdjointGemm | AdjointGemm, out: str) -> None:
+        self.close()
+        if isinstance(gemm, AdjointGemm):
+            operand = self.locate(gemm.adjoint).replace(", b]", "]").replace("[b]", "")
+            self.gemm(f"dot({operand}, {gemm.weight}, {out})")
+            return
+        sw, s = gemm.weights, gemm.weights.state
+        operand = f"dZ[{sw.blocks[0]}, t]" if len(sw.nodes) == 1 else f"dZ_{s}"
+        self.gemm(f"dot({operand}, W_{s}T, {out})")
+
+    def adjoint_statement(self, a: AdjointStatement) -> None:
+        if a.expr is None:  # the value is the one GEMM's result
+            self.comments.append(a.equation)
+            gemm = a.gemms[0]
+            out = self.carry_array[a.carry] if a.destination is Destination.CARRY else f"{gemm.output}_out"
+            if a.destination is not Destination.CARRY:
+                self.buffers.append(f"{out} = np.empty((B, n_h), dtype)")
+            self.run_gemm(gemm, out)
+            if a.destination is Destination.CARRY:
+                return
+            self.where[a.target] = f"{out}[b]"
+            if a.destination is Destination.LOCAL:
+                return
+            self.note(a.equation)
+            value = self.load(a.target)
+        else:
+            for gemm in a.gemms:
+                out = f"{gemm.output}_out"
+                self.buffers.append(f"{out} = np.empty((B, n_h), dtype)")
+                self.comments.append(f"({gemm.output}: for {a.equation.split(' = ', 1)[0]})")
+                self.run_gemm(gemm, out)
+                self.where[gemm.output] = f"{out}[b]"
+            self.note(a.equation)
+            for name, text in a.reused:
+                self.note(f"(with {name} = {text}, from the forward pass)")
+            for v in a.shared:
+                self.define(v.name.name, self.print(v.value), f"shared: {v.text}")
+            value = self.print(a.expr)
+        if a.destination is Destination.DZ:
+            if value != a.target:
+                self.define(a.target, value)
+            for i in a.slots:
+                self.store(a.target, f"dZ[{i}, t, b]", f"{a.target}_b" if i == a.slots[0] else None)
+                if i in self.stacked:
+                    s, r = self.stacked[i]
+                    self.store(a.target, f"dZ_{s}[b, {r} * n_h:{r + 1} * n_h]")
+            self.where[a.target] = f"dZ[{a.slots[0]}, t, b]"
+            self.dz[a.target] = a.slots[0]
+        elif a.destination is Destination.CARRY:
+            self.store(value if _is_name(value) else self._bind(a.target, value), f"{self.carry_array[a.carry]}[b]")
+        else:
+            self.define(a.target, value)
+
+    def _bind(self, name: str, value: str) -> str:
+        self.define(name, value)
+        return name
+
+
+def _is_name(text: str) -> bool:
+    return text.isidentifier()
+
+
+def _generate_step(cls: type[_Step], kernel: KernelPlan) -> _Step:
+    """Print a step, again with per-step buffers for the locals a later group reads."""
+    buffered: set[str] = set()
+    while True:
+        step = cls(kernel, buffered)
+        try:
+            step.emit()
+        except _Missing as missing:
+            if missing.name in buffered:
+                raise
+            buffered = buffered | {missing.name}
+            continue
+        step.buffers += [f"{name}_buf = np.empty((B, n_h), dtype)" for name in sorted(buffered)]
+        return step
+
+
+def generate(cell: Cell, command: str | None = None) -> str:
+    """The source of ``derive/kernels/numba/<cell>.py``; ``command`` is the
+    one its header names as the way to regenerate it (``derive build``)."""
+    kernel = plan_kernel(cell)
+    src = _Source()
+    command = command or COMMAND
+    src(f"# Generated by `{command}` from the equations of {cell.source}: do not edit.")
+    src(f"# Change the cell and run `{command}`; `derive check` fails while this file is stale.")
+    src('"""' + f"{cell.title}: forward and backward (BPTT) kernels compiled with Numba, derived from its equations.")
+    src()
+    src("Forward step:")
+    for eq in kernel.equations:
+        src(f"    {eq}")
+    src()
+    src("Same contract as the NumPy kernel (derive/kernels/" + cell.name + ".py): time-major shapes, xs")
+    src("(T, B, n_x), ys (T, B, n_h), a vector of the equations a (B, n) array. Each step")
+    src("runs in a compiled loop: one np.dot per GEMM, and the element-wise statements")
+    src("between two GEMMs fused into one loop over the batch rows b and the elements j.")
+    src("Needs Numba: pip install -e \".[fast]\".")
+    src('"""')
+    src()
+    src("from __future__ import annotations")
+    src()
+    src("from typing import Any")
+    src()
+    src("import numba")
+    src("import numpy as np")
+    src()
+    src("from derive.runtime import check_params, check_sequence, check_states, init_uniform")
+    runtime_at = len(src.lines)
+    src("# <runtime_numba import>")
+    src()
+    src(f"CELL = {cell.name!r}")
+    src(f"STATES = {tuple(s.name for s in cell.states)!r}")
+    src(f"OUTPUT = {cell.output!r}")
+    shapes = {}
+    for name, p in cell.params.items():
+        shapes[name] = (p.rows,) if p.is_bias else (p.rows, "+".join(p.cols))
+    src(f"PARAM_SHAPES: dict[str, tuple[str, ...]] = {shapes!r}")
+    src()
+    src()
+    _emit_init(src, shapes)
+    forward = _generate_step(_Forward, kernel)
+    backward = _generate_step(_Backward, kernel)
+    _emit_forward(src, kernel, forward)
+    _emit_backward(src, kernel, backward)
+    body = src.text()
+    used = [f for f in _RUNTIME if f"{f}(" in body.split("\n# <runtime_numba import>", 1)[-1]]
+    used += [f for f in ("column_sums", "dot") if f"{f}(" in body]
+    line = f"from derive.runtime_numba import {', '.join(sorted(used))}" if used else ""
+    lines = body.split("\n")
+    lines[runtime_at] = line
+    return "\n".join(lines)
+
+
+def _params(src: _Source, kernel: KernelPlan) -> None:
+    names = list(kernel.cell.params)
+    src(f"{', '.join(names)} = (params[k] for k in {tuple(names)!r})", 1)
+    src("# column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]", 1)
+    by_weight: dict[str, list] = {}
+    for c in kernel.columns:
+        by_weight.setdefault(c.weight, []).append(c)
+    for weight, cols in by_weight.items():
+        src(f"{', '.join(c.name for c in cols)} = {', '.join(f'{weight}[:, {_slice(c.columns)}]' for c in cols)}", 1)
+
+
+def _constants(step: _Step, anchor: str) -> list[str]:
+    return step.printer.typed(f"{anchor}.dtype.type")
+
+
+def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
+    cell, k = kernel.cell, len(kernel.blocks)
+    seq = step.seq
+    own = [c for c in kernel.cached if c.block is None]
+    weights = [f"W_{sw.state}" for sw in kernel.state_weights] + [f"{nw.weight}T" for nw in kernel.node_weights]
+    weights = list(dict.fromkeys(weights))
+    args = ["Z", *(seq[c.name] for c in own), *weights, *kernel.per_element]
+    # the compiled step loop
+    src(_JIT)
+    src(f"def _forward_steps({', '.join(args)}):  # noqa: ANN001, ANN202 - compiled by Numba")
+    src('"""The time loop of ``forward``: fills Z (the gates in place) and the caches."""', 1)
+    src("_, T, B, n_h = Z.shape", 1)
+    src("dtype = Z.dtype", 1)
+    for line in _constants(step, "Z"):
+        src(line, 1)
+    for line in dict.fromkeys(step.buffers):
+        src(line, 1)
+    src("for t in range(T):", 1)
+    for line in step.lines:
+        src(line)
+    src()
+    src()
+    state_of = [s.name for s in cell.states]
+    src("def forward(")
+    src("params: dict[str, np.ndarray], xs: np.ndarray, state0: dict[str, np.ndarray] | None = None", 1)
+    src(") -> tuple[np.ndarray, dict[str, Any]]:")
+    src(f'"""Run the cell over ``xs`` (T, B, n_x) from ``state0`` ({", ".join(f"{s!r}: (B, n_h)" for s in state_of)}; zeros if None).', 1)
+    src("", 1)
+    src(f"Returns ``ys`` (T, B, n_h), the output {cell.output}(t) of every step (read-only), and the", 1)
+    src("cache ``backward`` needs; ``cache['final']`` holds the final states.", 1)
+    src('"""', 1)
+    src("sizes, dtype = check_params(params, PARAM_SHAPES)", 1)
+    src("n_x, n_h = sizes['n_x'], sizes['n_h']", 1)
+    src("xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))", 1)
+    src("T, B, _ = xs.shape", 1)
+    src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 1)
+    src("# copies: backward reads these, and the caller may change their arrays or dict meanwhile", 1)
+    src("params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}", 1)
+    src("xs = np.array(xs, dtype)", 1)
+    _params(src, kernel)
+    src()
+    src(f"# Z: the pre-activation of every affine node, one (T, B, n_h) block each: {', '.join(kernel.block_names)}.", 1)
+    if any(b.activation for b in kernel.blocks):
+        src("# A σ or tanh whose argument feeds nothing else overwrites that block in place: Z is then its gate's cache.", 1)
+    src(f"Z = np.empty(({k}, T, B, n_h), dtype)", 1)
+    for c in sorted((c for c in kernel.cached if c.block is not None), key=lambda c: c.block):
+        src(f"{seq[c.name]} = Z[{c.block}]", 1)
+    for c in own:
+        src(f"{seq[c.name]} = np.empty(({'T + 1' if c.state else 'T'}, B, n_h), dtype)", 1)
+    for s in cell.states:
+        src(f"{seq[s.name]}[0] = state0[{s.name!r}]", 1)
+    projection = kernel.input_projection
+    kx = len(projection.blocks)
+    if kx:
+        src("# the input parts of every step at once, one GEMM per block, then the biases", 1)
+        src(f"W_x = np.stack([{', '.join(f'{b.x_weight}.T' for b in projection.blocks)}])", 1)
+        out = "Z" if kx == k else f"Z[:{kx}]"
+        src(f"np.matmul(xs.reshape(T * B, n_x), W_x, out={out}.reshape({kx}, T * B, n_h))", 1)
+    else:
+        src("Z[...] = 0", 1)
+    if projection.others and kx:
+        src(f"Z[{kx}:] = 0", 1)
+    biases = [b.bias or "np.zeros(n_h, dtype)" for b in kernel.blocks]
+    if any(b.bias for b in kernel.blocks):
+        src(f"Z += np.stack([{', '.join(biases)}])[:, None, None, :]", 1)
+    for sw in kernel.state_weights:
+        src(f"# the blocks acting on {CellTextPrinter(cell).doprint(sympy.Symbol(sw.state))}, side by side: one GEMM per step", 1)
+        src(f"W_{sw.state} = np.ascontiguousarray(np.hstack([{', '.join(w + '.T' for w in sw.weights)}]))", 1)
+    for nw in dict.fromkeys(f"{nw.weight}T = np.ascontiguousarray({nw.weight}.T)" for nw in kernel.node_weights):
+        src(nw, 1)
+    src(f"_forward_steps({', '.join(args)})", 1)
+    src()
+    out = seq[cell.output]
+    src(f"ys = {out}[1:]" if cell.output in state_of else f"ys = {out}", 1)
+    src("ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward", 1)
+    finals = ", ".join(f"{s!r}: {seq[s]}[T].copy()" for s in state_of)
+    entries = ", ".join(f"{n!r}: {a}" for n, a in seq.items())
+    src(f"cache = {{'cell': CELL, 'params': params, 'xs': xs, 'final': {{{finals}}}, {entries}}}", 1)
+    src("return ys, cache", 1)
+    src()
+    src()
+
+
+def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
+    cell, k = kernel.cell, len(kernel.blocks)
+    seq = step.seq
+    state_of = [s.name for s in cell.states]
+    gemm_weights = []
+    for st in kernel.backward:
+        if isinstance(st, AdjointStatement):
+            for g in st.gemms:
+                gemm_weights.append(f"W_{g.weights.state}T" if isinstance(g, StateAdjointGemm) else g.weight)
+    gemm_weights = list(dict.fromkeys(gemm_weights))
+    carried = [f"carried_{c.state}" for c in kernel.carried]
+    d_params = [f"d_{p}" for p in kernel.param_grads]
+    x_grad = kernel.input_grad
+    args = ["dZ", "dys", *seq.values(), *carried, *gemm_weights, *kernel.per_element, *d_params]
+    src(_JIT)
+    src(f"def _backward_steps({', '.join(args)}):  # noqa: ANN001, ANN202 - compiled by Numba")
+    src('"""The time loop of ``backward``: fills dZ, the carried gradients and the per-element', 1)
+    src('parameters\' gradients."""', 1)
+    src("_, T, B, n_h = dZ.shape", 1)
+    src("dtype = dZ.dtype", 1)
+    for line in _constants(step, "dZ"):
+        src(line, 1)
+    for line in dict.fromkeys(step.buffers):
+        src(line, 1)
+    src("for t in range(T - 1, -1, -1):", 1)
+    for line in step.lines:
+        src(line)
+    src()
+    src()
+    src("def backward(")
+    src("cache: dict[str, Any], dys: np.ndarray, dstate: dict[str, np.ndarray] | None = None", 1)
+    src(") -> dict[str, np.ndarray]:")
+    src('"""Gradients of L = Σ_t ⟨dys(t), ys(t)⟩ + Σ_s ⟨dstate[s], s(T)⟩.', 1)
+    src("", 1)
+    initial = ", ".join(f"``{s}0``" for s in state_of)
+    src(f"Returns the gradient of every parameter (same keys), of ``xs`` and of each initial state ({initial}).", 1)
+    src('"""', 1)
+    src("if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:", 1)
+    src("raise ValueError(\"cache: expected the cache returned by forward(), got \" + type(cache).__name__)", 2)
+    src("if cache.get('cell') != CELL:", 1)
+    src("raise ValueError(f\"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()\")", 2)
+    src("params, xs = cache['params'], cache['xs']", 1)
+    src("T, B, n_x = xs.shape", 1)
+    src("dtype = xs.dtype", 1)
+    src(f"n_h = cache[{next(iter(seq))!r}].shape[2]", 1)
+    src("dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))", 1)
+    src("dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)", 1)
+    _params(src, kernel)
+    for name, array in seq.items():
+        src(f"{array} = cache[{name!r}]", 1)
+    src()
+    for sw in kernel.state_weights:
+        if f"W_{sw.state}T" in gemm_weights:
+            src(f"W_{sw.state}T = np.ascontiguousarray(np.vstack([{', '.join(sw.weights)}]))", 1)
+    stacked = {f"W_{sw.state}T" for sw in kernel.state_weights}
+    for w in gemm_weights:
+        if w not in stacked:
+            src(f"{w} = np.ascontiguousarray({w})  # BLAS reads a column slice of W markedly slower", 1)
+    if x_grad is not None:
+        src(f"W_x = np.stack([{', '.join(w for _, w in x_grad.blocks)}])", 1)
+    src(f"# dZ: δz of every affine node at every step, one (T, B, n_h) block each: {', '.join(kernel.adjoint_names)}", 1)
+    src(f"dZ = np.empty(({k}, T, B, n_h), dtype)", 1)
+    for c in kernel.carried:
+        src(f"# {c.text}: from dstate at the last step (a copy: the loop writes into it)", 1)
+        src(f"{c.name} = np.array(dstate[{c.state!r}], dtype)", 1)
+    for param in kernel.param_grads:
+        src(f"d_{param} = np.zeros(n_h, dtype)", 1)
+    call_args = [a if a not in kernel.per_element else f"params[{a!r}]" for a in args]
+    call_args = [next((c.name for c in kernel.carried if a == f"carried_{c.state}"), a) for a in call_args]
+    src(f"_backward_steps({', '.join(call_args)})", 1)
+    src()
+    _emit_after_loop(src, kernel)
+    src("return {" + ", ".join(f"{key!r}: {_gradient(kernel, key)}" for key in kernel.gradients) + "}", 1)
+
+
+def _gradient(kernel: KernelPlan, key: str) -> str:
+    if key in kernel.cell.params:
+        return f"d_{key}"
+    if key == "xs":
+        return "d_xs"
+    return next(c.name for c in kernel.carried if f"{c.state}0" == key)
+
+
+def _emit_after_loop(src: _Source, kernel: KernelPlan) -> None:
+    """δx, the weight and bias gradients: GEMMs over all steps at once, in NumPy
+    (in the compiled function they would only add compile time: BLAS does the work)."""
+    k, seq = len(kernel.blocks), {c.name: f"{c.name}_seq" for c in kernel.cached}
+    src(f"dZ2 = dZ.reshape({k}, T * B, n_h)", 1)
+    xg = kernel.input_grad
+    if xg is not None:
+        src(f"# {xg.equation}, for all steps at once", 1)
+        first, *more = xg.blocks
+        src(f"d_xs = dZ2[{first[0]}] @ W_x[0]", 1)
+        for j, (i, _) in enumerate(more, 1):
+            src(f"d_xs += dZ2[{i}] @ W_x[{j}]", 1)
+        src("d_xs = d_xs.reshape(T, B, n_x)", 1)
+    else:
+        src("d_xs = np.zeros((T, B, n_x), dtype)", 1)
+    src("# each part vector at every step, stacked: (T·B, n) views", 1)
+    for p in kernel.part_steps:
+        view = {Source.INPUT: "xs.reshape(T * B, n_x)",
+                Source.PREVIOUS: f"{seq.get(p.cached)}[:-1].reshape(T * B, n_h)",
+                Source.STATE: f"{seq.get(p.cached)}[1:].reshape(T * B, n_h)",
+                Source.CACHED: f"{seq.get(p.cached)}.reshape(T * B, n_h)"}[p.source]
+        src(f"{p.part}_steps = {view}", 1)
+    for g in kernel.weight_grads:
+        src(f"# {g.equation}", 1)
+        if len(g.parts) == 1:
+            src(f"d_{g.weight} = dZ2[{g.block}].T @ {g.parts[0]}_steps", 1)
+        else:
+            src(f"d_{g.weight} = np.empty({g.weight}.shape, dtype)", 1)
+            for part, cols in zip(g.parts, g.columns):
+                src(f"np.matmul(dZ2[{g.block}].T, {part}_steps, out=d_{g.weight}[:, {_slice(cols)}])", 1)
+    if kernel.bias_grads:
+        src("# δb = Σ_t Σ_batch δz(t): a row of ones times every block", 1)
+        src("d_B = np.ones(T * B, dtype) @ dZ2", 1)
+    for b in kernel.bias_grads:
+        src(f"d_{b.bias} = d_B[{b.block}]", 1)

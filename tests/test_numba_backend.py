@@ -1,0 +1,139 @@
+"""The Numba backend: chosen by name, absent without breaking anything else,
+and computing what the NumPy kernels compute for every cell (the gradient
+and parity tests themselves run on both backends through the ``backend``
+fixture of conftest.py)."""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import derive
+from derive import kernels
+
+ROOT = Path(__file__).resolve().parent.parent
+HERE = Path(__file__).resolve().parent
+USER_CELL_FILES = sorted((HERE / "user_cells").glob("*.py")) + sorted((HERE / "cells").glob("*.cell"))
+
+
+def _numba_or_skip() -> None:
+    if importlib.util.find_spec("numba") is None:
+        reason = "numba is not installed: pip install -e '.[fast]'"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason, pytrace=False)
+        pytest.skip(reason)
+
+
+def rel_error(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.max(np.abs(a - b)) / max(float(np.max(np.abs(a) + np.abs(b))), 1e-300))
+
+
+@pytest.mark.parametrize("backend", ["jax", "Numba", "", None, 1])
+def test_a_bad_backend_is_named(backend: object) -> None:
+    with pytest.raises(ValueError, match=r"^backend: expected one of 'numpy', 'numba', got " + repr(backend).replace("(", r"\(")):
+        kernels.load("gru", backend=backend)
+    with pytest.raises(ValueError, match="^backend: "):
+        kernels.generate(derive.cell("gru"), backend=backend)
+
+
+def test_without_numba_the_numba_backend_says_how_to_install_it_and_the_rest_works(tmp_path: Path) -> None:
+    """Numba hidden from the import system: the Numba kernels say how to get
+    it; the NumPy kernels, generating the Numba sources and ``derive check`` work."""
+    script = """
+import sys
+sys.modules["numba"] = None  # as if the fast extra were not installed
+import numpy as np
+from derive import kernels
+from derive.cli import main
+try:
+    kernels.load("lstm", backend="numba")
+except kernels.BackendUnavailableError as e:
+    print("ERROR", e)
+import derive
+try:
+    kernels.compile(derive.cell("gru"), backend="numba")
+except ImportError as e:
+    print("COMPILE", e)
+k = kernels.load("lstm")
+ys, cache = k.forward(k.init_params(2, 3), np.ones((4, 1, 2)))
+print("NUMPY", ys.shape)
+print("SOURCE", "@numba.njit" in kernels.generate(derive.cell("gru"), backend="numba"))
+print("CHECK", main(["check"]))
+"""
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=False,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert 'ERROR the numba backend needs Numba, which is not installed: pip install -e ".[fast]"' in lines
+    assert any(line.startswith("COMPILE the numba backend needs Numba") for line in lines)
+    assert "NUMPY (4, 1, 3)" in lines and "SOURCE True" in lines and "CHECK 0" in lines
+
+
+def _cells() -> list[tuple[str, derive.Cell]]:
+    built_in = [(n, derive.cell(n)) for n in derive.NAMES]
+    own = [(f"{p.parent.name}/{p.name}", derive.load_cell(p)) for p in USER_CELL_FILES]
+    return built_in + own
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("label,cell", _cells(), ids=[label for label, _ in _cells()])
+def test_both_backends_compute_the_same(label: str, cell: derive.Cell, dtype: type) -> None:
+    """Outputs, final states and every gradient of the Numba kernel equal the
+    NumPy kernel's to float precision, for the built-in cells and the cells of
+    tests/user_cells and tests/cells (compiled from their files)."""
+    _numba_or_skip()
+    ours, ref = kernels.load(cell, backend="numba"), kernels.load(cell)
+    rng = np.random.default_rng(5)
+    T, B, n_x, n_h = 7, 3, 4, 5
+    params = {k: (rng.normal(scale=0.6, size=v.shape)).astype(dtype) for k, v in ref.init_params(n_x, n_h).items()}
+    xs = rng.normal(size=(T, B, n_x)).astype(dtype)
+    state0 = {s: rng.normal(scale=0.5, size=(B, n_h)).astype(dtype) for s in ref.STATES}
+    dys = rng.normal(size=(T, B, n_h)).astype(dtype)
+    dstate = {s: rng.normal(size=(B, n_h)).astype(dtype) for s in ref.STATES}
+    tol = 1e-12 if dtype == np.float64 else 2e-5
+    (ys, cache), (ys_ref, cache_ref) = ours.forward(params, xs, state0), ref.forward(params, xs, state0)
+    assert ys.dtype == dtype and rel_error(ys, ys_ref) < tol
+    assert sorted(cache) == sorted(cache_ref)  # the same cache keys: what reads a cache reads either
+    for s in ref.STATES:
+        assert rel_error(cache["final"][s], cache_ref["final"][s]) < tol
+    grads, grads_ref = ours.backward(cache, dys, dstate), ref.backward(cache_ref, dys, dstate)
+    assert sorted(grads) == sorted(grads_ref)
+    for k in grads_ref:
+        assert grads[k].dtype == dtype and grads[k].shape == grads_ref[k].shape, k
+        assert rel_error(grads[k], grads_ref[k]) < tol, f"{label} d{k}: {rel_error(grads[k], grads_ref[k]):.1e}"
+
+
+def test_float32_kernels_compute_in_float32() -> None:
+    """No float64 arithmetic in a float32 step loop: every number of the
+    fused statements is a constant of the arrays' dtype (a Python float
+    literal would promote the loop to float64, half as fast)."""
+    _numba_or_skip()
+    import numba
+
+    module = kernels.load("gru_torch", backend="numba")
+    params = module.init_params(3, 4, dtype=np.float32)
+    xs = np.ones((2, 2, 3), np.float32)
+    ys, cache = module.forward(params, xs)
+    calls = []  # the arguments of the compiled loops, captured from a real run
+    originals = {name: getattr(module, name) for name in ("_forward_steps", "_backward_steps")}
+    for name, original in originals.items():
+        setattr(module, name, lambda *a, original=original: (calls.append(a), original(*a))[1])
+    try:
+        ys, cache = module.forward(params, xs)
+        module.backward(cache, np.ones_like(ys))
+    finally:
+        for name, original in originals.items():
+            setattr(module, name, original)
+    for name, args in zip(("_forward_steps", "_backward_steps"), calls):
+        fresh = numba.njit(error_model="numpy")(originals[name].py_func)  # not from the cache: inspectable
+        fresh(*args)
+        ir = "\n".join(fresh.inspect_llvm().values())
+        arithmetic = [line for line in ir.splitlines() if any(f" {op} double" in line for op in ("fadd", "fsub", "fmul", "fdiv"))]
+        assert arithmetic == [], f"{name}: float64 arithmetic in the float32 loop: {arithmetic[:3]}"
+        assert " fmul float" in ir or " fmul <" in ir
