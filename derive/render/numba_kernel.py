@@ -33,7 +33,7 @@ import sympy
 from .. import functions
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD
-from .numpy_kernel import COMMAND, KernelPrinter, _emit_init, _slice, _Source
+from .numpy_kernel import COMMAND, KernelPrinter, _emit_init, _rows, _slice, _Source
 from .plan import (
     ActivationRun, AdjointGemm, AdjointStatement, Assign, Destination, Folded, Function, KernelPlan, NodeGemm,
     ParamGrad, Slot, Source, StateAdjointGemm, StateGemm, plan_kernel,
@@ -716,17 +716,21 @@ def _gradient(kernel: KernelPlan, key: str) -> str:
 
 def _emit_after_loop(src: _Source, kernel: KernelPlan) -> None:
     """δx, the weight and bias gradients: GEMMs over all steps at once, in NumPy
-    (in the compiled function they would only add compile time: BLAS does the work)."""
+    (compiled, they would only add compile time: BLAS does the work), batched
+    over the blocks that share an operand so that a small shape makes few calls."""
     k, seq = len(kernel.blocks), {c.name: f"{c.name}_seq" for c in kernel.cached}
     src(f"dZ2 = dZ.reshape({k}, T * B, n_h)", 1)
     xg = kernel.input_grad
     if xg is not None:
         src(f"# {xg.equation}, for all steps at once", 1)
-        first, *more = xg.blocks
-        src(f"d_xs = dZ2[{first[0]}] @ W_x[0]", 1)
-        for j, (i, _) in enumerate(more, 1):
-            src(f"d_xs += dZ2[{i}] @ W_x[{j}]", 1)
-        src("d_xs = d_xs.reshape(T, B, n_x)", 1)
+        blocks = [i for i, _ in xg.blocks]
+        if blocks == list(range(blocks[0], blocks[0] + len(blocks))) and len(blocks) > 1:
+            src(f"d_xs = np.matmul(dZ2{_rows(blocks[0], blocks[-1] + 1, k)}, W_x).sum(axis=0).reshape(T, B, n_x)", 1)
+        else:
+            src(f"d_xs = dZ2[{blocks[0]}] @ W_x[0]", 1)
+            for j, i in enumerate(blocks[1:], 1):
+                src(f"d_xs += dZ2[{i}] @ W_x[{j}]", 1)
+            src("d_xs = d_xs.reshape(T, B, n_x)", 1)
     else:
         src("d_xs = np.zeros((T, B, n_x), dtype)", 1)
     src("# each part vector at every step, stacked: (T·B, n) views", 1)
@@ -736,14 +740,32 @@ def _emit_after_loop(src: _Source, kernel: KernelPlan) -> None:
                 Source.STATE: f"{seq.get(p.cached)}[1:].reshape(T * B, n_h)",
                 Source.CACHED: f"{seq.get(p.cached)}.reshape(T * B, n_h)"}[p.source]
         src(f"{p.part}_steps = {view}", 1)
+    # δz_kᵀ times a part, for all the blocks k reading it: one batched product per part and run of blocks
+    readers: dict[str, list[int]] = {}
+    for g in kernel.weight_grads:
+        for part in g.parts:
+            readers.setdefault(part, []).append(g.block)
+    products: dict[tuple[str, int], str] = {}
+    for part, blocks in readers.items():
+        blocks = sorted(blocks)
+        runs: list[list[int]] = []
+        for b in blocks:
+            if runs and runs[-1][-1] + 1 == b:
+                runs[-1].append(b)
+            else:
+                runs.append([b])
+        for run in runs:
+            if len(run) == 1:
+                continue
+            name = f"dZ_{part}" if len(runs) == 1 else f"dZ_{part}_{run[0]}"
+            src(f"{name} = np.matmul(dZ2{_rows(run[0], run[-1] + 1, k)}.transpose(0, 2, 1), {part}_steps)"
+                f"  # δz_kᵀ [{part}] for blocks {run[0]}..{run[-1]}", 1)
+            for j, b in enumerate(run):
+                products[(part, b)] = f"{name}[{j}]"
     for g in kernel.weight_grads:
         src(f"# {g.equation}", 1)
-        if len(g.parts) == 1:
-            src(f"d_{g.weight} = dZ2[{g.block}].T @ {g.parts[0]}_steps", 1)
-        else:
-            src(f"d_{g.weight} = np.empty({g.weight}.shape, dtype)", 1)
-            for part, cols in zip(g.parts, g.columns):
-                src(f"np.matmul(dZ2[{g.block}].T, {part}_steps, out=d_{g.weight}[:, {_slice(cols)}])", 1)
+        terms = [products.get((part, g.block), f"dZ2[{g.block}].T @ {part}_steps") for part in g.parts]
+        src(f"d_{g.weight} = {terms[0]}" if len(terms) == 1 else f"d_{g.weight} = np.concatenate([{', '.join(terms)}], axis=1)", 1)
     if kernel.bias_grads:
         src("# δb = Σ_t Σ_batch δz(t): a row of ones times every block", 1)
         src("d_B = np.ones(T * B, dtype) @ dZ2", 1)

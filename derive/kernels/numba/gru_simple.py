@@ -222,20 +222,16 @@ def backward(
 
     dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_uxᵀ δz_u(t), for all steps at once
-    d_xs = dZ2[0] @ W_x[0]
-    d_xs += dZ2[1] @ W_x[1]
-    d_xs = d_xs.reshape(T, B, n_x)
+    d_xs = np.matmul(dZ2, W_x).sum(axis=0).reshape(T, B, n_x)
     # each part vector at every step, stacked: (T·B, n) views
     c_prev_steps = c_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
+    dZ_c_prev = np.matmul(dZ2.transpose(0, 2, 1), c_prev_steps)  # δz_kᵀ [c_prev] for blocks 0..1
+    dZ_x = np.matmul(dZ2.transpose(0, 2, 1), x_steps)  # δz_kᵀ [x] for blocks 0..1
     # δW_u = Σ_t δz_u(t) [c(t-1), x(t)]ᵀ
-    d_W_u = np.empty(W_u.shape, dtype)
-    np.matmul(dZ2[0].T, c_prev_steps, out=d_W_u[:, :n_h])
-    np.matmul(dZ2[0].T, x_steps, out=d_W_u[:, n_h:])
+    d_W_u = np.concatenate([dZ_c_prev[0], dZ_x[0]], axis=1)
     # δW_h = Σ_t δz_h(t) [c(t-1), x(t)]ᵀ
-    d_W_h = np.empty(W_h.shape, dtype)
-    np.matmul(dZ2[1].T, c_prev_steps, out=d_W_h[:, :n_h])
-    np.matmul(dZ2[1].T, x_steps, out=d_W_h[:, n_h:])
+    d_W_h = np.concatenate([dZ_c_prev[1], dZ_x[1]], axis=1)
     # δb = Σ_t Σ_batch δz(t): a row of ones times every block
     d_B = np.ones(T * B, dtype) @ dZ2
     d_b_u = d_B[0]

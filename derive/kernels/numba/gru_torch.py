@@ -265,25 +265,20 @@ def backward(
 
     dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_zxᵀ δz_z(t), for all steps at once
-    d_xs = dZ2[0] @ W_x[0]
-    d_xs += dZ2[1] @ W_x[1]
-    d_xs += dZ2[2] @ W_x[2]
-    d_xs = d_xs.reshape(T, B, n_x)
+    d_xs = np.matmul(dZ2[:3], W_x).sum(axis=0).reshape(T, B, n_x)
     # each part vector at every step, stacked: (T·B, n) views
     c_prev_steps = c_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
+    dZ_c_prev = np.matmul(dZ2[1:4].transpose(0, 2, 1), c_prev_steps)  # δz_kᵀ [c_prev] for blocks 1..3
+    dZ_x = np.matmul(dZ2[:3].transpose(0, 2, 1), x_steps)  # δz_kᵀ [x] for blocks 0..2
     # δW_r = Σ_t δz_r(t) [c(t-1), x(t)]ᵀ
-    d_W_r = np.empty(W_r.shape, dtype)
-    np.matmul(dZ2[1].T, c_prev_steps, out=d_W_r[:, :n_h])
-    np.matmul(dZ2[1].T, x_steps, out=d_W_r[:, n_h:])
+    d_W_r = np.concatenate([dZ_c_prev[0], dZ_x[1]], axis=1)
     # δW_z = Σ_t δz_z(t) [c(t-1), x(t)]ᵀ
-    d_W_z = np.empty(W_z.shape, dtype)
-    np.matmul(dZ2[2].T, c_prev_steps, out=d_W_z[:, :n_h])
-    np.matmul(dZ2[2].T, x_steps, out=d_W_z[:, n_h:])
+    d_W_z = np.concatenate([dZ_c_prev[1], dZ_x[2]], axis=1)
     # δW_hx = Σ_t δz_h(t) [x(t)]ᵀ
-    d_W_hx = dZ2[0].T @ x_steps
+    d_W_hx = dZ_x[0]
     # δW_hc = Σ_t δz_hc(t) [c(t-1)]ᵀ
-    d_W_hc = dZ2[3].T @ c_prev_steps
+    d_W_hc = dZ_c_prev[2]
     # δb = Σ_t Σ_batch δz(t): a row of ones times every block
     d_B = np.ones(T * B, dtype) @ dZ2
     d_b_r = d_B[1]

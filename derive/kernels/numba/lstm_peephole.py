@@ -292,30 +292,20 @@ def backward(
 
     dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t) + W_ixᵀ δz_i(t) + W_oxᵀ δz_o(t), for all steps at once
-    d_xs = dZ2[0] @ W_x[0]
-    d_xs += dZ2[1] @ W_x[1]
-    d_xs += dZ2[2] @ W_x[2]
-    d_xs += dZ2[3] @ W_x[3]
-    d_xs = d_xs.reshape(T, B, n_x)
+    d_xs = np.matmul(dZ2, W_x).sum(axis=0).reshape(T, B, n_x)
     # each part vector at every step, stacked: (T·B, n) views
     a_prev_steps = a_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
+    dZ_a_prev = np.matmul(dZ2.transpose(0, 2, 1), a_prev_steps)  # δz_kᵀ [a_prev] for blocks 0..3
+    dZ_x = np.matmul(dZ2.transpose(0, 2, 1), x_steps)  # δz_kᵀ [x] for blocks 0..3
     # δW_i = Σ_t δz_i(t) [a(t-1), x(t)]ᵀ
-    d_W_i = np.empty(W_i.shape, dtype)
-    np.matmul(dZ2[1].T, a_prev_steps, out=d_W_i[:, :n_h])
-    np.matmul(dZ2[1].T, x_steps, out=d_W_i[:, n_h:])
+    d_W_i = np.concatenate([dZ_a_prev[1], dZ_x[1]], axis=1)
     # δW_f = Σ_t δz_f(t) [a(t-1), x(t)]ᵀ
-    d_W_f = np.empty(W_f.shape, dtype)
-    np.matmul(dZ2[2].T, a_prev_steps, out=d_W_f[:, :n_h])
-    np.matmul(dZ2[2].T, x_steps, out=d_W_f[:, n_h:])
+    d_W_f = np.concatenate([dZ_a_prev[2], dZ_x[2]], axis=1)
     # δW_h = Σ_t δz_h(t) [a(t-1), x(t)]ᵀ
-    d_W_h = np.empty(W_h.shape, dtype)
-    np.matmul(dZ2[0].T, a_prev_steps, out=d_W_h[:, :n_h])
-    np.matmul(dZ2[0].T, x_steps, out=d_W_h[:, n_h:])
+    d_W_h = np.concatenate([dZ_a_prev[0], dZ_x[0]], axis=1)
     # δW_o = Σ_t δz_o(t) [a(t-1), x(t)]ᵀ
-    d_W_o = np.empty(W_o.shape, dtype)
-    np.matmul(dZ2[3].T, a_prev_steps, out=d_W_o[:, :n_h])
-    np.matmul(dZ2[3].T, x_steps, out=d_W_o[:, n_h:])
+    d_W_o = np.concatenate([dZ_a_prev[3], dZ_x[3]], axis=1)
     # δb = Σ_t Σ_batch δz(t): a row of ones times every block
     d_B = np.ones(T * B, dtype) @ dZ2
     d_b_i = d_B[1]

@@ -251,21 +251,16 @@ def backward(
 
     dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t), for all steps at once
-    d_xs = dZ2[0] @ W_x[0]
-    d_xs += dZ2[1] @ W_x[1]
-    d_xs = d_xs.reshape(T, B, n_x)
+    d_xs = np.matmul(dZ2, W_x).sum(axis=0).reshape(T, B, n_x)
     # each part vector at every step, stacked: (T·B, n) views
     c_prev_steps = c_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
     f_c_steps = f_c_seq.reshape(T * B, n_h)
+    dZ_x = np.matmul(dZ2.transpose(0, 2, 1), x_steps)  # δz_kᵀ [x] for blocks 0..1
     # δW_f = Σ_t δz_f(t) [c(t-1), x(t)]ᵀ
-    d_W_f = np.empty(W_f.shape, dtype)
-    np.matmul(dZ2[1].T, c_prev_steps, out=d_W_f[:, :n_h])
-    np.matmul(dZ2[1].T, x_steps, out=d_W_f[:, n_h:])
+    d_W_f = np.concatenate([dZ2[1].T @ c_prev_steps, dZ_x[1]], axis=1)
     # δW_h = Σ_t δz_h(t) [f_c(t), x(t)]ᵀ
-    d_W_h = np.empty(W_h.shape, dtype)
-    np.matmul(dZ2[0].T, f_c_steps, out=d_W_h[:, :n_h])
-    np.matmul(dZ2[0].T, x_steps, out=d_W_h[:, n_h:])
+    d_W_h = np.concatenate([dZ2[0].T @ f_c_steps, dZ_x[0]], axis=1)
     # δb = Σ_t Σ_batch δz(t): a row of ones times every block
     d_B = np.ones(T * B, dtype) @ dZ2
     d_b_f = d_B[1]

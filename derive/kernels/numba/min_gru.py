@@ -180,15 +180,14 @@ def backward(
 
     dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_hᵀ δh(t) + W_uᵀ δz_u(t), for all steps at once
-    d_xs = dZ2[0] @ W_x[0]
-    d_xs += dZ2[1] @ W_x[1]
-    d_xs = d_xs.reshape(T, B, n_x)
+    d_xs = np.matmul(dZ2, W_x).sum(axis=0).reshape(T, B, n_x)
     # each part vector at every step, stacked: (T·B, n) views
     x_steps = xs.reshape(T * B, n_x)
+    dZ_x = np.matmul(dZ2.transpose(0, 2, 1), x_steps)  # δz_kᵀ [x] for blocks 0..1
     # δW_u = Σ_t δz_u(t) [x(t)]ᵀ
-    d_W_u = dZ2[0].T @ x_steps
+    d_W_u = dZ_x[0]
     # δW_h = Σ_t δh(t) [x(t)]ᵀ
-    d_W_h = dZ2[1].T @ x_steps
+    d_W_h = dZ_x[1]
     # δb = Σ_t Σ_batch δz(t): a row of ones times every block
     d_B = np.ones(T * B, dtype) @ dZ2
     d_b_u = d_B[0]

@@ -168,9 +168,7 @@ def backward(
     a_prev_steps = a_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
     # δW_a = Σ_t δz_a(t) [a(t-1), x(t)]ᵀ
-    d_W_a = np.empty(W_a.shape, dtype)
-    np.matmul(dZ2[0].T, a_prev_steps, out=d_W_a[:, :n_h])
-    np.matmul(dZ2[0].T, x_steps, out=d_W_a[:, n_h:])
+    d_W_a = np.concatenate([dZ2[0].T @ a_prev_steps, dZ2[0].T @ x_steps], axis=1)
     # δb = Σ_t Σ_batch δz(t): a row of ones times every block
     d_B = np.ones(T * B, dtype) @ dZ2
     d_b_a = d_B[0]
