@@ -429,10 +429,11 @@ def kernel_tables(cells: list[str], shapes: list[str], dtypes: list[type], backe
     print(f"\n{_header(_FWD_COLUMNS)}   forward")
     print("-" * len(_header(_FWD_COLUMNS)))
     print("\n".join(fwd_rows))
+    stand_ins = ", ".join(f"{c} → {nearest_module(c)}" for c in cells if nearest_module(c) != c)
     print("\nshapes (T, B, n_x, n_h): " + ", ".join(f"{s} {SHAPES[s]}" for s in shapes)
           + "\ntimes in ms (median); ratios: medians over rounds of the two times measured in the same round;"
-          "\nnp/to = numpy/torch, nb/to = numba/torch, nb/np = numba/numpy (torch module: "
-          + ", ".join(f"{c} → {nearest_module(c)}" for c in cells if nearest_module(c) != c) + ");"
+          "\nnp/to = numpy/torch, nb/to = numba/torch, nb/np = numba/numpy"
+          + (f" (torch module of another cell: {stand_ins})" if stand_ins else "") + ";"
           "\nnpfl = the cell's GEMMs with NumPy / numpy kernel; calls = numpy kernel at B = n_x = n_h = 1 / numpy kernel;"
           "\nbound = npfl / (numpy − calls): the NumPy floor fraction if every call were free;"
           "\nnbfl = the Numba kernel's own GEMMs in one njit function / numba kernel")
@@ -614,6 +615,9 @@ def available_backends(requested: list[str]) -> tuple[str, ...]:
             kernels.check_backend(backend)
         except kernels.BackendUnavailableError as e:
             print(f"{backend}: skipped ({e})")
+            continue
+        if backend == "numba" and importlib.util.find_spec("scipy") is None:
+            print("numba: skipped (Numba's np.dot, which the Numba kernels call, needs SciPy: pip install scipy)")
             continue
         chosen.append(backend)
     return tuple(chosen)
