@@ -36,17 +36,24 @@ def test_plan_products_match_the_structure(bench: ModuleType) -> None:
 
 
 def test_numba_floor_computes_the_products(bench: ModuleType) -> None:
+    """Each group of the compiled floor (before the loop, forward step,
+    backward step, after the loop, after it with a transposed operand) writes
+    a @ b into its output."""
     pytest.importorskip("numba")
     rng = np.random.default_rng(0)
-    gemms = [bench.Gemm(4, 3, 5), bench.Gemm(2, 4, 6, 7), bench.Gemm(5, 4, 3, 1, transposed=True)]
-    run = bench.numba_gemm_runner(gemms[:2], gemms[2:], np.float32, rng)
+    forward = [bench.Gemm(4, 3, 5), bench.Gemm(2, 4, 6, 7)]
+    backward = [bench.Gemm(2, 6, 4, 7), bench.Gemm(3, 2, 5), bench.Gemm(5, 4, 3, 1, transposed=True)]
+    run = bench.numba_gemm_runner(forward, backward, np.float32, rng)
+    T, *groups = run.args
+    assert T == 7 and [len(g) for g in groups] == [1, 1, 1, 1, 1]
+    for group in groups:
+        group[0][2][...] = np.nan
     run()
-    T, before, forward, backward, after, after_t = run.args
-    assert T == 7 and len(before) == 1 and len(forward) == 1 and len(backward) == 0 and len(after_t) == 1
-    for group in (before, forward, after_t):
+    for group in groups:
         a, b, out = group[0]
         assert out.dtype == np.float32
         np.testing.assert_allclose(out, a @ b, rtol=1e-5)
+    assert not groups[4][0][0].flags.c_contiguous  # the transposed operand, as the kernel's δzᵀ
 
 
 def test_table_has_the_numba_column(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
