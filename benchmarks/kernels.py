@@ -234,13 +234,15 @@ def gemm_runner(gemms: list[Gemm], dtype: type, rng: np.random.Generator) -> Cal
 
 
 def _numba_floor() -> Callable[..., None]:
-    """The compiled floor (one per dtype, cached on disk like the kernels):
+    """The compiled floor (compiled once per dtype and process, not cached on
+    disk: a cache entry names the module that wrote it, and the tests load
+    this file under another name than ``__main__``):
     ``np.dot(a, b, out)`` over five typed lists of (a, b, out): before the
     loop, each forward step, each backward step, after it, and after it with
     a transposed (Fortran-ordered) first operand."""
     import numba
 
-    @numba.njit(cache=True, error_model="numpy")
+    @numba.njit(error_model="numpy")
     def floor(T, before, forward, backward, after, after_t):  # noqa: ANN001, ANN202 - compiled by Numba
         for a, b, o in before:
             np.dot(a, b, o)
