@@ -46,21 +46,31 @@ SCHEMES: dict[str, dict[str, Any]] = {
         "suffix": SCHEME_SUFFIXES["light"],
         "text": "#1f1f1f",
         "grid": "#b0b0b0",
-        # matplotlib's tab10, readable on white
-        "colours": ("#d62728", "#ff7f0e", "#2ca02c", "#17becf", "#1f77b4", "#9467bd", "#8c564b"),
+        # matplotlib's tab10 and a few darker hues, readable on white
+        "colours": ("#d62728", "#ff7f0e", "#2ca02c", "#17becf", "#1f77b4", "#9467bd", "#8c564b",
+                    "#e377c2", "#7f7f7f", "#bcbd22", "#8c6d31", "#393b79"),
     },
     "dark": {
         "suffix": SCHEME_SUFFIXES["dark"],
         "text": "#e2e4e9",
         "grid": "#6b6f7a",
         # lighter shades of the same hues, readable on the dark palette's slate
-        "colours": ("#ff7b7b", "#ffb056", "#6fdc7a", "#4fd8e8", "#7cb8ff", "#c4a2f0", "#d4a38f"),
+        "colours": ("#ff7b7b", "#ffb056", "#6fdc7a", "#4fd8e8", "#7cb8ff", "#c4a2f0", "#d4a38f",
+                    "#f7a6dc", "#c2c2c2", "#e0e05a", "#dcb66e", "#a3a9f5"),
     },
 }
 """The two colour schemes: the site's light ("default") and dark ("slate") palettes."""
 
-MARKERS = ("o", "s", "^", "D", "v", "P", "X")
-DASHES = ("solid", (0, (6, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (3, 1.5)), "solid", (0, (2, 2)))
+MARKERS = ("o", "s", "^", "D", "v", "P", "X", "<", ">", "p", "h", "*")
+DASHES = ("solid", (0, (6, 2)), (0, (1, 1.5)), (0, (6, 2, 1, 2)), (0, (3, 1.5)))
+"""Markers and dash patterns, taken in turn like the colours. There are as
+many colours and markers as places (twelve), so that each of the first twelve
+cells has a colour and a marker of its own; five dash patterns, a number prime
+to twelve, keep the triples apart for the sixty first cells."""
+
+GRADIENT_FLOOR = 1e-60
+"""The lowest ratio the gradient-flow plot shows: a curve that falls below it
+leaves the axis, and a marker on the lower edge shows where."""
 
 BASE_STYLE = {
     "svg.hashsalt": "derive-experiments",
@@ -105,6 +115,8 @@ def cell_style(cell: str, scheme: str) -> dict[str, Any]:
     overlapping curves stay apart by their markers and dashes."""
     index = NAMES.index(cell) if cell in NAMES else len(NAMES)
     colours = SCHEMES[scheme]["colours"]
+    if len(colours) != len(MARKERS):
+        raise ValueError(f"scheme {scheme!r}: expected {len(MARKERS)} colours, got {len(colours)}")
     return {
         "color": colours[index % len(colours)],
         "marker": MARKERS[index % len(MARKERS)],
@@ -121,6 +133,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "gf_y": "‖∂L/∂s(T−k)‖ / ‖∂L/∂s(T)‖",
         "gf_band": "shaded: range over {n} seeds; s = the state followed",
         "gf_cell": "{cell} (s = {state})",
+        "gf_floor": "▼: the mean falls below {floor} (off the axis)",
         "mem_title": "Adding problem: test error after training, at each sequence length T",
         "mem_x": "sequence length T",
         "mem_y": "test mean squared error",
@@ -152,6 +165,7 @@ TEXTS: dict[str, dict[str, str]] = {
         "gf_y": "‖∂L/∂s(T−k)‖ / ‖∂L/∂s(T)‖",
         "gf_band": "bandes colorées : étendue sur {n} graines ; s = l’état suivi",
         "gf_cell": "{cell} (s = {state})",
+        "gf_floor": "▼ : la moyenne passe sous {floor} (hors du cadre)",
         "mem_title": "Problème de l’addition : erreur de test après entraînement, à chaque longueur T",
         "mem_x": "longueur de séquence T",
         "mem_y": "erreur quadratique moyenne de test",
@@ -245,8 +259,39 @@ def _gradient_panel(axes: Axes, data: dict[str, Any], condition: str, title: str
                           alpha=0.15, linewidth=0)
         axes.plot(lags, curve["ratio_geomean"], markersize=4, linewidth=1.4,
                   label=words["gf_cell"].format(cell=cell, state=entry["state"]), **style)
+        leaves = _floor_crossing(lags, curve["ratio_geomean"], GRADIENT_FLOOR)
+        if leaves is not None:
+            # where the mean leaves the axis: a down-pointing mark on the lower edge
+            axes.plot([leaves], [GRADIENT_FLOOR], linestyle="none", marker="v", markersize=8,
+                      color=style["color"], clip_on=False, zorder=3)
     axes.set_yscale("log")
+    axes.set_ylim(GRADIENT_FLOOR, 5.0)
     axes.set_title(title, loc="left")
+
+
+_SUPERSCRIPTS = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def _floor_crossing(lags: list[int], ratios: list[float], floor: float) -> float | None:
+    """The lag at which the curve ``ratios`` first falls below ``floor``,
+    interpolated as the plot draws it (straight between points on a log
+    scale); None if it never does."""
+    for index, ratio in enumerate(ratios):
+        if ratio < floor:
+            if index == 0:
+                return float(lags[0])
+            high, low = math.log10(ratios[index - 1]), math.log10(ratio)
+            share = (high - math.log10(floor)) / (high - low)
+            return lags[index - 1] + share * (lags[index] - lags[index - 1])
+    return None
+
+
+def _power_of_ten(value: float) -> str:
+    """``1e-60`` as ``10⁻⁶⁰``, for a legend."""
+    exponent = round(math.log10(value))
+    if not math.isclose(10.0 ** exponent, value):
+        raise ValueError(f"value: expected a power of ten, got {value!r}")
+    return "10" + str(exponent).translate(_SUPERSCRIPTS)
 
 
 def gradient_flow_figure(data: dict[str, Any], seeds: int, lang: str, scheme: str) -> tuple[Figure, str]:
@@ -261,14 +306,12 @@ def gradient_flow_figure(data: dict[str, Any], seeds: int, lang: str, scheme: st
     trained_axes.set_xlabel(words["gf_x"])
     for axes in (init_axes, trained_axes):
         axes.set_ylabel(words["gf_y"])
-    # Ratios are at most about 1; below, show every mean curve with room to
-    # spare and let the range bands run off the axis where a seed underflows.
-    for axes, condition in ((init_axes, "init"), (trained_axes, "trained")):
-        lowest = min(min(entry[condition]["ratio_geomean"]) for entry in data["cells"].values())
-        axes.set_ylim(10.0 ** (math.floor(math.log10(lowest)) - 3), 5.0)
+    # Ratios are at most about 1; below, a fixed floor: a curve that falls
+    # under it (some reach the float64 limit, 1e-308) would squeeze the others
+    # into the top of the axis.
     handles, labels = trained_axes.get_legend_handles_labels()
-    figure.legend(handles, labels, loc="outside lower center", ncols=2,
-                  title=words["gf_band"].format(n=seeds))
+    title = words["gf_band"].format(n=seeds) + "\n" + words["gf_floor"].format(floor=_power_of_ten(GRADIENT_FLOOR))
+    figure.legend(handles, labels, loc="outside lower center", ncols=2, title=title)
     return figure, words["gf_title"].format(length=length)
 
 
@@ -277,7 +320,8 @@ def memory_figure(data: dict[str, Any], seeds: int, lang: str, scheme: str) -> t
     legend under the axes."""
     words = TEXTS[lang]
     lengths = data["lengths"]
-    figure = Figure(figsize=(WIDTH, 5.6), layout="constrained")
+    # the legend under the axes has a line per cell: the figure grows with it
+    figure = Figure(figsize=(WIDTH, 4.4 + 0.22 * (len(data["cells"]) + 1)), layout="constrained")
     axes = figure.subplots()
     keys = [str(t) for t in lengths]
     for cell, entry in data["cells"].items():
