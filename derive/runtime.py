@@ -11,6 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+import math
+
 import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
@@ -141,14 +143,17 @@ def check_params(
     if missing or extra:
         detail = (f" (missing {missing})" if missing else "") + (f" (unexpected {extra})" if extra else "")
         raise ValueError(f"params: expected keys {list(expected)}, got {list(params)}{detail}")
-    arrays = {k: np.asarray(params[k]) for k in expected}
-    for key, array in arrays.items():
-        if len(expected[key]) != array.ndim:
-            raise ValueError(f"params[{key!r}]: expected shape {_spec(expected[key])}, got {array.shape}")
-    sizes = _read_sizes(arrays, expected)
-    resolved: dict[int | str, int] = {}  # each size entry computed once: this runs at every kernel call
-    for key, array in arrays.items():
-        want = tuple(resolved[e] if e in resolved else resolved.setdefault(e, _size(e, sizes.values)) for e in expected[key])
+    arrays = {k: _as_array(params[k]) for k in expected}
+    plan = _plan(expected)
+    for key, rank in plan.ranks:
+        if rank != arrays[key].ndim:
+            raise ValueError(f"params[{key!r}]: expected shape {_spec(expected[key])}, got {arrays[key].shape}")
+    sizes = _bind_sizes(plan, arrays, expected)
+    values = sizes.values
+    resolved: dict[str, int] = {}  # each size entry computed once: this runs at every kernel call
+    for key, spec in plan.shapes:
+        array = arrays[key]
+        want = tuple(e if type(e) is int else resolved[e] if e in resolved else resolved.setdefault(e, sum(values[t] for t in plan.terms[e])) for e in spec)
         if array.shape != want:
             names = [t for entry in expected[key] if isinstance(entry, str) for t in entry.split("+")]
             raise ValueError(
@@ -156,9 +161,10 @@ def check_params(
             )
     first = next(iter(arrays))
     dtype = np.dtype(dtype) if dtype is not None else arrays[first].dtype
-    for key, array in arrays.items():
-        _check_dtype(f"params[{key!r}]", array, dtype, f" like params[{first!r}]")
-        _check_finite(f"params[{key!r}]", array)
+    with np.errstate(over="ignore", invalid="ignore"):  # see _finite_quiet: one errstate for every parameter
+        for key, array in arrays.items():
+            _check_dtype(f"params[{key!r}]", array, dtype, f" like params[{first!r}]")
+            _finite_quiet(f"params[{key!r}]", array)
     return sizes, dtype
 
 
@@ -178,7 +184,7 @@ def check_sequence(
     ``" like ys"``). The dtype must be float32 or float64 (``dtype`` if
     given) and the values finite. Free sizes must be at least 1.
     """
-    array = np.asarray(array)
+    array = _as_array(array)
     shown = "(" + ", ".join(str(s) if s is not None else d for s, d in zip(shape, dims)) + ")"
     if array.ndim != len(shape):
         raise ValueError(f"{name}: expected rank {len(shape)}, shape {shown}{why}, got shape {array.shape}")
@@ -212,12 +218,13 @@ def check_states(
         raise ValueError(f"{name}: expected None or a dict with keys {list(names)}, got {type(states).__name__}")
     if set(states) != set(names):
         raise ValueError(f"{name}: expected keys {list(names)}, got {list(states)}")
-    out = {s: np.asarray(states[s]) for s in names}
-    for s, array in out.items():
-        if array.shape != tuple(shape):
-            raise ValueError(f"{name}[{s!r}]: expected shape {tuple(shape)} = {dims}, got {array.shape}")
-        _check_dtype(f"{name}[{s!r}]", array, dtype, " like params")
-        _check_finite(f"{name}[{s!r}]", array)
+    out = {s: _as_array(states[s]) for s in names}
+    with np.errstate(over="ignore", invalid="ignore"):  # see _finite_quiet
+        for s, array in out.items():
+            if array.shape != tuple(shape):
+                raise ValueError(f"{name}[{s!r}]: expected shape {tuple(shape)} = {dims}, got {array.shape}")
+            _check_dtype(f"{name}[{s!r}]", array, dtype, " like params")
+            _finite_quiet(f"{name}[{s!r}]", array)
     return out
 
 
@@ -227,30 +234,75 @@ def init_uniform(rng: np.random.Generator, shape: tuple[int, ...], bound: float,
     return rng.uniform(-bound, bound, size=shape).astype(dtype)
 
 
-def _read_sizes(arrays: Mapping[str, np.ndarray], expected: Mapping[str, Sequence[int | str]]) -> Sizes:
-    """Bind each size name to the first dimension that determines it
-    (a sum with one unknown term binds that term)."""
+@dataclass(frozen=True)
+class _Plan:
+    """What :func:`check_params` needs from the expected shapes alone, worked
+    out once per shapes (it runs at every kernel call).
+
+    ``ranks``: (key, rank) in ``expected``'s order; ``binds``: the steps of
+    reading the sizes, in order — (key, dimension, the size name bound there,
+    the names already bound in that entry); ``shapes``: (key, shape);
+    ``terms``: each size entry's names.
+    """
+
+    ranks: tuple[tuple[str, int], ...]
+    binds: tuple[tuple[str, int, str, tuple[str, ...]], ...]
+    shapes: tuple[tuple[str, tuple[int | str, ...]], ...]
+    terms: dict[str, tuple[str, ...]]
+
+
+_PLANS: dict[tuple, _Plan] = {}
+"""The plans made so far, keyed by the expected shapes' items (a few per kernel)."""
+
+
+def _plan(expected: Mapping[str, Sequence[int | str]]) -> _Plan:
+    """The :class:`_Plan` of ``expected``, from :data:`_PLANS` when it has been made before."""
+    try:
+        key = tuple((k, tuple(spec)) for k, spec in expected.items())
+        plan = _PLANS.get(key)
+    except TypeError:  # an unhashable entry: make the plan, do not keep it
+        key, plan = None, None
+    if plan is None:
+        terms = {e: tuple(e.split("+")) for spec in expected.values() for e in spec if isinstance(e, str)}
+        names = {t for ts in terms.values() for t in ts}
+        bound: set[str] = set()
+        binds = []
+        progress = True
+        # bind each name at the first entry that determines it (a sum with one unknown term binds that term)
+        while progress and len(bound) < len(names):
+            progress = False
+            for k, spec in expected.items():
+                for dim, entry in enumerate(spec):
+                    ts = terms[entry] if isinstance(entry, str) else ()
+                    unknown = [t for t in ts if t not in bound]
+                    if len(unknown) == 1:
+                        binds.append((k, dim, unknown[0], tuple(t for t in ts if t in bound)))
+                        bound.add(unknown[0])
+                        progress = True
+        plan = _Plan(
+            ranks=tuple((k, len(spec)) for k, spec in expected.items()),
+            binds=tuple(binds),
+            shapes=tuple((k, tuple(spec)) for k, spec in expected.items()),
+            terms=terms,
+        )
+        if key is not None:
+            if len(_PLANS) >= 256:
+                _PLANS.clear()
+            _PLANS[key] = plan
+    return plan
+
+
+def _bind_sizes(plan: _Plan, arrays: Mapping[str, np.ndarray], expected: Mapping[str, Sequence[int | str]]) -> Sizes:
+    """Bind each size name to the first dimension that determines it, following ``plan.binds``."""
     values: dict[str, int] = {}
     origin: dict[str, str] = {}
-    names = {t for spec in expected.values() for entry in spec if isinstance(entry, str) for t in entry.split("+")}
-    progress = True
-    while progress and len(values) < len(names):  # stop once every name is bound
-        progress = False
-        for key, spec in expected.items():
-            for entry, got in zip(spec, arrays[key].shape):
-                terms = entry.split("+") if isinstance(entry, str) else []
-                unknown = [t for t in terms if t not in values]
-                if len(unknown) == 1:
-                    value = got - sum(values[t] for t in terms if t in values)
-                    if value < 1:
-                        raise ValueError(f"params[{key!r}]: expected shape {_spec(spec)}, sizes ≥ 1, got {arrays[key].shape}")
-                    values[unknown[0]], origin[unknown[0]] = value, key
-                    progress = True
+    for key, dim, name, known in plan.binds:
+        shape = arrays[key].shape
+        value = shape[dim] - sum(values[t] for t in known)
+        if value < 1:
+            raise ValueError(f"params[{key!r}]: expected shape {_spec(expected[key])}, sizes ≥ 1, got {shape}")
+        values[name], origin[name] = value, key
     return Sizes(values, origin)
-
-
-def _size(entry: int | str, values: Mapping[str, int]) -> int:
-    return entry if isinstance(entry, int) else sum(values[t] for t in entry.split("+"))
 
 
 def _spec(spec: Sequence[int | str]) -> str:
@@ -264,7 +316,27 @@ def _check_dtype(label: str, array: np.ndarray, dtype: np.dtype | None, like: st
         raise ValueError(f"{label}: expected dtype {np.dtype(dtype)}{like}, got {array.dtype}")
 
 
+def _as_array(value: object) -> np.ndarray:
+    """``value`` itself when it is already an ndarray, else ``np.asarray(value)``."""
+    return value if type(value) is np.ndarray else np.asarray(value)
+
+
 def _check_finite(label: str, array: np.ndarray) -> None:
+    """Refuse an array holding a NaN or an inf, naming how many and where the first is."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        _finite_quiet(label, array)
+
+
+def _finite_quiet(label: str, array: np.ndarray) -> None:
+    """:func:`_check_finite`, to call under ``np.errstate(over="ignore", invalid="ignore")``.
+
+    A fast path first: one sum. A finite sum proves every element finite (a
+    NaN makes it NaN, an inf makes it ±inf or NaN); a sum that is not finite
+    may come from finite elements whose sum overflows, so it only sends the
+    array to the exact element check, which gives the message.
+    """
+    if math.isfinite(np.add.reduce(array, axis=None)):
+        return
     finite = np.isfinite(array)
     if not finite.all():
         bad = np.argwhere(~finite)

@@ -598,8 +598,8 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     src("T, B, _ = xs.shape", 1)
     src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 1)
     src("# copies: backward reads these, and the caller may change their arrays or dict meanwhile", 1)
-    src("params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}", 1)
-    src("xs = np.array(xs, dtype)", 1)
+    src("params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)", 1)
+    src("xs = np.array(xs)", 1)
     _params(src, kernel)
     src()
     src(f"# Z: the pre-activation of every affine node, one (T, B, n_h) block each: {', '.join(kernel.block_names)}.", 1)
@@ -616,7 +616,7 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     kx = len(projection.blocks)
     if kx:
         src("# the input parts of every step at once, one GEMM per block, then the biases", 1)
-        src(f"W_x = np.stack([{', '.join(f'{b.x_weight}.T' for b in projection.blocks)}])", 1)
+        src(f"W_x = np.array([{', '.join(f'{b.x_weight}.T' for b in projection.blocks)}])  # stacked (np.array: np.stack is slower)", 1)
         out = "Z" if kx == k else f"Z[:{kx}]"
         src(f"np.matmul(xs.reshape(T * B, n_x), W_x, out={out}.reshape({kx}, T * B, n_h))", 1)
     else:
@@ -625,7 +625,7 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
         src(f"Z[{kx}:] = 0", 1)
     biases = [b.bias or "np.zeros(n_h, dtype)" for b in kernel.blocks]
     if any(b.bias for b in kernel.blocks):
-        src(f"Z += np.stack([{', '.join(biases)}])[:, None, None, :]", 1)
+        src(f"Z += np.array([{', '.join(biases)}])[:, None, None, :]", 1)
     for sw in kernel.state_weights:
         src(f"# the blocks acting on {CellTextPrinter(cell).doprint(sympy.Symbol(sw.state))}, side by side: one GEMM per step", 1)
         src(f"W_{sw.state} = np.ascontiguousarray(np.hstack([{', '.join(w + '.T' for w in sw.weights)}]))", 1)
@@ -697,13 +697,13 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
     src()
     for sw in kernel.state_weights:
         if f"W_{sw.state}T" in gemm_weights:
-            src(f"W_{sw.state}T = np.ascontiguousarray(np.vstack([{', '.join(sw.weights)}]))", 1)
+            src(f"W_{sw.state}T = np.ascontiguousarray(np.concatenate([{', '.join(sw.weights)}]))", 1)
     stacked = {f"W_{sw.state}T" for sw in kernel.state_weights}
     for w in gemm_weights:
         if w not in stacked:
             src(f"{w} = np.ascontiguousarray({w})  # BLAS reads a column slice of W markedly slower", 1)
     if x_grad is not None:
-        src(f"W_x = np.stack([{', '.join(w for _, w in x_grad.blocks)}])", 1)
+        src(f"W_x = np.array([{', '.join(w for _, w in x_grad.blocks)}])  # stacked", 1)
     src(f"# dZ: δz of every affine node at every step, one (T, B, n_h) block each: {', '.join(kernel.adjoint_names)}", 1)
     src(f"dZ = np.empty(({k}, T, B, n_h), dtype)", 1)
     for c in kernel.carried:

@@ -123,8 +123,8 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
-    xs = np.array(xs, dtype)
+    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs)
     W_r, b_r, W_u, b_u, W_h, b_h = (params[k] for k in ('W_r', 'b_r', 'W_u', 'b_u', 'W_h', 'b_h'))
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
@@ -142,9 +142,9 @@ def forward(
     mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
     # the input parts of every step at once, one GEMM per block, then the biases
-    W_x = np.stack([W_hx.T, W_rx.T, W_ux.T])
+    W_x = np.array([W_hx.T, W_rx.T, W_ux.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(3, T * B, n_h))
-    Z += np.stack([b_h, b_r, b_u])[:, None, None, :]
+    Z += np.array([b_h, b_r, b_u])[:, None, None, :]
     # the blocks acting on c(t-1), side by side: one GEMM per step
     W_c_prev = np.ascontiguousarray(np.hstack([W_rc.T, W_uc.T]))
     W_hcT = np.ascontiguousarray(W_hc.T)
@@ -271,9 +271,9 @@ def backward(
     c_seq = cache['c']
     mix_c_seq = cache['mix_c']
 
-    W_c_prevT = np.ascontiguousarray(np.vstack([W_rc, W_uc]))
+    W_c_prevT = np.ascontiguousarray(np.concatenate([W_rc, W_uc]))
     W_hc = np.ascontiguousarray(W_hc)  # BLAS reads a column slice of W markedly slower
-    W_x = np.stack([W_hx, W_rx, W_ux])
+    W_x = np.array([W_hx, W_rx, W_ux])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_r(t), δz_u(t)
     dZ = np.empty((3, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)

@@ -122,8 +122,8 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
-    xs = np.array(xs, dtype)
+    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs)
     W_r, b_r, W_z, b_z, W_hx, b_hx, W_hc, b_hc = (params[k] for k in ('W_r', 'b_r', 'W_z', 'b_z', 'W_hx', 'b_hx', 'W_hc', 'b_hc'))
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
@@ -140,10 +140,10 @@ def forward(
     mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
     # the input parts of every step at once, one GEMM per block, then the biases
-    W_x = np.stack([W_hx.T, W_rx.T, W_zx.T])
+    W_x = np.array([W_hx.T, W_rx.T, W_zx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z[:3].reshape(3, T * B, n_h))
     Z[3:] = 0
-    Z += np.stack([b_hx, b_r, b_z, b_hc])[:, None, None, :]
+    Z += np.array([b_hx, b_r, b_z, b_hc])[:, None, None, :]
     # the blocks acting on c(t-1), side by side: one GEMM per step
     W_c_prev = np.ascontiguousarray(np.hstack([W_rc.T, W_zc.T, W_hc.T]))
     _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev)
@@ -257,8 +257,8 @@ def backward(
     Gr_z_hc_seq = cache['Gr_z_hc']
     mix_c_seq = cache['mix_c']
 
-    W_c_prevT = np.ascontiguousarray(np.vstack([W_rc, W_zc, W_hc]))
-    W_x = np.stack([W_hx, W_rx, W_zx])
+    W_c_prevT = np.ascontiguousarray(np.concatenate([W_rc, W_zc, W_hc]))
+    W_x = np.array([W_hx, W_rx, W_zx])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_hx(t), δz_r(t), δz_z(t), δz_hc(t)
     dZ = np.empty((4, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)

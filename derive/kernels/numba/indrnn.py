@@ -80,8 +80,8 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
-    xs = np.array(xs, dtype)
+    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs)
     u, W, b = (params[k] for k in ('u', 'W', 'b'))
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
 
@@ -90,9 +90,9 @@ def forward(
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
     # the input parts of every step at once, one GEMM per block, then the biases
-    W_x = np.stack([W.T])
+    W_x = np.array([W.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(1, T * B, n_h))
-    Z += np.stack([b])[:, None, None, :]
+    Z += np.array([b])[:, None, None, :]
     _forward_steps(Z, c_seq, u)
 
     ys = c_seq[1:]
@@ -152,7 +152,7 @@ def backward(
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     c_seq = cache['c']
 
-    W_x = np.stack([W])
+    W_x = np.array([W])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz(t)
     dZ = np.empty((1, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)

@@ -131,8 +131,8 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
-    xs = np.array(xs, dtype)
+    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs)
     p_i, p_f, p_o, W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = (params[k] for k in ('p_i', 'p_f', 'p_o', 'W_i', 'b_i', 'W_f', 'b_f', 'W_h', 'b_h', 'W_o', 'b_o'))
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
@@ -153,9 +153,9 @@ def forward(
     a_seq[0] = state0['a']
     c_seq[0] = state0['c']
     # the input parts of every step at once, one GEMM per block, then the biases
-    W_x = np.stack([W_hx.T, W_ix.T, W_fx.T, W_ox.T])
+    W_x = np.array([W_hx.T, W_ix.T, W_fx.T, W_ox.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(4, T * B, n_h))
-    Z += np.stack([b_h, b_i, b_f, b_o])[:, None, None, :]
+    Z += np.array([b_h, b_i, b_f, b_o])[:, None, None, :]
     # the blocks acting on a(t-1), side by side: one GEMM per step
     W_a_prev = np.ascontiguousarray(np.hstack([W_ha.T, W_ia.T, W_fa.T, W_oa.T]))
     _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o)
@@ -279,8 +279,8 @@ def backward(
     tanh_c_seq = cache['tanh_c']
     a_seq = cache['a']
 
-    W_a_prevT = np.ascontiguousarray(np.vstack([W_ha, W_ia, W_fa, W_oa]))
-    W_x = np.stack([W_hx, W_ix, W_fx, W_ox])
+    W_a_prevT = np.ascontiguousarray(np.concatenate([W_ha, W_ia, W_fa, W_oa]))
+    W_x = np.array([W_hx, W_ix, W_fx, W_ox])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_i(t), δz_f(t), δz_o(t)
     dZ = np.empty((4, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)

@@ -111,8 +111,8 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
-    xs = np.array(xs, dtype)
+    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs)
     W_f, b_f, W_h, b_h = (params[k] for k in ('W_f', 'b_f', 'W_h', 'b_h'))
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_fc, W_fx = W_f[:, :n_h], W_f[:, n_h:]
@@ -127,9 +127,9 @@ def forward(
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
     # the input parts of every step at once, one GEMM per block, then the biases
-    W_x = np.stack([W_hx.T, W_fx.T])
+    W_x = np.array([W_hx.T, W_fx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(2, T * B, n_h))
-    Z += np.stack([b_h, b_f])[:, None, None, :]
+    Z += np.array([b_h, b_f])[:, None, None, :]
     # the blocks acting on c(t-1), side by side: one GEMM per step
     W_c_prev = np.ascontiguousarray(np.hstack([W_fc.T]))
     W_hcT = np.ascontiguousarray(W_hc.T)
@@ -242,9 +242,9 @@ def backward(
     h_seq = cache['h']
     c_seq = cache['c']
 
-    W_c_prevT = np.ascontiguousarray(np.vstack([W_fc]))
+    W_c_prevT = np.ascontiguousarray(np.concatenate([W_fc]))
     W_hc = np.ascontiguousarray(W_hc)  # BLAS reads a column slice of W markedly slower
-    W_x = np.stack([W_hx, W_fx])
+    W_x = np.array([W_hx, W_fx])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_f(t)
     dZ = np.empty((2, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)

@@ -104,8 +104,8 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
-    xs = np.array(xs, dtype)
+    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs)
     W_f, b_f, W_i, b_i, W_h, b_h = (params[k] for k in ('W_f', 'b_f', 'W_i', 'b_i', 'W_h', 'b_h'))
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
 
@@ -120,9 +120,9 @@ def forward(
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
     # the input parts of every step at once, one GEMM per block, then the biases
-    W_x = np.stack([W_f.T, W_i.T, W_h.T])
+    W_x = np.array([W_f.T, W_i.T, W_h.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(3, T * B, n_h))
-    Z += np.stack([b_f, b_i, b_h])[:, None, None, :]
+    Z += np.array([b_f, b_i, b_h])[:, None, None, :]
     _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq)
 
     ys = c_seq[1:]
@@ -216,7 +216,7 @@ def backward(
     c_seq = cache['c']
     h_seq = cache['h']
 
-    W_x = np.stack([W_f, W_i, W_h])
+    W_x = np.array([W_f, W_i, W_h])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_f(t), δz_i(t), δh(t)
     dZ = np.empty((3, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)

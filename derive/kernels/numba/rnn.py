@@ -83,8 +83,8 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}
-    xs = np.array(xs, dtype)
+    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs)
     W_a, b_a = (params[k] for k in ('W_a', 'b_a'))
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_aa, W_ax = W_a[:, :n_h], W_a[:, n_h:]
@@ -94,9 +94,9 @@ def forward(
     a_seq = np.empty((T + 1, B, n_h), dtype)
     a_seq[0] = state0['a']
     # the input parts of every step at once, one GEMM per block, then the biases
-    W_x = np.stack([W_ax.T])
+    W_x = np.array([W_ax.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(1, T * B, n_h))
-    Z += np.stack([b_a])[:, None, None, :]
+    Z += np.array([b_a])[:, None, None, :]
     # the blocks acting on a(t-1), side by side: one GEMM per step
     W_a_prev = np.ascontiguousarray(np.hstack([W_aa.T]))
     _forward_steps(Z, a_seq, W_a_prev)
@@ -155,8 +155,8 @@ def backward(
     W_aa, W_ax = W_a[:, :n_h], W_a[:, n_h:]
     a_seq = cache['a']
 
-    W_a_prevT = np.ascontiguousarray(np.vstack([W_aa]))
-    W_x = np.stack([W_ax])
+    W_a_prevT = np.ascontiguousarray(np.concatenate([W_aa]))
+    W_x = np.array([W_ax])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_a(t)
     dZ = np.empty((1, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)

@@ -1,0 +1,116 @@
+"""The input checks' fast paths (derive/runtime.py) refuse and accept exactly
+what the element-wise checks do, with the same messages.
+
+``check_params`` works out once per expected shapes what it needs from them
+(the order the sizes are read in), and tells finite arrays by one sum each,
+looking element by element only when a sum is not finite. A sum of finite
+values can overflow: such arrays must pass, with no warning (the suite runs
+with warnings as errors).
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from derive.runtime import check_params, check_sequence, check_states
+
+SHAPES = {"W": ("n_h", "n_h+n_x"), "b": ("n_h",), "v": (2, "n_x")}
+
+
+def _params(dtype: type = np.float64, n_x: int = 3, n_h: int = 4) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(0)
+    return {
+        "W": rng.standard_normal((n_h, n_h + n_x)).astype(dtype),
+        "b": rng.standard_normal(n_h).astype(dtype),
+        "v": rng.standard_normal((2, n_x)).astype(dtype),
+    }
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_finite_values_whose_sum_overflows_pass(dtype: type) -> None:
+    params = _params(dtype)
+    big = np.finfo(dtype).max / 2
+    params["W"][:] = big  # 28 values of max/2: their sum overflows to inf, each is finite
+    params["v"][0] = big
+    params["v"][1] = -big
+    sizes, got = check_params(params, SHAPES)
+    assert (sizes["n_x"], sizes["n_h"], got) == (3, 4, np.dtype(dtype))
+    xs = np.full((5, 2, 3), big, dtype)
+    assert check_sequence("xs", xs, (None, None, 3), np.dtype(dtype)) is xs
+    states = check_states("state0", {"a": np.full((2, 4), -big, dtype)}, ("a",), (2, 4), np.dtype(dtype))
+    assert states["a"][0, 0] == -big
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("values", "counts"),
+    [
+        ([np.nan], "1 NaN and 0 inf"),
+        ([np.inf], "0 NaN and 1 inf"),
+        ([np.inf, -np.inf], "0 NaN and 2 inf"),  # their sum is NaN
+        ([-np.inf, np.nan], "1 NaN and 1 inf"),
+    ],
+)
+def test_one_non_finite_value_among_many_is_refused(dtype: type, values: list[float], counts: str) -> None:
+    def spoil(array: np.ndarray, first: tuple[int, ...]) -> np.ndarray:
+        array[first] = values[0]
+        if len(values) > 1:
+            array.flat[-1] = values[1]
+        return array
+
+    params = _params(dtype, n_x=60, n_h=40)
+    spoil(params["W"], (2, 5))
+    with pytest.raises(ValueError, match=re.escape(f"params['W']: expected finite values, got {counts} (first at index (2, 5))")):
+        check_params(params, SHAPES)
+    xs = spoil(np.zeros((3, 7, 9), dtype), (2, 5, 0))
+    with pytest.raises(ValueError, match=re.escape(f"xs: expected finite values, got {counts} (first at index (2, 5, 0))")):
+        check_sequence("xs", xs, (None, None, 9), np.dtype(dtype))
+    state = spoil(np.zeros((4, 8), dtype), (1, 6))
+    with pytest.raises(ValueError, match=re.escape(f"dstate['c']: expected finite values, got {counts} (first at index (1, 6))")):
+        check_states("dstate", {"a": np.zeros((4, 8), dtype), "c": state}, ("a", "c"), (4, 8), np.dtype(dtype))
+
+
+def test_a_huge_finite_param_beside_a_nan_names_the_nan() -> None:
+    params = _params(np.float32)
+    params["W"][:] = np.finfo(np.float32).max  # overflowing sum, all finite: passes
+    params["b"][3] = np.nan
+    with pytest.raises(ValueError, match=re.escape("params['b']: expected finite values, got 1 NaN and 0 inf (first at index (3,))")):
+        check_params(params, SHAPES)
+
+
+def test_expected_shapes_that_differ_read_their_own_sizes() -> None:
+    """What check_params keeps per expected shapes belongs to those shapes:
+    the same keys with other shapes, or the same shapes in another order
+    (the first parameter that determines a size names it), are read anew."""
+    params = _params()
+    assert check_params(params, SHAPES)[0].values == {"n_h": 4, "n_x": 3}
+    assert check_params(params, SHAPES)[0].origin == {"n_h": "W", "n_x": "W"}
+    swapped = {"W": ("n_x", "n_x+n_h"), "b": ("n_x",), "v": (2, "n_h")}
+    assert check_params(params, swapped)[0].values == {"n_x": 4, "n_h": 3}
+    reordered = {"v": (2, "n_x"), "b": ("n_h",), "W": ("n_h", "n_h+n_x")}
+    sizes = check_params(params, reordered)[0]
+    assert sizes.origin == {"n_x": "v", "n_h": "b"}
+    with pytest.raises(ValueError, match=re.escape("params['W']: expected shape (4, 7) = (n_h, n_h+n_x) with n_h = 4 from params['b'], n_x = 3 from params['v'], got (4, 8)")):
+        check_params({**params, "W": np.zeros((4, 8))}, reordered)
+    # a dict of shapes changed in place after use is read as it is now
+    shapes = dict(SHAPES)
+    check_params(params, shapes)
+    shapes["v"] = (3, "n_x")
+    with pytest.raises(ValueError, match=re.escape("params['v']: expected shape (3, 3) = (3, n_x) with n_x = 3 from params['W'], got (2, 3)")):
+        check_params(params, shapes)
+
+
+def test_unhashable_expected_shapes_work() -> None:
+    params = _params()
+    as_lists = {k: list(v) for k, v in SHAPES.items()}
+    assert check_params(params, as_lists)[0].values == {"n_h": 4, "n_x": 3}
+
+
+def test_a_size_below_one_is_refused_where_it_is_read() -> None:
+    params = _params()
+    params["W"] = np.zeros((4, 4))  # n_x = 0
+    with pytest.raises(ValueError, match=re.escape("params['W']: expected shape (n_h, n_h+n_x), sizes ≥ 1, got (4, 4)")):
+        check_params(params, SHAPES)
