@@ -214,3 +214,32 @@ def test_french_and_english_quote_the_same_figures() -> None:
     for en, fr in pairs:
         assert sorted(figures(en)) == sorted(figures(fr)), (
             f"English and French differ:\n{figures(en)}\n{figures(fr)}\n{en[:80]!r}")
+
+
+def _paragraph(lang: str, opening: str) -> str:
+    text = (DOCS / PAGES[lang].format("experiments")).read_text(encoding="utf-8")
+    start = text.index(opening)
+    return text[start:text.index("\n\n", start)]
+
+
+_COUNTS = {"en": {0: "none", 1: "one", 2: "two", 3: "three", 4: "four", 5: "all five"},
+           "fr": {0: "aucune", 1: "une", 2: "deux", 3: "trois", 4: "quatre", 5: "toutes les cinq"}}
+
+
+@pytest.mark.parametrize(("lang", "opening", "phrases"), [
+    ("en", "**The peephole LSTM makes more", ("With 0 or 1 added, {0}", "With 2 added, {2}", "with 3 {3}")),
+    ("fr", "**Le LSTM à judas tire davantage", ("Avec 0 ou 1 ajouté, {0}", "Avec 2 ajouté,\n{2}", "avec 3 {3}")),
+])
+def test_the_peephole_forget_bias_figures_are_its_results(lang: str, opening: str, phrases: tuple[str, ...]) -> None:
+    """The seeds that learn with each added bias, in words, and the first and
+    last step at which one did, as forget-bias.json has them."""
+    cell = _load("forget-bias")["cells"]["lstm_peephole"]["biases"]
+    learnt = [cell[b]["seeds_learnt"] for b in ("0", "1", "2", "3")]
+    assert learnt[0] == learnt[1]  # the prose says "0 or 1"
+    paragraph = _paragraph(lang, opening)
+    words = [_COUNTS[lang][n] for n in learnt]
+    for phrase in phrases:
+        assert phrase.format(*words) in paragraph, phrase.format(*words)
+    steps = [s for b in cell for s in cell[b]["learnt_at_step"] if s is not None]
+    quoted = figures(paragraph)
+    assert str(min(steps)) in quoted and str(max(steps)) in quoted
