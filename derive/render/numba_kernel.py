@@ -36,7 +36,7 @@ import sympy
 from .. import functions
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD
-from .numpy_kernel import COMMAND, KernelPrinter, _emit_init, _rows, _slice, _Source
+from .numpy_kernel import COMMAND, KernelPrinter, _emit_backward_head, _emit_init, _emit_input_checks, _rows, _slice, _Source
 from .plan import (
     ActivationRun, AdjointGemm, AdjointStatement, Assign, Destination, Folded, Function, KernelPlan, NodeGemm,
     ParamGrad, Slot, Source, StateAdjointGemm, StateGemm, plan_kernel,
@@ -592,12 +592,7 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     src(f"Returns ``ys`` (T, B, n_h), the output {cell.output}(t) of every step (read-only), and the", 1)
     src("cache ``backward`` needs; ``cache['final']`` holds the final states.", 1)
     src('"""', 1)
-    src("sizes, dtype = check_params(params, PARAM_SHAPES)", 1)
-    src("n_x, n_h = sizes['n_x'], sizes['n_h']", 1)
-    src("xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))", 1)
-    src("T, B, _ = xs.shape", 1)
-    src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 1)
-    src("# copies: backward reads these, and the caller may change their arrays or dict meanwhile", 1)
+    _emit_input_checks(src)
     src("params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)", 1)
     src("xs = np.array(xs)", 1)
     _params(src, kernel)
@@ -673,22 +668,7 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
         src(line)
     src()
     src()
-    src("def backward(")
-    src("cache: dict[str, Any], dys: np.ndarray, dstate: dict[str, np.ndarray] | None = None", 1)
-    src(") -> dict[str, np.ndarray]:")
-    src('"""Gradients of L = Σ_t ⟨dys(t), ys(t)⟩ + Σ_s ⟨dstate[s], s(T)⟩.', 1)
-    src("", 1)
-    initial = ", ".join(f"``{s}0``" for s in state_of)
-    src(f"Returns the gradient of every parameter (same keys), of ``xs`` and of each initial state ({initial}).", 1)
-    src('"""', 1)
-    src("if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:", 1)
-    src("raise ValueError(\"cache: expected the cache returned by forward(), got \" + type(cache).__name__)", 2)
-    src("if cache.get('cell') != CELL:", 1)
-    src("raise ValueError(f\"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()\")", 2)
-    src("params, xs = cache['params'], cache['xs']", 1)
-    src("T, B, n_x = xs.shape", 1)
-    src("dtype = xs.dtype", 1)
-    src(f"n_h = cache[{next(iter(seq))!r}].shape[2]", 1)
+    _emit_backward_head(src, state_of, next(iter(seq)))
     src("dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))", 1)
     src("dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)", 1)
     _params(src, kernel)

@@ -178,6 +178,38 @@ def generate(cell: Cell, command: str | None = None) -> str:
     return body.replace(RUNTIME_IMPORT, f"from derive.runtime import {', '.join(runtime)}", 1)
 
 
+def _emit_input_checks(src: _Source) -> None:
+    """The start of ``forward`` common to every backend: params, xs and
+    state0 checked by the runtime (same errors everywhere)."""
+    src("sizes, dtype = check_params(params, PARAM_SHAPES)", 1)
+    src("n_x, n_h = sizes['n_x'], sizes['n_h']", 1)
+    src("xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))", 1)
+    src("T, B, _ = xs.shape", 1)
+    src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 1)
+    src("# copies: backward reads these, and the caller may change their arrays or dict meanwhile", 1)
+
+
+def _emit_backward_head(src: _Source, states: object, cached: str) -> None:
+    """``backward``'s signature, docstring and cache checks, common to the
+    step-loop backends; ``cached`` is an array of the cache whose last axis is n_h."""
+    src("def backward(")
+    src("cache: dict[str, Any], dys: np.ndarray, dstate: dict[str, np.ndarray] | None = None", 1)
+    src(") -> dict[str, np.ndarray]:")
+    src('"""Gradients of L = Σ_t ⟨dys(t), ys(t)⟩ + Σ_s ⟨dstate[s], s(T)⟩.', 1)
+    src("", 1)
+    initial = ", ".join(f"``{s}0``" for s in states)
+    src(f"Returns the gradient of every parameter (same keys), of ``xs`` and of each initial state ({initial}).", 1)
+    src('"""', 1)
+    src("if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:", 1)
+    src("raise ValueError(\"cache: expected the cache returned by forward(), got \" + type(cache).__name__)", 2)
+    src("if cache.get('cell') != CELL:", 1)
+    src("raise ValueError(f\"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()\")", 2)
+    src("params, xs = cache['params'], cache['xs']", 1)
+    src("T, B, n_x = xs.shape", 1)
+    src("dtype = xs.dtype", 1)
+    src(f"n_h = cache[{cached!r}].shape[2]", 1)
+
+
 def _emit_init(src: _Source, shapes: dict[str, tuple[str, ...]]) -> None:
     src("def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -> dict[str, np.ndarray]:")
     src('"""Parameters drawn uniformly in (−1/√n_h, 1/√n_h), as PyTorch does."""', 1)
@@ -248,12 +280,7 @@ class _ForwardPrinter(_Printer):
         src(f"Returns ``ys`` (T, B, n_h), the output {cell.output}(t) of every step (read-only), and the", 1)
         src("cache ``backward`` needs; ``cache['final']`` holds the final states.", 1)
         src('"""', 1)
-        src("sizes, dtype = check_params(params, PARAM_SHAPES)", 1)
-        src("n_x, n_h = sizes['n_x'], sizes['n_h']", 1)
-        src("xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))", 1)
-        src("T, B, _ = xs.shape", 1)
-        src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 1)
-        src("# copies: backward reads these, and the caller may change their arrays or dict meanwhile", 1)
+        _emit_input_checks(src)
         src("params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}", 1)
         self.unpack_params()
         src()
@@ -397,22 +424,7 @@ class _BackwardPrinter(_Printer):
 
     def emit(self) -> None:
         src, kernel, k, seq, state_of = self.src, self.plan, self.k, self.seq, self.states
-        src("def backward(")
-        src("cache: dict[str, Any], dys: np.ndarray, dstate: dict[str, np.ndarray] | None = None", 1)
-        src(") -> dict[str, np.ndarray]:")
-        src('"""Gradients of L = Σ_t ⟨dys(t), ys(t)⟩ + Σ_s ⟨dstate[s], s(T)⟩.', 1)
-        src("", 1)
-        initial = ", ".join(f"``{s}0``" for s in state_of)
-        src(f"Returns the gradient of every parameter (same keys), of ``xs`` and of each initial state ({initial}).", 1)
-        src('"""', 1)
-        src("if not isinstance(cache, dict) or 'final' not in cache or 'params' not in cache:", 1)
-        src("raise ValueError(\"cache: expected the cache returned by forward(), got \" + type(cache).__name__)", 2)
-        src("if cache.get('cell') != CELL:", 1)
-        src("raise ValueError(f\"cache: expected the cache of {CELL}.forward(), got one from {cache.get('cell')}.forward()\")", 2)
-        src("params, xs = cache['params'], cache['xs']", 1)
-        src("T, B, n_x = xs.shape", 1)
-        src("dtype = xs.dtype", 1)
-        src(f"n_h = cache[{next(iter(seq))!r}].shape[2]", 1)
+        _emit_backward_head(src, state_of, next(iter(seq)))
         src("dys = check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')", 1)
         src("dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)", 1)
         self.unpack_params()

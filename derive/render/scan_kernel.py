@@ -48,7 +48,7 @@ from ..graph import Affine, Elementwise, WeightT
 from ..structure import classify
 from sympy.printing.precedence import PRECEDENCE
 
-from .numpy_kernel import KernelPrinter, _emit_init
+from .numpy_kernel import KernelPrinter, _emit_init, _emit_input_checks
 from .text import CellTextPrinter
 
 COMMAND = "derive build"
@@ -275,12 +275,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src(f"Returns ``ys`` (T, B, n_h), the output {s}(t) of every step (read-only), and the", 1)
     src("cache ``backward`` needs; ``cache['final']`` holds the final state.", 1)
     src('"""', 1)
-    src("sizes, dtype = check_params(params, PARAM_SHAPES)", 1)
-    src("n_x, n_h = sizes['n_x'], sizes['n_h']", 1)
-    src("xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))", 1)
-    src("T, B, _ = xs.shape", 1)
-    src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 1)
-    src("# copies: backward reads these, and the caller may change their arrays or dict meanwhile", 1)
+    _emit_input_checks(src)
     src("params = {k: np.array(params[k], dtype) for k in PARAM_SHAPES}", 1)
     src(f"{', '.join(param_names)}{',' if len(param_names) == 1 else ''} = (params[k] for k in {param_names!r})", 1)
     src("# [x(t), 1] for every step: the cache's copy of xs, and the biases' column", 1)
