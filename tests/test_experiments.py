@@ -298,16 +298,28 @@ def _numbers(value: object) -> list[float]:
     return [float(value)] if isinstance(value, (int, float)) and not isinstance(value, bool) else []
 
 
-def test_results_of_the_numpy_and_numba_kernels_agree(tmp_path: Path) -> None:
+def test_results_of_the_numpy_and_numba_kernels_agree(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The same experiment on either backend: the same numbers within float
     tolerance (the compiled σ and tanh differ from NumPy's by a few ulps,
-    and Adam carries such differences along its 25 quick steps)."""
+    and Adam carries such differences along its 25 quick steps), each run
+    on the kernels it records."""
     pytest.importorskip("numba", reason="the numba backend needs the fast extra")
+    from derive.experiments import train as train_module
+
+    loaded: list[str] = []
+
+    def spy(cell: str, backend: str = "numpy"):  # noqa: ANN202 - a kernel module
+        loaded.append(backend)
+        return load_kernel(cell, backend)
+
+    monkeypatch.setattr(train_module, "load_kernel", spy)
     cells = ",".join(gated_cells(CELLS)[:2])
     results = {}
     for backend in ("numpy", "numba"):
         out = tmp_path / backend
+        loaded.clear()
         _run(out, "memory", "--jobs", "1", "--seeds", "1", "--cells", cells, "--backend", backend)
+        assert backend in loaded, (backend, set(loaded))  # the models ran on it (parameter counts read any kernel)
         results[backend] = json.loads((out / "memory.json").read_text(encoding="utf-8"))
     assert results["numpy"]["backend"] == "numpy" and results["numba"]["backend"] == "numba"
     assert results["numpy"]["kernels_sha256"] != results["numba"]["kernels_sha256"]
