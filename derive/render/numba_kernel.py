@@ -36,7 +36,7 @@ import sympy
 from .. import functions
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD
-from .numpy_kernel import COMMAND, KernelPrinter, _emit_backward_head, _emit_init, _emit_input_checks, _rows, _slice, _Source
+from .numpy_kernel import COMMAND, KernelPrinter, _emit_backward_head, _emit_constants_and_init, _emit_input_checks, _rows, _slice, _Source
 from .plan import (
     ActivationRun, AdjointGemm, AdjointStatement, Assign, Destination, Folded, Function, KernelPlan, NodeGemm,
     ParamGrad, Slot, Source, StateAdjointGemm, StateGemm, plan_kernel,
@@ -523,16 +523,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
     runtime_at = len(src.lines)
     src("# <runtime_numba import>")
     src()
-    src(f"CELL = {cell.name!r}")
-    src(f"STATES = {tuple(s.name for s in cell.states)!r}")
-    src(f"OUTPUT = {cell.output!r}")
-    shapes = {}
-    for name, p in cell.params.items():
-        shapes[name] = (p.rows,) if p.is_bias else (p.rows, "+".join(p.cols))
-    src(f"PARAM_SHAPES: dict[str, tuple[str, ...]] = {shapes!r}")
-    src()
-    src()
-    _emit_init(src, shapes)
+    _emit_constants_and_init(src, cell)
     forward = _generate_step(_Forward, kernel)
     backward = _generate_step(_Backward, kernel)
     _emit_forward(src, kernel, forward)

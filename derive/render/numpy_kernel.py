@@ -160,6 +160,18 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src()
     src(RUNTIME_IMPORT)  # filled in once the body is written: the functions it calls
     src()
+    _emit_constants_and_init(src, cell)
+    _ForwardPrinter(src, kernel).emit()
+    _BackwardPrinter(src, kernel).emit()
+    body = src.text()
+    runtime = ["check_params", "check_sequence", "check_states", "init_uniform"]
+    runtime += [f for f in _RUNTIME_CALLS if re.search(rf"\b{f}\(", body)]
+    return body.replace(RUNTIME_IMPORT, f"from derive.runtime import {', '.join(runtime)}", 1)
+
+
+def _emit_constants_and_init(src: _Source, cell: Cell) -> None:
+    """The module constants every step-loop kernel defines (CELL, STATES,
+    OUTPUT, PARAM_SHAPES) and its ``init_params``."""
     src(f"CELL = {cell.name!r}")
     src(f"STATES = {tuple(s.name for s in cell.states)!r}")
     src(f"OUTPUT = {cell.output!r}")
@@ -170,12 +182,6 @@ def generate(cell: Cell, command: str | None = None) -> str:
     src()
     src()
     _emit_init(src, shapes)
-    _ForwardPrinter(src, kernel).emit()
-    _BackwardPrinter(src, kernel).emit()
-    body = src.text()
-    runtime = ["check_params", "check_sequence", "check_states", "init_uniform"]
-    runtime += [f for f in _RUNTIME_CALLS if re.search(rf"\b{f}\(", body)]
-    return body.replace(RUNTIME_IMPORT, f"from derive.runtime import {', '.join(runtime)}", 1)
 
 
 def _emit_input_checks(src: _Source) -> None:
