@@ -552,6 +552,26 @@ def _constants(step: _Step, anchor: str) -> list[str]:
     return step.printer.typed(f"{anchor}.dtype.type")
 
 
+def _emit_steps_function(src: _Source, name: str, args: list[str], step: _Step, blocks: str, steps: str,
+                         doc: list[str]) -> None:
+    """A compiled time loop: its signature, docstring, typed constants and
+    buffers, then the step's lines under ``for t in <steps>``; ``blocks`` is
+    the (k, T, B, n_h) array whose shape and dtype it reads."""
+    src(_JIT)
+    src(f"def {name}({', '.join(args)}):  # noqa: ANN001, ANN202 - compiled by Numba")
+    for line in doc:
+        src(line, 1)
+    src(f"_, T, B, n_h = {blocks}.shape", 1)
+    src(f"dtype = {blocks}.dtype", 1)
+    for line in _constants(step, blocks):
+        src(line, 1)
+    for line in dict.fromkeys(step.buffers):
+        src(line, 1)
+    src(f"for t in {steps}:", 1)
+    for line in step.lines:
+        src(line)
+
+
 def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     cell, k = kernel.cell, len(kernel.blocks)
     seq = step.seq
@@ -560,18 +580,8 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     weights = list(dict.fromkeys(weights))
     args = ["Z", *(seq[c.name] for c in own), *weights, *kernel.per_element]
     # the compiled step loop
-    src(_JIT)
-    src(f"def _forward_steps({', '.join(args)}):  # noqa: ANN001, ANN202 - compiled by Numba")
-    src('"""The time loop of ``forward``: fills Z (the gates in place) and the caches."""', 1)
-    src("_, T, B, n_h = Z.shape", 1)
-    src("dtype = Z.dtype", 1)
-    for line in _constants(step, "Z"):
-        src(line, 1)
-    for line in dict.fromkeys(step.buffers):
-        src(line, 1)
-    src("for t in range(T):", 1)
-    for line in step.lines:
-        src(line)
+    _emit_steps_function(src, "_forward_steps", args, step, "Z", "range(T)",
+                         ['"""The time loop of ``forward``: fills Z (the gates in place) and the caches."""'])
     src()
     src()
     state_of = [s.name for s in cell.states]
@@ -644,19 +654,9 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
     d_params = [f"d_{p}" for p in kernel.param_grads]
     x_grad = kernel.input_grad
     args = ["dZ", "dys", *seq.values(), *carried, *gemm_weights, *kernel.per_element, *d_params]
-    src(_JIT)
-    src(f"def _backward_steps({', '.join(args)}):  # noqa: ANN001, ANN202 - compiled by Numba")
-    src('"""The time loop of ``backward``: fills dZ, the carried gradients and the per-element', 1)
-    src('parameters\' gradients."""', 1)
-    src("_, T, B, n_h = dZ.shape", 1)
-    src("dtype = dZ.dtype", 1)
-    for line in _constants(step, "dZ"):
-        src(line, 1)
-    for line in dict.fromkeys(step.buffers):
-        src(line, 1)
-    src("for t in range(T - 1, -1, -1):", 1)
-    for line in step.lines:
-        src(line)
+    _emit_steps_function(src, "_backward_steps", args, step, "dZ", "range(T - 1, -1, -1)",
+                         ['"""The time loop of ``backward``: fills dZ, the carried gradients and the per-element',
+                          'parameters\' gradients."""'])
     src()
     src()
     _emit_backward_head(src, state_of, next(iter(seq)))
