@@ -114,3 +114,27 @@ def test_a_size_below_one_is_refused_where_it_is_read() -> None:
     params["W"] = np.zeros((4, 4))  # n_x = 0
     with pytest.raises(ValueError, match=re.escape("params['W']: expected shape (n_h, n_h+n_x), sizes ≥ 1, got (4, 4)")):
         check_params(params, SHAPES)
+
+
+def test_a_layout_seen_before_is_still_checked_value_by_value() -> None:
+    """A second call with the same keys, shapes and dtypes skips re-reading
+    the sizes, not the checks that depend on more than the layout: values
+    that are not finite, another dtype asked for, another byte order, an
+    array subclass, a key renamed — each refused as on a first call."""
+    params = _params()
+    assert check_params(params, SHAPES)[0].values == {"n_h": 4, "n_x": 3}
+    nan = {**params, "b": params["b"].copy()}
+    nan["b"][2] = np.nan
+    with pytest.raises(ValueError, match=re.escape("params['b']: expected finite values, got 1 NaN and 0 inf (first at index (2,))")):
+        check_params(nan, SHAPES)
+    with pytest.raises(ValueError, match=re.escape("params['W']: expected dtype float32 like params['W'], got float64")):
+        check_params(params, SHAPES, np.float32)
+    swapped = {**params, "v": params["v"].astype(">f8")}
+    with pytest.raises(ValueError, match=re.escape("params['v']: expected dtype float32 or float64, got >f8")):
+        check_params(swapped, SHAPES)
+    renamed = {"W": params["W"], "b": params["b"], "u": params["v"]}
+    with pytest.raises(ValueError, match=re.escape("params: expected keys ['W', 'b', 'v'], got ['W', 'b', 'u']")):
+        check_params(renamed, SHAPES)
+    # and the layout still passes afterwards, with the sizes of its first call
+    sizes, dtype = check_params(params, SHAPES)
+    assert (sizes.values, sizes.origin, dtype) == ({"n_h": 4, "n_x": 3}, {"n_h": "W", "n_x": "W"}, np.dtype(np.float64))
