@@ -13,9 +13,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import sympy
 
 import derive
 from derive import kernels
+from derive.functions import sigmoid
 
 ROOT = Path(__file__).resolve().parent.parent
 HERE = Path(__file__).resolve().parent
@@ -152,3 +154,27 @@ def test_a_numba_kernel_names_the_runtime_it_was_made_with(monkeypatch: pytest.M
     before = kernels.generate(derive.cell("gru"), backend="numba")
     monkeypatch.setattr(numba_kernel, "runtime_digest", lambda: "sha256:0000000000000000")
     assert kernels.generate(derive.cell("gru"), backend="numba") != before
+
+
+@pytest.mark.parametrize("bias", ["b", "j", "z_b", "a_prevW_b", "a_next_b"])
+def test_a_bias_named_like_a_local_of_the_compiled_loops_is_read_as_itself(bias: str) -> None:
+    """The compiled loops add each bias and sum its gradient in place, so they
+    read the bias by an argument name: one that the loop index b or j or a
+    row view (z_b, a_prevW_b, a_next_b) already holds would silently read
+    that instead. Both backends must agree."""
+    _numba_or_skip()
+    builder = derive.CellBuilder("bias_names", "Bias names", "A cell whose biases are named like the kernels' locals.")
+    x, a_prev = builder.input("x"), builder.state("a")
+    z = builder.affine("z", "W", [a_prev, x], bias)
+    g = builder.node("G", sigmoid(builder.affine("g", "U", [x], "c")))
+    builder.node("a", g * sympy.tanh(z) + (1 - g) * a_prev)
+    cell = builder.build(output="a")
+    ours, ref = kernels.load(cell, backend="numba"), kernels.load(cell)
+    rng = np.random.default_rng(3)
+    params = {k: rng.normal(size=v.shape) + (2.0 if k == bias else 0.0) for k, v in ref.init_params(3, 4).items()}
+    xs, dys = rng.normal(size=(5, 2, 3)), rng.normal(size=(5, 2, 4))
+    (ys, cache), (ys_ref, cache_ref) = ours.forward(params, xs), ref.forward(params, xs)
+    assert rel_error(ys, ys_ref) < 1e-12
+    grads, grads_ref = ours.backward(cache, dys), ref.backward(cache_ref, dys)
+    for k in grads_ref:
+        assert rel_error(grads[k], grads_ref[k]) < 1e-12, k

@@ -15,6 +15,9 @@ arrays (``Z`` and ``dZ`` as ``(k, T, B, n_h)`` blocks, the caches as
   over the batch rows and the n_h elements of a row (1-D row views indexed
   by the bare loop variable, so that LLVM vectorises it), each statement
   printed on one scalar under the equation it computes;
+* the biases are added, and their gradients summed, in those loops: a pass
+  over Z before the loop and a product after it cost more than the work
+  at a small shape (a NumPy call is ~1 µs);
 * σ and tanh are :mod:`derive.runtime_numba`'s, which vectorise (Numba's
   own ``np.tanh`` is a scalar C-library call); σ is computed on z itself,
   so the σ blocks are not halved as the NumPy kernel's are;
@@ -29,6 +32,7 @@ the NumPy kernel does (the runtime's ``check_*``) and prepare the weights
 from __future__ import annotations
 
 import hashlib
+import re
 from pathlib import Path
 
 import sympy
@@ -44,6 +48,11 @@ from .plan import (
 from .text import CellTextPrinter
 
 _JIT = "@numba.njit(cache=True, error_model='numpy')"
+_MARK = "\x00"
+"""Around an argument named after a parameter (a bias, its gradient) while a
+compiled function is printed: its name there is chosen once the function's
+other names are known (:func:`_name_marked`), so that a bias called ``b``
+or ``z_b`` does not read the loop index or a row view."""
 _CONSTANT_NAMES = {sympy.Integer(0): "zero", sympy.Integer(1): "one", sympy.Integer(2): "two",
                    sympy.Rational(1, 2): "half"}
 _RUNTIME = ("sigmoid", "tanh", "relu", "softplus", "hard_sigmoid", "step", "inside01")
@@ -245,6 +254,7 @@ class _Forward(_Step):
         self.adds: dict[int, list[str]] = {}  # block -> GEMM output rows still to add into it
         self.value: dict[int, str] = {}  # block -> the scalar holding it in the group
         self.dirty: set[int] = set()  # blocks whose scalar differs from their Z row
+        self.biased: set[int] = set()  # blocks whose bias an earlier group of the step added
         for b in kernel.blocks:
             self.where.setdefault(b.node, f"Z[{b.index}, t, b]")
 
@@ -263,6 +273,11 @@ class _Forward(_Step):
         for array in self.adds.pop(i, []):
             terms.append(f"{self.row(_row_name(array), array)}[j]")
             self.dirty.add(i)
+        bias = self.plan.blocks[i].bias
+        if bias and i not in self.biased:  # added here, in the loop, rather than in a pass over Z before it
+            terms.append(f"{_marked(bias)}[j]")
+            self.biased.add(i)
+            self.dirty.add(i)
         self.body.append(f"{name} = {' + '.join(terms)}")
         self.scalars.add(name)
         self.value[i] = name
@@ -279,7 +294,8 @@ class _Forward(_Step):
                 Assign: self.assign}
         for statement in self.plan.forward:
             step[type(statement)](statement)
-        for i in sorted(self.adds):  # a block whose GEMM output nothing read (not in the built-in cells)
+        # a block whose GEMM output or bias nothing read (not in the built-in cells): Z still gets its value
+        for i in sorted(set(self.adds) | {b.index for b in self.plan.blocks if b.bias and b.index not in self.biased}):
             self.block(i)
         self.close()
         return self.lines
@@ -373,6 +389,7 @@ class _Backward(_Step):
                 for r, i in enumerate(sw.blocks):
                     self.stacked[i] = (sw.state, r)
         self.dz: dict[str, int] = {}
+        self.bias_of = {g.block: g.bias for g in kernel.bias_grads}  # δb = Σ_t Σ_batch δz(t), summed in the loop
 
     def slot(self, slot: Slot) -> str:
         at = f"t + {slot.offset}" if slot.offset else "t"
@@ -446,6 +463,8 @@ class _Backward(_Step):
                 self.define(a.target, value)
             for i in a.slots:
                 self.store(a.target, f"dZ[{i}, t, b]", f"{a.target}_b" if i == a.slots[0] else None)
+                if i in self.bias_of:
+                    self.body.append(f"{_marked('d_' + self.bias_of[i])}[j] += {a.target}")
                 if i in self.stacked:
                     s, r = self.stacked[i]
                     self.store(a.target, f"dZ_{s}[b, {r} * n_h:{r + 1} * n_h]")
@@ -552,23 +571,43 @@ def _constants(step: _Step, anchor: str) -> list[str]:
     return step.printer.typed(f"{anchor}.dtype.type")
 
 
+def _marked(name: str) -> str:
+    return f"{_MARK}{name}{_MARK}"
+
+
+def _unmarked(names: list[str]) -> list[str]:
+    """The wrapper's names of a compiled function's arguments."""
+    return [n.replace(_MARK, "") for n in names]
+
+
+def _name_marked(lines: list[str]) -> list[str]:
+    """``lines`` with each marked name replaced by itself, or by itself with
+    ``_`` appended until it is no other name of the lines."""
+    text = "\n".join(lines)
+    marked = re.findall(f"{_MARK}(\\w+){_MARK}", text)
+    taken = set(re.findall(r"[A-Za-z_]\w*", re.sub(f"{_MARK}\\w+{_MARK}", "", text)))
+    for name in dict.fromkeys(marked):
+        free = name
+        while free in taken:
+            free += "_"
+        taken.add(free)
+        text = text.replace(_marked(name), free)
+    return text.split("\n")
+
+
 def _emit_steps_function(src: _Source, name: str, args: list[str], step: _Step, blocks: str, steps: str,
                          doc: list[str]) -> None:
     """A compiled time loop: its signature, docstring, typed constants and
     buffers, then the step's lines under ``for t in <steps>``; ``blocks`` is
     the (k, T, B, n_h) array whose shape and dtype it reads."""
+    lines = [f"def {name}({', '.join(args)}):  # noqa: ANN001, ANN202 - compiled by Numba"]
+    lines += ["    " + line for line in doc]
+    lines += [f"    _, T, B, n_h = {blocks}.shape", f"    dtype = {blocks}.dtype"]
+    lines += ["    " + line for line in _constants(step, blocks)]
+    lines += ["    " + line for line in dict.fromkeys(step.buffers)]
+    lines += [f"    for t in {steps}:", *step.lines]
     src(_JIT)
-    src(f"def {name}({', '.join(args)}):  # noqa: ANN001, ANN202 - compiled by Numba")
-    for line in doc:
-        src(line, 1)
-    src(f"_, T, B, n_h = {blocks}.shape", 1)
-    src(f"dtype = {blocks}.dtype", 1)
-    for line in _constants(step, blocks):
-        src(line, 1)
-    for line in dict.fromkeys(step.buffers):
-        src(line, 1)
-    src(f"for t in {steps}:", 1)
-    for line in step.lines:
+    for line in _name_marked(lines):
         src(line)
 
 
@@ -578,7 +617,8 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     own = [c for c in kernel.cached if c.block is None]
     weights = [f"W_{sw.state}" for sw in kernel.state_weights] + [f"{nw.weight}T" for nw in kernel.node_weights]
     weights = list(dict.fromkeys(weights))
-    args = ["Z", *(seq[c.name] for c in own), *weights, *kernel.per_element]
+    biases = [_marked(b.bias) for b in kernel.blocks if b.bias]
+    args = ["Z", *(seq[c.name] for c in own), *weights, *kernel.per_element, *biases]
     # the compiled step loop
     _emit_steps_function(src, "_forward_steps", args, step, "Z", "range(T)",
                          ['"""The time loop of ``forward``: fills Z (the gates in place) and the caches."""'])
@@ -611,7 +651,7 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     projection = kernel.input_projection
     kx = len(projection.blocks)
     if kx:
-        src("# the input parts of every step at once, one GEMM per block, then the biases", 1)
+        src("# the input parts of every step at once, one GEMM per block (the loop adds the biases)", 1)
         src(f"W_x = np.array([{', '.join(f'{b.x_weight}.T' for b in projection.blocks)}])  # stacked (np.array: np.stack is slower)", 1)
         out = "Z" if kx == k else f"Z[:{kx}]"
         src(f"np.matmul(xs.reshape(T * B, n_x), W_x, out={out}.reshape({kx}, T * B, n_h))", 1)
@@ -619,15 +659,12 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
         src("Z[...] = 0", 1)
     if projection.others and kx:
         src(f"Z[{kx}:] = 0", 1)
-    biases = [b.bias or "np.zeros(n_h, dtype)" for b in kernel.blocks]
-    if any(b.bias for b in kernel.blocks):
-        src(f"Z += np.array([{', '.join(biases)}])[:, None, None, :]", 1)
     for sw in kernel.state_weights:
         src(f"# the blocks acting on {CellTextPrinter(cell).doprint(sympy.Symbol(sw.state))}, side by side: one GEMM per step", 1)
         src(f"W_{sw.state} = np.ascontiguousarray(np.hstack([{', '.join(w + '.T' for w in sw.weights)}]))", 1)
     for nw in dict.fromkeys(f"{nw.weight}T = np.ascontiguousarray({nw.weight}.T)" for nw in kernel.node_weights):
         src(nw, 1)
-    src(f"_forward_steps({', '.join(args)})", 1)
+    src(f"_forward_steps({', '.join(_unmarked(args))})", 1)
     src()
     out = seq[cell.output]
     src(f"ys = {out}[1:]" if cell.output in state_of else f"ys = {out}", 1)
@@ -651,7 +688,7 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
                 gemm_weights.append(f"W_{g.weights.state}T" if isinstance(g, StateAdjointGemm) else g.weight)
     gemm_weights = list(dict.fromkeys(gemm_weights))
     carried = [f"carried_{c.state}" for c in kernel.carried]
-    d_params = [f"d_{p}" for p in kernel.param_grads]
+    d_params = [f"d_{p}" for p in kernel.param_grads] + [_marked(f"d_{g.bias}") for g in kernel.bias_grads]
     x_grad = kernel.input_grad
     args = ["dZ", "dys", *seq.values(), *carried, *gemm_weights, *kernel.per_element, *d_params]
     _emit_steps_function(src, "_backward_steps", args, step, "dZ", "range(T - 1, -1, -1)",
@@ -682,9 +719,13 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
         src(f"{c.name} = np.array(dstate[{c.state!r}], dtype)", 1)
     for param in kernel.param_grads:
         src(f"d_{param} = np.zeros(n_h, dtype)", 1)
+    if kernel.bias_grads:
+        src("# δb = Σ_t Σ_batch δz(t), summed by the loop", 1)
+    for g in kernel.bias_grads:
+        src(f"d_{g.bias} = np.zeros(n_h, dtype)", 1)
     call_args = [a if a not in kernel.per_element else f"params[{a!r}]" for a in args]
     call_args = [next((c.name for c in kernel.carried if a == f"carried_{c.state}"), a) for a in call_args]
-    src(f"_backward_steps({', '.join(call_args)})", 1)
+    src(f"_backward_steps({', '.join(_unmarked(call_args))})", 1)
     src()
     _emit_after_loop(src, kernel)
     src("return {" + ", ".join(f"{key!r}: {_gradient(kernel, key)}" for key in kernel.gradients) + "}", 1)
@@ -750,8 +791,4 @@ def _emit_after_loop(src: _Source, kernel: KernelPlan) -> None:
         src(f"# {g.equation}", 1)
         terms = [products.get((part, g.block), f"dZ2[{g.block}].T @ {part}_steps") for part in g.parts]
         src(f"d_{g.weight} = {terms[0]}" if len(terms) == 1 else f"d_{g.weight} = np.concatenate([{', '.join(terms)}], axis=1)", 1)
-    if kernel.bias_grads:
-        src("# δb = Σ_t Σ_batch δz(t): a row of ones times every block", 1)
-        src("d_B = np.ones(T * B, dtype) @ dZ2", 1)
-    for b in kernel.bias_grads:
-        src(f"d_{b.bias} = d_B[{b.block}]", 1)
+

@@ -54,7 +54,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT, b_h_, b_r_, b_u_):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -74,11 +74,11 @@ def _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT):  # noqa: ANN0
             r_c_b = r_c_seq[t, b]
             for j in range(n_h):
                 # G_r(t) = σ(z_r(t))
-                z_r = z_r_b[j] + c_prevW0_b[j]
+                z_r = z_r_b[j] + c_prevW0_b[j] + b_r_[j]
                 Gr = sigmoid(z_r)
                 z_r_b[j] = Gr
                 # G_u(t) = σ(z_u(t))
-                z_u = z_u_b[j] + c_prevW1_b[j]
+                z_u = z_u_b[j] + c_prevW1_b[j] + b_u_[j]
                 Gu = sigmoid(z_u)
                 z_u_b[j] = Gu
                 # r_c(t) = G_r(t) ⊙ c(t-1)
@@ -96,7 +96,7 @@ def _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT):  # noqa: ANN0
             c_next_b = c_seq[t + 1, b]
             for j in range(n_h):
                 # h(t) = tanh(z_h(t))
-                z_h = z_h_b[j] + r_cW_b[j]
+                z_h = z_h_b[j] + r_cW_b[j] + b_h_[j]
                 h = tanh(z_h)
                 z_h_b[j] = h
                 # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
@@ -141,14 +141,13 @@ def forward(
     c_seq = np.empty((T + 1, B, n_h), dtype)
     mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block, then the biases
+    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
     W_x = np.array([W_hx.T, W_rx.T, W_ux.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(3, T * B, n_h))
-    Z += np.array([b_h, b_r, b_u])[:, None, None, :]
     # the blocks acting on c(t-1), side by side: one GEMM per step
     W_c_prev = np.ascontiguousarray(np.hstack([W_rc.T, W_uc.T]))
     W_hcT = np.ascontiguousarray(W_hc.T)
-    _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT)
+    _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT, b_h, b_r, b_u)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -157,7 +156,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, carried_c, W_hc, W_c_prevT):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, carried_c, W_hc, W_c_prevT, d_b_r, d_b_u, d_b_h):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients."""
     _, T, B, n_h = dZ.shape
@@ -189,6 +188,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, c
                 h = h_b[j]
                 d_z_h = d_h*(one - h*h)
                 d_z_h_b[j] = d_z_h
+                d_b_h[j] += d_z_h
         # δr_c(t) = W_hcᵀ δz_h(t)
         dot(dZ[0, t], W_hc, W_hcT_d_z_h_out)
         for b in range(B):
@@ -214,6 +214,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, c
                 mix_c = mix_c_b[j]
                 d_z_u = mix_c*shared0
                 d_z_u_b[j] = d_z_u
+                d_b_u[j] += d_z_u
                 dZ_c_prev1_b[j] = d_z_u
                 # δG_r(t) = δr_c(t) ⊙ c(t-1) (computed within δz_r(t))
                 # δz_r(t) = δG_r(t) ⊙ G_r(t) ⊙ (1 - G_r(t))
@@ -223,6 +224,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, c
                 r_c = r_c_b[j]
                 d_z_r = d_r_c*r_c*(one - Gr)
                 d_z_r_b[j] = d_z_r
+                d_b_r[j] += d_z_r
                 dZ_c_prev0_b[j] = d_z_r
         # (matmul_c_prev: for δc(t-1)[via t])
         dot(dZ_c_prev, W_c_prevT, matmul_c_prev_out)
@@ -278,7 +280,11 @@ def backward(
     dZ = np.empty((3, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
     d_c_next = np.array(dstate['c'], dtype)
-    _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, d_c_next, W_hc, W_c_prevT)
+    # δb = Σ_t Σ_batch δz(t), summed by the loop
+    d_b_r = np.zeros(n_h, dtype)
+    d_b_u = np.zeros(n_h, dtype)
+    d_b_h = np.zeros(n_h, dtype)
+    _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, d_c_next, W_hc, W_c_prevT, d_b_r, d_b_u, d_b_h)
 
     dZ2 = dZ.reshape(3, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_uxᵀ δz_u(t), for all steps at once
@@ -295,9 +301,4 @@ def backward(
     d_W_u = np.concatenate([dZ_c_prev[1], dZ_x[2]], axis=1)
     # δW_h = Σ_t δz_h(t) [r_c(t), x(t)]ᵀ
     d_W_h = np.concatenate([dZ2[0].T @ r_c_steps, dZ_x[0]], axis=1)
-    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
-    d_B = np.ones(T * B, dtype) @ dZ2
-    d_b_r = d_B[1]
-    d_b_u = d_B[2]
-    d_b_h = d_B[0]
     return {'W_r': d_W_r, 'b_r': d_b_r, 'W_u': d_W_u, 'b_u': d_b_u, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_next}

@@ -51,7 +51,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, c_seq, mix_c_seq, W_c_prev):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, c_seq, mix_c_seq, W_c_prev, b_u_, b_h_):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -71,11 +71,11 @@ def _forward_steps(Z, c_seq, mix_c_seq, W_c_prev):  # noqa: ANN001, ANN202 - com
             c_next_b = c_seq[t + 1, b]
             for j in range(n_h):
                 # G_u(t) = σ(z_u(t))
-                z_u = z_u_b[j] + c_prevW0_b[j]
+                z_u = z_u_b[j] + c_prevW0_b[j] + b_u_[j]
                 Gu = sigmoid(z_u)
                 z_u_b[j] = Gu
                 # h(t) = tanh(z_h(t))
-                z_h = z_h_b[j] + c_prevW1_b[j]
+                z_h = z_h_b[j] + c_prevW1_b[j] + b_h_[j]
                 h = tanh(z_h)
                 z_h_b[j] = h
                 # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
@@ -116,13 +116,12 @@ def forward(
     c_seq = np.empty((T + 1, B, n_h), dtype)
     mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block, then the biases
+    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
     W_x = np.array([W_ux.T, W_hx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(2, T * B, n_h))
-    Z += np.array([b_u, b_h])[:, None, None, :]
     # the blocks acting on c(t-1), side by side: one GEMM per step
     W_c_prev = np.ascontiguousarray(np.hstack([W_uc.T, W_hc.T]))
-    _forward_steps(Z, c_seq, mix_c_seq, W_c_prev)
+    _forward_steps(Z, c_seq, mix_c_seq, W_c_prev, b_u, b_h)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -131,7 +130,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gu_seq, h_seq, c_seq, mix_c_seq, carried_c, W_c_prevT):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gu_seq, h_seq, c_seq, mix_c_seq, carried_c, W_c_prevT, d_b_u, d_b_h):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients."""
     _, T, B, n_h = dZ.shape
@@ -164,6 +163,7 @@ def _backward_steps(dZ, dys, Gu_seq, h_seq, c_seq, mix_c_seq, carried_c, W_c_pre
                 h = h_b[j]
                 d_z_h = d_h*(one - h*h)
                 d_z_h_b[j] = d_z_h
+                d_b_h[j] += d_z_h
                 dZ_c_prev1_b[j] = d_z_h
                 # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1)) (computed within δz_u(t))
                 # δz_u(t) = δG_u(t) ⊙ G_u(t) ⊙ (1 - G_u(t))
@@ -173,6 +173,7 @@ def _backward_steps(dZ, dys, Gu_seq, h_seq, c_seq, mix_c_seq, carried_c, W_c_pre
                 mix_c = mix_c_b[j]
                 d_z_u = mix_c*shared0
                 d_z_u_b[j] = d_z_u
+                d_b_u[j] += d_z_u
                 dZ_c_prev0_b[j] = d_z_u
         # (matmul_c_prev: for δc(t-1)[via t])
         dot(dZ_c_prev, W_c_prevT, matmul_c_prev_out)
@@ -220,7 +221,10 @@ def backward(
     dZ = np.empty((2, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
     d_c_next = np.array(dstate['c'], dtype)
-    _backward_steps(dZ, dys, Gu_seq, h_seq, c_seq, mix_c_seq, d_c_next, W_c_prevT)
+    # δb = Σ_t Σ_batch δz(t), summed by the loop
+    d_b_u = np.zeros(n_h, dtype)
+    d_b_h = np.zeros(n_h, dtype)
+    _backward_steps(dZ, dys, Gu_seq, h_seq, c_seq, mix_c_seq, d_c_next, W_c_prevT, d_b_u, d_b_h)
 
     dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_uxᵀ δz_u(t), for all steps at once
@@ -234,8 +238,4 @@ def backward(
     d_W_u = np.concatenate([dZ_c_prev[0], dZ_x[0]], axis=1)
     # δW_h = Σ_t δz_h(t) [c(t-1), x(t)]ᵀ
     d_W_h = np.concatenate([dZ_c_prev[1], dZ_x[1]], axis=1)
-    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
-    d_B = np.ones(T * B, dtype) @ dZ2
-    d_b_u = d_B[0]
-    d_b_h = d_B[1]
     return {'W_u': d_W_u, 'b_u': d_b_u, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_next}

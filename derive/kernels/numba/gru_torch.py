@@ -55,7 +55,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev, b_hx_, b_r_, b_z_, b_hc_):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -81,16 +81,16 @@ def _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev):  # noqa: 
             c_next_b = c_seq[t + 1, b]
             for j in range(n_h):
                 # G_r(t) = σ(z_r(t))
-                z_r = z_r_b[j] + c_prevW0_b[j]
+                z_r = z_r_b[j] + c_prevW0_b[j] + b_r_[j]
                 Gr = sigmoid(z_r)
                 z_r_b[j] = Gr
                 # G_z(t) = σ(z_z(t))
-                z_z = z_z_b[j] + c_prevW1_b[j]
+                z_z = z_z_b[j] + c_prevW1_b[j] + b_z_[j]
                 Gz = sigmoid(z_z)
                 z_z_b[j] = Gz
                 # z_hx(t) = W_hx x(t) + b_hx (before the loop)
-                z_hx = z_hx_b[j]
-                z_hc = z_hc_b[j] + c_prevW2_b[j]
+                z_hx = z_hx_b[j] + b_hx_[j]
+                z_hc = z_hc_b[j] + c_prevW2_b[j] + b_hc_[j]
                 # z_h(t) = z_hx(t) + G_r(t) ⊙ z_hc(t)
                 Gr_z_hc = Gr*z_hc  # kept for backward
                 Gr_z_hc_b[j] = Gr_z_hc
@@ -105,6 +105,7 @@ def _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev):  # noqa: 
                 mix_c_b[j] = mix_c
                 c = h + mix_c
                 c_next_b[j] = c
+                z_hx_b[j] = z_hx
                 z_hc_b[j] = z_hc
 
 
@@ -139,14 +140,13 @@ def forward(
     Gr_z_hc_seq = np.empty((T, B, n_h), dtype)
     mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block, then the biases
+    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
     W_x = np.array([W_hx.T, W_rx.T, W_zx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z[:3].reshape(3, T * B, n_h))
     Z[3:] = 0
-    Z += np.array([b_hx, b_r, b_z, b_hc])[:, None, None, :]
     # the blocks acting on c(t-1), side by side: one GEMM per step
     W_c_prev = np.ascontiguousarray(np.hstack([W_rc.T, W_zc.T, W_hc.T]))
-    _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev)
+    _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev, b_hx, b_r, b_z, b_hc)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -155,7 +155,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, carried_c, W_c_prevT):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, carried_c, W_c_prevT, d_b_r, d_b_z, d_b_hx, d_b_hc):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients."""
     _, T, B, n_h = dZ.shape
@@ -194,10 +194,12 @@ def _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_se
                 h = h_b[j]
                 d_z_h = d_h*(one - h*h)
                 d_z_h_b[j] = d_z_h
+                d_b_hx[j] += d_z_h
                 # δz_hc(t) = δz_h(t) ⊙ G_r(t)
                 Gr = Gr_b[j]
                 d_z_hc = Gr*d_z_h
                 d_z_hc_b[j] = d_z_hc
+                d_b_hc[j] += d_z_hc
                 dZ_c_prev2_b[j] = d_z_hc
                 # δG_z(t) = δc(t) ⊙ (c(t-1) - h(t)) (computed within δz_z(t))
                 # δz_z(t) = δG_z(t) ⊙ G_z(t) ⊙ (1 - G_z(t))
@@ -205,6 +207,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_se
                 mix_c = mix_c_b[j]
                 d_z_z = d_h*mix_c
                 d_z_z_b[j] = d_z_z
+                d_b_z[j] += d_z_z
                 dZ_c_prev1_b[j] = d_z_z
                 # δG_r(t) = δz_h(t) ⊙ z_hc(t) (computed within δz_r(t))
                 # δz_r(t) = δG_r(t) ⊙ G_r(t) ⊙ (1 - G_r(t))
@@ -212,6 +215,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_se
                 Gr_z_hc = Gr_z_hc_b[j]
                 d_z_r = Gr_z_hc*d_z_h*(one - Gr)
                 d_z_r_b[j] = d_z_r
+                d_b_r[j] += d_z_r
                 dZ_c_prev0_b[j] = d_z_r
         # (matmul_c_prev: for δc(t-1)[via t])
         dot(dZ_c_prev, W_c_prevT, matmul_c_prev_out)
@@ -263,7 +267,12 @@ def backward(
     dZ = np.empty((4, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
     d_c_next = np.array(dstate['c'], dtype)
-    _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, d_c_next, W_c_prevT)
+    # δb = Σ_t Σ_batch δz(t), summed by the loop
+    d_b_r = np.zeros(n_h, dtype)
+    d_b_z = np.zeros(n_h, dtype)
+    d_b_hx = np.zeros(n_h, dtype)
+    d_b_hc = np.zeros(n_h, dtype)
+    _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, d_c_next, W_c_prevT, d_b_r, d_b_z, d_b_hx, d_b_hc)
 
     dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_zxᵀ δz_z(t), for all steps at once
@@ -281,10 +290,4 @@ def backward(
     d_W_hx = dZ_x[0]
     # δW_hc = Σ_t δz_hc(t) [c(t-1)]ᵀ
     d_W_hc = dZ_c_prev[2]
-    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
-    d_B = np.ones(T * B, dtype) @ dZ2
-    d_b_r = d_B[1]
-    d_b_z = d_B[2]
-    d_b_hx = d_B[0]
-    d_b_hc = d_B[3]
     return {'W_r': d_W_r, 'b_r': d_b_r, 'W_z': d_W_z, 'b_z': d_b_z, 'W_hx': d_W_hx, 'b_hx': d_b_hx, 'W_hc': d_W_hc, 'b_hc': d_b_hc, 'xs': d_xs, 'c0': d_c_next}

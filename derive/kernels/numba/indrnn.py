@@ -48,7 +48,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, c_seq, u):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, c_seq, u, b_):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -59,11 +59,12 @@ def _forward_steps(Z, c_seq, u):  # noqa: ANN001, ANN202 - compiled by Numba
             c_next_b = c_seq[t + 1, b]
             for j in range(n_h):
                 # z(t) = W x(t) + b (before the loop)
-                z = z_b[j]
+                z = z_b[j] + b_[j]
                 # c(t) = relu(z(t) + c(t-1) ⊙ u)
                 c_prev = c_prev_b[j]
                 c = relu(c_prev*u[j] + z)
                 c_next_b[j] = c
+                z_b[j] = z
 
 
 def forward(
@@ -89,11 +90,10 @@ def forward(
     Z = np.empty((1, T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block, then the biases
+    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
     W_x = np.array([W.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(1, T * B, n_h))
-    Z += np.array([b])[:, None, None, :]
-    _forward_steps(Z, c_seq, u)
+    _forward_steps(Z, c_seq, u, b)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -102,7 +102,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, c_seq, carried_c, u, d_u):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, c_seq, carried_c, u, d_u, d_b):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients."""
     _, T, B, n_h = dZ.shape
@@ -123,6 +123,7 @@ def _backward_steps(dZ, dys, c_seq, carried_c, u, d_u):  # noqa: ANN001, ANN202 
                 c = c_b[j]
                 d_z = d_c*step(c)
                 d_z_b[j] = d_z
+                d_b[j] += d_z
                 # δu += Σ_batch δc(t) ⊙ c(t-1) ⊙ step(c(t))
                 c_prev = c_prev_b[j]
                 d_u[j] += c_prev*d_c*step(c)
@@ -158,7 +159,9 @@ def backward(
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
     d_c_next = np.array(dstate['c'], dtype)
     d_u = np.zeros(n_h, dtype)
-    _backward_steps(dZ, dys, c_seq, d_c_next, params['u'], d_u)
+    # δb = Σ_t Σ_batch δz(t), summed by the loop
+    d_b = np.zeros(n_h, dtype)
+    _backward_steps(dZ, dys, c_seq, d_c_next, params['u'], d_u, d_b)
 
     dZ2 = dZ.reshape(1, T * B, n_h)
     # δx(t) = Wᵀ δz(t), for all steps at once
@@ -168,7 +171,4 @@ def backward(
     x_steps = xs.reshape(T * B, n_x)
     # δW = Σ_t δz(t) [x(t)]ᵀ
     d_W = dZ2[0].T @ x_steps
-    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
-    d_B = np.ones(T * B, dtype) @ dZ2
-    d_b = d_B[0]
     return {'u': d_u, 'W': d_W, 'b': d_b, 'xs': d_xs, 'c0': d_c_next}

@@ -57,7 +57,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_prev):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_prev, b_i_, b_f_, b_o_, b_h_):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -86,19 +86,19 @@ def _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_pre
             a_next_b = a_seq[t + 1, b]
             for j in range(n_h):
                 # G_i(t) = σ(z_i(t))
-                z_i = z_i_b[j] + a_prevW0_b[j]
+                z_i = z_i_b[j] + a_prevW0_b[j] + b_i_[j]
                 Gi = sigmoid(z_i)
                 z_i_b[j] = Gi
                 # G_f(t) = σ(z_f(t))
-                z_f = z_f_b[j] + a_prevW1_b[j]
+                z_f = z_f_b[j] + a_prevW1_b[j] + b_f_[j]
                 Gf = sigmoid(z_f)
                 z_f_b[j] = Gf
                 # G_o(t) = σ(z_o(t))
-                z_o = z_o_b[j] + a_prevW2_b[j]
+                z_o = z_o_b[j] + a_prevW2_b[j] + b_o_[j]
                 Go = sigmoid(z_o)
                 z_o_b[j] = Go
                 # h(t) = tanh(z_h(t))
-                z_h = z_h_b[j] + a_prevW3_b[j]
+                z_h = z_h_b[j] + a_prevW3_b[j] + b_h_[j]
                 h = tanh(z_h)
                 z_h_b[j] = h
                 # c(t) = G_f(t) ⊙ c(t-1) + G_i(t) ⊙ h(t)
@@ -154,13 +154,12 @@ def forward(
     Gi_h_seq = np.empty((T, B, n_h), dtype)
     a_seq[0] = state0['a']
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block, then the biases
+    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
     W_x = np.array([W_ix.T, W_fx.T, W_ox.T, W_hx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(4, T * B, n_h))
-    Z += np.array([b_i, b_f, b_o, b_h])[:, None, None, :]
     # the blocks acting on a(t-1), side by side: one GEMM per step
     W_a_prev = np.ascontiguousarray(np.hstack([W_ia.T, W_fa.T, W_oa.T, W_ha.T]))
-    _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_prev)
+    _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_prev, b_i, b_f, b_o, b_h)
 
     ys = a_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -169,7 +168,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, carried_a, carried_c, W_a_prevT):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, carried_a, carried_c, W_a_prevT, d_b_i, d_b_f, d_b_h, d_b_o):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients."""
     _, T, B, n_h = dZ.shape
@@ -215,6 +214,7 @@ def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a
                 a = a_b[j]
                 d_z_o = a*d_a*(one - Go)
                 d_z_o_b[j] = d_z_o
+                d_b_o[j] += d_z_o
                 dZ_a_prev2_b[j] = d_z_o
                 # δh(t) = δc(t) ⊙ G_i(t)
                 Gi = Gi_b[j]
@@ -223,6 +223,7 @@ def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a
                 h = h_b[j]
                 d_z_h = d_h*(one - h*h)
                 d_z_h_b[j] = d_z_h
+                d_b_h[j] += d_z_h
                 dZ_a_prev3_b[j] = d_z_h
                 # δG_f(t) = δc(t) ⊙ c(t-1) (computed within δz_f(t))
                 # δz_f(t) = δG_f(t) ⊙ G_f(t) ⊙ (1 - G_f(t))
@@ -231,6 +232,7 @@ def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a
                 Gf_c_prev = Gf_c_prev_b[j]
                 d_z_f = Gf_c_prev*d_c*(one - Gf)
                 d_z_f_b[j] = d_z_f
+                d_b_f[j] += d_z_f
                 dZ_a_prev1_b[j] = d_z_f
                 # δG_i(t) = δc(t) ⊙ h(t) (computed within δz_i(t))
                 # δz_i(t) = δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t))
@@ -238,6 +240,7 @@ def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a
                 Gi_h = Gi_h_b[j]
                 d_z_i = Gi_h*d_c*(one - Gi)
                 d_z_i_b[j] = d_z_i
+                d_b_i[j] += d_z_i
                 dZ_a_prev0_b[j] = d_z_i
                 # δc(t-1)[via t] = δc(t) ⊙ G_f(t)
                 d_c_prev = Gf*d_c
@@ -287,7 +290,12 @@ def backward(
     d_a_next = np.array(dstate['a'], dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
     d_c_next = np.array(dstate['c'], dtype)
-    _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, d_a_next, d_c_next, W_a_prevT)
+    # δb = Σ_t Σ_batch δz(t), summed by the loop
+    d_b_i = np.zeros(n_h, dtype)
+    d_b_f = np.zeros(n_h, dtype)
+    d_b_h = np.zeros(n_h, dtype)
+    d_b_o = np.zeros(n_h, dtype)
+    _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, d_a_next, d_c_next, W_a_prevT, d_b_i, d_b_f, d_b_h, d_b_o)
 
     dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t) + W_ixᵀ δz_i(t) + W_oxᵀ δz_o(t), for all steps at once
@@ -305,10 +313,4 @@ def backward(
     d_W_h = np.concatenate([dZ_a_prev[3], dZ_x[3]], axis=1)
     # δW_o = Σ_t δz_o(t) [a(t-1), x(t)]ᵀ
     d_W_o = np.concatenate([dZ_a_prev[2], dZ_x[2]], axis=1)
-    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
-    d_B = np.ones(T * B, dtype) @ dZ2
-    d_b_i = d_B[0]
-    d_b_f = d_B[1]
-    d_b_h = d_B[3]
-    d_b_o = d_B[2]
     return {'W_i': d_W_i, 'b_i': d_b_i, 'W_f': d_W_f, 'b_f': d_b_f, 'W_h': d_W_h, 'b_h': d_b_h, 'W_o': d_W_o, 'b_o': d_b_o, 'xs': d_xs, 'a0': d_a_next, 'c0': d_c_next}

@@ -57,7 +57,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o, b_h_, b_i_, b_f_, b_o_):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -87,22 +87,22 @@ def _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev
             a_next_b = a_seq[t + 1, b]
             for j in range(n_h):
                 # h(t) = tanh(z_h(t))
-                z_h = z_h_b[j] + a_prevW0_b[j]
+                z_h = z_h_b[j] + a_prevW0_b[j] + b_h_[j]
                 h = tanh(z_h)
                 z_h_b[j] = h
-                z_i = z_i_b[j] + a_prevW1_b[j]
+                z_i = z_i_b[j] + a_prevW1_b[j] + b_i_[j]
                 # G_i(t) = σ(z_i(t) + c(t-1) ⊙ p_i)
                 c_prev = c_prev_b[j]
                 Gi = sigmoid(c_prev*p_i[j] + z_i)
                 Gi_b[j] = Gi
-                z_f = z_f_b[j] + a_prevW2_b[j]
+                z_f = z_f_b[j] + a_prevW2_b[j] + b_f_[j]
                 # G_f(t) = σ(z_f(t) + c(t-1) ⊙ p_f)
                 Gf = sigmoid(c_prev*p_f[j] + z_f)
                 Gf_b[j] = Gf
                 # c(t) = G_f(t) ⊙ c(t-1) + G_i(t) ⊙ h(t)
                 c = Gf*c_prev + Gi*h
                 c_next_b[j] = c
-                z_o = z_o_b[j] + a_prevW3_b[j]
+                z_o = z_o_b[j] + a_prevW3_b[j] + b_o_[j]
                 # G_o(t) = σ(z_o(t) + c(t) ⊙ p_o)
                 Go = sigmoid(c*p_o[j] + z_o)
                 Go_b[j] = Go
@@ -152,13 +152,12 @@ def forward(
     a_seq = np.empty((T + 1, B, n_h), dtype)
     a_seq[0] = state0['a']
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block, then the biases
+    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
     W_x = np.array([W_hx.T, W_ix.T, W_fx.T, W_ox.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(4, T * B, n_h))
-    Z += np.array([b_h, b_i, b_f, b_o])[:, None, None, :]
     # the blocks acting on a(t-1), side by side: one GEMM per step
     W_a_prev = np.ascontiguousarray(np.hstack([W_ha.T, W_ia.T, W_fa.T, W_oa.T]))
-    _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o)
+    _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o, b_h, b_i, b_f, b_o)
 
     ys = a_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -167,7 +166,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a_seq, carried_a, carried_c, W_a_prevT, p_i, p_f, p_o, d_p_i, d_p_f, d_p_o):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a_seq, carried_a, carried_c, W_a_prevT, p_i, p_f, p_o, d_p_i, d_p_f, d_p_o, d_b_i, d_b_f, d_b_h, d_b_o):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients."""
     _, T, B, n_h = dZ.shape
@@ -208,6 +207,7 @@ def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a
                 # δz_o(t) = δG_o(t) ⊙ G_o(t) ⊙ (1 - G_o(t))
                 d_z_o = Go*d_Go*(one - Go)
                 d_z_o_b[j] = d_z_o
+                d_b_o[j] += d_z_o
                 dZ_a_prev3_b[j] = d_z_o
                 # δc(t) = δc(t)[via t+1] + δG_o(t) ⊙ G_o(t) ⊙ (1 - G_o(t)) ⊙ p_o + δtanh_c(t) ⊙ (1 - tanh_c(t)²)
                 d_c_next = d_c_next_b[j]
@@ -219,6 +219,7 @@ def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a
                 h = h_b[j]
                 d_z_h = d_h*(one - h*h)
                 d_z_h_b[j] = d_z_h
+                d_b_h[j] += d_z_h
                 dZ_a_prev0_b[j] = d_z_h
                 # δG_f(t) = δc(t) ⊙ c(t-1)
                 c_prev = c_prev_b[j]
@@ -227,12 +228,14 @@ def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a
                 Gf = Gf_b[j]
                 d_z_f = Gf*d_Gf*(one - Gf)
                 d_z_f_b[j] = d_z_f
+                d_b_f[j] += d_z_f
                 dZ_a_prev2_b[j] = d_z_f
                 # δG_i(t) = δc(t) ⊙ h(t)
                 d_Gi = d_c*h
                 # δz_i(t) = δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t))
                 d_z_i = Gi*d_Gi*(one - Gi)
                 d_z_i_b[j] = d_z_i
+                d_b_i[j] += d_z_i
                 dZ_a_prev1_b[j] = d_z_i
                 # δp_i += Σ_batch δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t)) ⊙ c(t-1)
                 d_p_i[j] += Gi*c_prev*d_Gi*(one - Gi)
@@ -290,7 +293,12 @@ def backward(
     d_p_i = np.zeros(n_h, dtype)
     d_p_f = np.zeros(n_h, dtype)
     d_p_o = np.zeros(n_h, dtype)
-    _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a_seq, d_a_next, d_c_next, W_a_prevT, params['p_i'], params['p_f'], params['p_o'], d_p_i, d_p_f, d_p_o)
+    # δb = Σ_t Σ_batch δz(t), summed by the loop
+    d_b_i = np.zeros(n_h, dtype)
+    d_b_f = np.zeros(n_h, dtype)
+    d_b_h = np.zeros(n_h, dtype)
+    d_b_o = np.zeros(n_h, dtype)
+    _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a_seq, d_a_next, d_c_next, W_a_prevT, params['p_i'], params['p_f'], params['p_o'], d_p_i, d_p_f, d_p_o, d_b_i, d_b_f, d_b_h, d_b_o)
 
     dZ2 = dZ.reshape(4, T * B, n_h)
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t) + W_ixᵀ δz_i(t) + W_oxᵀ δz_o(t), for all steps at once
@@ -308,10 +316,4 @@ def backward(
     d_W_h = np.concatenate([dZ_a_prev[0], dZ_x[0]], axis=1)
     # δW_o = Σ_t δz_o(t) [a(t-1), x(t)]ᵀ
     d_W_o = np.concatenate([dZ_a_prev[3], dZ_x[3]], axis=1)
-    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
-    d_B = np.ones(T * B, dtype) @ dZ2
-    d_b_i = d_B[1]
-    d_b_f = d_B[2]
-    d_b_h = d_B[0]
-    d_b_o = d_B[3]
     return {'p_i': d_p_i, 'p_f': d_p_f, 'p_o': d_p_o, 'W_i': d_W_i, 'b_i': d_b_i, 'W_f': d_W_f, 'b_f': d_b_f, 'W_h': d_W_h, 'b_h': d_b_h, 'W_o': d_W_o, 'b_o': d_b_o, 'xs': d_xs, 'a0': d_a_next, 'c0': d_c_next}

@@ -52,7 +52,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT, b_h_, b_f_):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -69,7 +69,7 @@ def _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT):  # noqa: ANN001, ANN202 
             f_c_b = f_c_seq[t, b]
             for j in range(n_h):
                 # G_f(t) = σ(z_f(t))
-                z_f = z_f_b[j] + c_prevW_b[j]
+                z_f = z_f_b[j] + c_prevW_b[j] + b_f_[j]
                 Gf = sigmoid(z_f)
                 z_f_b[j] = Gf
                 # f_c(t) = G_f(t) ⊙ c(t-1)
@@ -86,7 +86,7 @@ def _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT):  # noqa: ANN001, ANN202 
             c_next_b = c_seq[t + 1, b]
             for j in range(n_h):
                 # h(t) = tanh(z_h(t))
-                z_h = z_h_b[j] + f_cW_b[j]
+                z_h = z_h_b[j] + f_cW_b[j] + b_h_[j]
                 h = tanh(z_h)
                 z_h_b[j] = h
                 # c(t) = G_f(t) ⊙ h(t) + (1 - G_f(t)) ⊙ c(t-1)
@@ -126,14 +126,13 @@ def forward(
     f_c_seq = np.empty((T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block, then the biases
+    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
     W_x = np.array([W_hx.T, W_fx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(2, T * B, n_h))
-    Z += np.array([b_h, b_f])[:, None, None, :]
     # the blocks acting on c(t-1), side by side: one GEMM per step
     W_c_prev = np.ascontiguousarray(np.hstack([W_fc.T]))
     W_hcT = np.ascontiguousarray(W_hc.T)
-    _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT)
+    _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT, b_h, b_f)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -142,7 +141,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, carried_c, W_hc, W_c_prevT):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, carried_c, W_hc, W_c_prevT, d_b_f, d_b_h):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients."""
     _, T, B, n_h = dZ.shape
@@ -173,6 +172,7 @@ def _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, carried_c, W_hc, W_c
                 h = h_b[j]
                 d_z_h = d_h*(one - h*h)
                 d_z_h_b[j] = d_z_h
+                d_b_h[j] += d_z_h
         # δf_c(t) = W_hcᵀ δz_h(t)
         dot(dZ[0, t], W_hc, W_hcT_d_z_h_out)
         for b in range(B):
@@ -196,6 +196,7 @@ def _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, carried_c, W_hc, W_c
                 shared0_buf_b[j] = shared0
                 d_z_f = Gf*d_Gf*shared0
                 d_z_f_b[j] = d_z_f
+                d_b_f[j] += d_z_f
         # (matmul_c_prev: for δc(t-1)[via t])
         dot(dZ[1, t], W_c_prevT, matmul_c_prev_out)
         for b in range(B):
@@ -249,7 +250,10 @@ def backward(
     dZ = np.empty((2, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
     d_c_next = np.array(dstate['c'], dtype)
-    _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, d_c_next, W_hc, W_c_prevT)
+    # δb = Σ_t Σ_batch δz(t), summed by the loop
+    d_b_f = np.zeros(n_h, dtype)
+    d_b_h = np.zeros(n_h, dtype)
+    _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, d_c_next, W_hc, W_c_prevT, d_b_f, d_b_h)
 
     dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t), for all steps at once
@@ -263,8 +267,4 @@ def backward(
     d_W_f = np.concatenate([dZ2[1].T @ c_prev_steps, dZ_x[1]], axis=1)
     # δW_h = Σ_t δz_h(t) [f_c(t), x(t)]ᵀ
     d_W_h = np.concatenate([dZ2[0].T @ f_c_steps, dZ_x[0]], axis=1)
-    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
-    d_B = np.ones(T * B, dtype) @ dZ2
-    d_b_f = d_B[1]
-    d_b_h = d_B[0]
     return {'W_f': d_W_f, 'b_f': d_b_f, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_next}

@@ -50,7 +50,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, c_seq, mix_c_seq):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, c_seq, mix_c_seq, b_u, b_h_):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -63,11 +63,11 @@ def _forward_steps(Z, c_seq, mix_c_seq):  # noqa: ANN001, ANN202 - compiled by N
             c_next_b = c_seq[t + 1, b]
             for j in range(n_h):
                 # G_u(t) = σ(z_u(t))
-                z_u = z_u_b[j]
+                z_u = z_u_b[j] + b_u[j]
                 Gu = sigmoid(z_u)
                 z_u_b[j] = Gu
                 # h(t) = W_h x(t) + b_h (before the loop)
-                h = h_b[j]
+                h = h_b[j] + b_h_[j]
                 # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
                 c_prev = c_prev_b[j]
                 # as c(t-1) + G_u(t) ⊙ (h(t) - c(t-1))
@@ -75,6 +75,7 @@ def _forward_steps(Z, c_seq, mix_c_seq):  # noqa: ANN001, ANN202 - compiled by N
                 mix_c_b[j] = mix_c
                 c = c_prev + mix_c
                 c_next_b[j] = c
+                h_b[j] = h
 
 
 def forward(
@@ -103,11 +104,10 @@ def forward(
     c_seq = np.empty((T + 1, B, n_h), dtype)
     mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block, then the biases
+    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
     W_x = np.array([W_u.T, W_h.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(2, T * B, n_h))
-    Z += np.array([b_u, b_h])[:, None, None, :]
-    _forward_steps(Z, c_seq, mix_c_seq)
+    _forward_steps(Z, c_seq, mix_c_seq, b_u, b_h)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -116,7 +116,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, carried_c):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, carried_c, d_b_u, d_b_h):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients."""
     _, T, B, n_h = dZ.shape
@@ -139,6 +139,7 @@ def _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, carried_c):  # noqa: ANN0
                 Gu = Gu_b[j]
                 d_h = Gu*d_c
                 d_h_b[j] = d_h
+                d_b_h[j] += d_h
                 # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1)) (computed within δz_u(t))
                 # δz_u(t) = δG_u(t) ⊙ G_u(t) ⊙ (1 - G_u(t))
                 # (with mix_c = G_u(t) ⊙ (h(t) - c(t-1)), from the forward pass)
@@ -146,6 +147,7 @@ def _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, carried_c):  # noqa: ANN0
                 mix_c = mix_c_b[j]
                 d_z_u = mix_c*shared0
                 d_z_u_b[j] = d_z_u
+                d_b_u[j] += d_z_u
                 # δc(t-1)[via t] = δc(t) ⊙ (1 - G_u(t))
                 d_c_next_b[j] = shared0
 
@@ -178,7 +180,10 @@ def backward(
     dZ = np.empty((2, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
     d_c_next = np.array(dstate['c'], dtype)
-    _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, d_c_next)
+    # δb = Σ_t Σ_batch δz(t), summed by the loop
+    d_b_u = np.zeros(n_h, dtype)
+    d_b_h = np.zeros(n_h, dtype)
+    _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, d_c_next, d_b_u, d_b_h)
 
     dZ2 = dZ.reshape(2, T * B, n_h)
     # δx(t) = W_hᵀ δh(t) + W_uᵀ δz_u(t), for all steps at once
@@ -190,8 +195,4 @@ def backward(
     d_W_u = dZ_x[0]
     # δW_h = Σ_t δh(t) [x(t)]ᵀ
     d_W_h = dZ_x[1]
-    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
-    d_B = np.ones(T * B, dtype) @ dZ2
-    d_b_u = d_B[0]
-    d_b_h = d_B[1]
     return {'W_u': d_W_u, 'b_u': d_b_u, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_next}

@@ -54,7 +54,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq, b_f, b_i, b_h_):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -69,15 +69,15 @@ def _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq):  # noqa: ANN001, ANN202 - comp
             c_next_b = c_seq[t + 1, b]
             for j in range(n_h):
                 # G_f(t) = σ(z_f(t))
-                z_f = z_f_b[j]
+                z_f = z_f_b[j] + b_f[j]
                 Gf = sigmoid(z_f)
                 z_f_b[j] = Gf
                 # G_i(t) = σ(z_i(t))
-                z_i = z_i_b[j]
+                z_i = z_i_b[j] + b_i[j]
                 Gi = sigmoid(z_i)
                 z_i_b[j] = Gi
                 # h(t) = W_h x(t) + b_h (before the loop)
-                h = h_b[j]
+                h = h_b[j] + b_h_[j]
                 # G_f'(t) = G_f(t) ⊙ (G_f(t) + G_i(t))^-1
                 Gf_n = Gf/(Gf + Gi)
                 Gf_n_b[j] = Gf_n
@@ -88,6 +88,7 @@ def _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq):  # noqa: ANN001, ANN202 - comp
                 c_prev = c_prev_b[j]
                 c = Gf_n*c_prev + Gi_n*h
                 c_next_b[j] = c
+                h_b[j] = h
 
 
 def forward(
@@ -119,11 +120,10 @@ def forward(
     Gi_n_seq = np.empty((T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block, then the biases
+    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
     W_x = np.array([W_f.T, W_i.T, W_h.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(3, T * B, n_h))
-    Z += np.array([b_f, b_i, b_h])[:, None, None, :]
-    _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq)
+    _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq, b_f, b_i, b_h)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -132,7 +132,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, carried_c):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, carried_c, d_b_f, d_b_i, d_b_h):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients."""
     _, T, B, n_h = dZ.shape
@@ -167,6 +167,7 @@ def _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, c
                 Gi_n = Gi_n_b[j]
                 d_h = Gi_n*d_c
                 d_h_b[j] = d_h
+                d_b_h[j] += d_h
                 # δG_i(t) = δG_i'(t) ⊙ ((G_f(t) + G_i(t))^-1 - G_i(t) ⊙ (G_f(t) + G_i(t))^-2) - δG_f'(t) ⊙ G_f(t) ⊙ (G_f(t) + G_i(t))^-2
                 Gf = Gf_b[j]
                 Gi = Gi_b[j]
@@ -179,11 +180,13 @@ def _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, c
                 # δz_i(t) = δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t))
                 d_z_i = Gi*d_Gi*(one - Gi)
                 d_z_i_b[j] = d_z_i
+                d_b_i[j] += d_z_i
                 # δG_f(t) = δG_f'(t) ⊙ ((G_f(t) + G_i(t))^-1 - G_f(t) ⊙ (G_f(t) + G_i(t))^-2) - δG_i'(t) ⊙ G_i(t) ⊙ (G_f(t) + G_i(t))^-2
                 d_Gf = d_Gf_n*(-shared1 - shared4) - d_Gi_n*shared3
                 # δz_f(t) = δG_f(t) ⊙ G_f(t) ⊙ (1 - G_f(t))
                 d_z_f = Gf*d_Gf*(one - Gf)
                 d_z_f_b[j] = d_z_f
+                d_b_f[j] += d_z_f
                 # δc(t-1)[via t] = δc(t) ⊙ G_f'(t)
                 Gf_n = Gf_n_b[j]
                 d_c_prev = Gf_n*d_c
@@ -221,7 +224,11 @@ def backward(
     dZ = np.empty((3, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
     d_c_next = np.array(dstate['c'], dtype)
-    _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, d_c_next)
+    # δb = Σ_t Σ_batch δz(t), summed by the loop
+    d_b_f = np.zeros(n_h, dtype)
+    d_b_i = np.zeros(n_h, dtype)
+    d_b_h = np.zeros(n_h, dtype)
+    _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, d_c_next, d_b_f, d_b_i, d_b_h)
 
     dZ2 = dZ.reshape(3, T * B, n_h)
     # δx(t) = W_fᵀ δz_f(t) + W_hᵀ δh(t) + W_iᵀ δz_i(t), for all steps at once
@@ -235,9 +242,4 @@ def backward(
     d_W_i = dZ_x[1]
     # δW_h = Σ_t δh(t) [x(t)]ᵀ
     d_W_h = dZ_x[2]
-    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
-    d_B = np.ones(T * B, dtype) @ dZ2
-    d_b_f = d_B[0]
-    d_b_i = d_B[1]
-    d_b_h = d_B[2]
     return {'W_f': d_W_f, 'b_f': d_b_f, 'W_i': d_W_i, 'b_i': d_b_i, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_next}

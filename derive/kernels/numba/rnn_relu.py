@@ -48,7 +48,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, a_seq, W_a_prev):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, a_seq, W_a_prev, b_a_):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -62,7 +62,7 @@ def _forward_steps(Z, a_seq, W_a_prev):  # noqa: ANN001, ANN202 - compiled by Nu
             a_prevW_b = a_prevW[b]
             a_next_b = a_seq[t + 1, b]
             for j in range(n_h):
-                z_a = z_a_b[j] + a_prevW_b[j]
+                z_a = z_a_b[j] + a_prevW_b[j] + b_a_[j]
                 # a(t) = relu(z_a(t))
                 a = relu(z_a)
                 a_next_b[j] = a
@@ -93,13 +93,12 @@ def forward(
     Z = np.empty((1, T, B, n_h), dtype)
     a_seq = np.empty((T + 1, B, n_h), dtype)
     a_seq[0] = state0['a']
-    # the input parts of every step at once, one GEMM per block, then the biases
+    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
     W_x = np.array([W_ax.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(1, T * B, n_h))
-    Z += np.array([b_a])[:, None, None, :]
     # the blocks acting on a(t-1), side by side: one GEMM per step
     W_a_prev = np.ascontiguousarray(np.hstack([W_aa.T]))
-    _forward_steps(Z, a_seq, W_a_prev)
+    _forward_steps(Z, a_seq, W_a_prev, b_a)
 
     ys = a_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -108,7 +107,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, a_seq, carried_a, W_a_prevT):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, a_seq, carried_a, W_a_prevT, d_b_a):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients."""
     _, T, B, n_h = dZ.shape
@@ -128,6 +127,7 @@ def _backward_steps(dZ, dys, a_seq, carried_a, W_a_prevT):  # noqa: ANN001, ANN2
                 a = a_b[j]
                 d_z_a = d_a*step(a)
                 d_z_a_b[j] = d_z_a
+                d_b_a[j] += d_z_a
         # δa(t-1)[via t] = W_aaᵀ δz_a(t)
         dot(dZ[0, t], W_a_prevT, carried_a)
 
@@ -160,7 +160,9 @@ def backward(
     dZ = np.empty((1, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
     d_a_next = np.array(dstate['a'], dtype)
-    _backward_steps(dZ, dys, a_seq, d_a_next, W_a_prevT)
+    # δb = Σ_t Σ_batch δz(t), summed by the loop
+    d_b_a = np.zeros(n_h, dtype)
+    _backward_steps(dZ, dys, a_seq, d_a_next, W_a_prevT, d_b_a)
 
     dZ2 = dZ.reshape(1, T * B, n_h)
     # δx(t) = W_axᵀ δz_a(t), for all steps at once
@@ -171,7 +173,4 @@ def backward(
     x_steps = xs.reshape(T * B, n_x)
     # δW_a = Σ_t δz_a(t) [a(t-1), x(t)]ᵀ
     d_W_a = np.concatenate([dZ2[0].T @ a_prev_steps, dZ2[0].T @ x_steps], axis=1)
-    # δb = Σ_t Σ_batch δz(t): a row of ones times every block
-    d_B = np.ones(T * B, dtype) @ dZ2
-    d_b_a = d_B[0]
     return {'W_a': d_W_a, 'b_a': d_b_a, 'xs': d_xs, 'a0': d_a_next}
