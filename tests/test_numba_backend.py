@@ -92,7 +92,7 @@ def test_both_backends_compute_the_same(label: str, cell: derive.Cell, dtype: ty
     _numba_or_skip()
     ours, ref = kernels.load(cell, backend="numba"), kernels.load(cell)
     rng = np.random.default_rng(5)
-    T, B, n_x, n_h = 7, 3, 4, 5
+    T, B, n_x, n_h = 7, 3, 4, 21  # n_h: one vectorised run of 16 elements, and 5 after it
     params = {k: (rng.normal(scale=0.6, size=v.shape)).astype(dtype) for k, v in ref.init_params(n_x, n_h).items()}
     xs = rng.normal(size=(T, B, n_x)).astype(dtype)
     state0 = {s: rng.normal(scale=0.5, size=(B, n_h)).astype(dtype) for s in ref.STATES}

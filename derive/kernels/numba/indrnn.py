@@ -57,7 +57,16 @@ def _forward_steps(Z, c_seq, u, b_):  # noqa: ANN001, ANN202 - compiled by Numba
             z_b = Z[0, t, b]
             c_prev_b = c_seq[t, b]
             c_next_b = c_seq[t + 1, b]
-            for j in range(n_h):
+            for j0 in range(0, n_h - n_h % 16, 16):
+                for j in range(j0, j0 + 16):
+                    # z(t) = W x(t) + b (before the loop)
+                    z = z_b[j] + b_[j]
+                    # c(t) = relu(z(t) + c(t-1) ⊙ u)
+                    c_prev = c_prev_b[j]
+                    c = relu(c_prev*u[j] + z)
+                    c_next_b[j] = c
+                    z_b[j] = z
+            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
                 # z(t) = W x(t) + b (before the loop)
                 z = z_b[j] + b_[j]
                 # c(t) = relu(z(t) + c(t-1) ⊙ u)
@@ -114,7 +123,24 @@ def _backward_steps(dZ, dys, c_seq, carried_c, u, d_u, d_b):  # noqa: ANN001, AN
             c_b = c_seq[t + 1, b]
             d_z_b = dZ[0, t, b]
             c_prev_b = c_seq[t, b]
-            for j in range(n_h):
+            for j0 in range(0, n_h - n_h % 16, 16):
+                for j in range(j0, j0 + 16):
+                    # δc(t) = δc(t)[via t+1] + δy(t)
+                    d_c_next = d_c_next_b[j]
+                    d_y = d_y_b[j]
+                    d_c = d_c_next + d_y
+                    # δz(t) = δc(t) ⊙ step(c(t))
+                    c = c_b[j]
+                    d_z = d_c*step(c)
+                    d_z_b[j] = d_z
+                    d_b[j] += d_z
+                    # δu += Σ_batch δc(t) ⊙ c(t-1) ⊙ step(c(t))
+                    c_prev = c_prev_b[j]
+                    d_u[j] += c_prev*d_c*step(c)
+                    # δc(t-1)[via t] = δc(t) ⊙ u ⊙ step(c(t))
+                    d_c_prev = d_z*u[j]
+                    d_c_next_b[j] = d_c_prev
+            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
                 # δc(t) = δc(t)[via t+1] + δy(t)
                 d_c_next = d_c_next_b[j]
                 d_y = d_y_b[j]

@@ -48,7 +48,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, a_seq, W_a_prev, b_a_):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, a_seq, W_a_prev, b_a):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -61,8 +61,15 @@ def _forward_steps(Z, a_seq, W_a_prev, b_a_):  # noqa: ANN001, ANN202 - compiled
             z_a_b = Z[0, t, b]
             a_prevW_b = a_prevW[b]
             a_next_b = a_seq[t + 1, b]
-            for j in range(n_h):
-                z_a = z_a_b[j] + a_prevW_b[j] + b_a_[j]
+            for j0 in range(0, n_h - n_h % 16, 16):
+                for j in range(j0, j0 + 16):
+                    z_a = z_a_b[j] + a_prevW_b[j] + b_a[j]
+                    # a(t) = relu(z_a(t))
+                    a = relu(z_a)
+                    a_next_b[j] = a
+                    z_a_b[j] = z_a
+            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+                z_a = z_a_b[j] + a_prevW_b[j] + b_a[j]
                 # a(t) = relu(z_a(t))
                 a = relu(z_a)
                 a_next_b[j] = a
@@ -118,7 +125,18 @@ def _backward_steps(dZ, dys, a_seq, carried_a, W_a_prevT, d_b_a):  # noqa: ANN00
             d_y_b = dys[t, b]
             a_b = a_seq[t + 1, b]
             d_z_a_b = dZ[0, t, b]
-            for j in range(n_h):
+            for j0 in range(0, n_h - n_h % 16, 16):
+                for j in range(j0, j0 + 16):
+                    # δa(t) = δa(t)[via t+1] + δy(t)
+                    d_a_next = d_a_next_b[j]
+                    d_y = d_y_b[j]
+                    d_a = d_a_next + d_y
+                    # δz_a(t) = δa(t) ⊙ step(a(t))
+                    a = a_b[j]
+                    d_z_a = d_a*step(a)
+                    d_z_a_b[j] = d_z_a
+                    d_b_a[j] += d_z_a
+            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
                 # δa(t) = δa(t)[via t+1] + δy(t)
                 d_a_next = d_a_next_b[j]
                 d_y = d_y_b[j]
