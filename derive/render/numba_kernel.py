@@ -565,7 +565,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
 
 def _params(src: _Source, kernel: KernelPlan) -> None:
     names = list(kernel.cell.params)
-    src(f"{', '.join(names)} = (params[k] for k in {tuple(names)!r})", 1)
+    src(f"{', '.join(names)} = {', '.join(f'params[{n!r}]' for n in names)}", 1)
     src("# column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]", 1)
     by_weight: dict[str, list] = {}
     for c in kernel.columns:
@@ -670,7 +670,10 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
         src(f"Z[{kx}:] = 0", 1)
     for sw in kernel.state_weights:
         src(f"# the blocks acting on {CellTextPrinter(cell).doprint(sympy.Symbol(sw.state))}, side by side: one GEMM per step", 1)
-        src(f"W_{sw.state} = np.ascontiguousarray(np.hstack([{', '.join(w + '.T' for w in sw.weights)}]))", 1)
+        if len(sw.weights) == 1:
+            src(f"W_{sw.state} = {sw.weights[0]}.T.copy()", 1)
+        else:
+            src(f"W_{sw.state} = np.concatenate([{', '.join(w + '.T' for w in sw.weights)}], axis=1)", 1)
     for nw in dict.fromkeys(f"{nw.weight}T = np.ascontiguousarray({nw.weight}.T)" for nw in kernel.node_weights):
         src(nw, 1)
     src(f"_forward_steps({', '.join(_unmarked(args))})", 1)
@@ -714,7 +717,7 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
     src()
     for sw in kernel.state_weights:
         if f"W_{sw.state}T" in gemm_weights:
-            src(f"W_{sw.state}T = np.ascontiguousarray(np.concatenate([{', '.join(sw.weights)}]))", 1)
+            src(f"W_{sw.state}T = np.concatenate([{', '.join(sw.weights)}])" if len(sw.weights) > 1 else f"W_{sw.state}T = {sw.weights[0]}.copy()", 1)
     stacked = {f"W_{sw.state}T" for sw in kernel.state_weights}
     for w in gemm_weights:
         if w not in stacked:

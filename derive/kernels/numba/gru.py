@@ -153,7 +153,7 @@ def forward(
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
     xs = np.array(xs)
-    W_r, b_r, W_u, b_u, W_h, b_h = (params[k] for k in ('W_r', 'b_r', 'W_u', 'b_u', 'W_h', 'b_h'))
+    W_r, b_r, W_u, b_u, W_h, b_h = params['W_r'], params['b_r'], params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
     W_uc, W_ux = W_u[:, :n_h], W_u[:, n_h:]
@@ -173,7 +173,7 @@ def forward(
     W_x = np.array([W_hx.T, W_rx.T, W_ux.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(3, T * B, n_h))
     # the blocks acting on c(t-1), side by side: one GEMM per step
-    W_c_prev = np.ascontiguousarray(np.hstack([W_rc.T, W_uc.T]))
+    W_c_prev = np.concatenate([W_rc.T, W_uc.T], axis=1)
     W_hcT = np.ascontiguousarray(W_hc.T)
     _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT, b_h, b_r, b_u)
 
@@ -337,7 +337,7 @@ def backward(
     n_h = cache['Gr'].shape[2]
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_r, b_r, W_u, b_u, W_h, b_h = (params[k] for k in ('W_r', 'b_r', 'W_u', 'b_u', 'W_h', 'b_h'))
+    W_r, b_r, W_u, b_u, W_h, b_h = params['W_r'], params['b_r'], params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
     W_uc, W_ux = W_u[:, :n_h], W_u[:, n_h:]
@@ -349,7 +349,7 @@ def backward(
     c_seq = cache['c']
     mix_c_seq = cache['mix_c']
 
-    W_c_prevT = np.ascontiguousarray(np.concatenate([W_rc, W_uc]))
+    W_c_prevT = np.concatenate([W_rc, W_uc])
     W_hc = np.ascontiguousarray(W_hc)  # BLAS reads a column slice of W markedly slower
     W_x = np.array([W_hx, W_rx, W_ux])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_r(t), δz_u(t)

@@ -120,7 +120,7 @@ def forward(
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
     xs = np.array(xs)
-    W_u, b_u, W_h, b_h = (params[k] for k in ('W_u', 'b_u', 'W_h', 'b_h'))
+    W_u, b_u, W_h, b_h = params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_uc, W_ux = W_u[:, :n_h], W_u[:, n_h:]
     W_hc, W_hx = W_h[:, :n_h], W_h[:, n_h:]
@@ -137,7 +137,7 @@ def forward(
     W_x = np.array([W_ux.T, W_hx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(2, T * B, n_h))
     # the blocks acting on c(t-1), side by side: one GEMM per step
-    W_c_prev = np.ascontiguousarray(np.hstack([W_uc.T, W_hc.T]))
+    W_c_prev = np.concatenate([W_uc.T, W_hc.T], axis=1)
     _forward_steps(Z, c_seq, mix_c_seq, W_c_prev, b_u, b_h)
 
     ys = c_seq[1:]
@@ -255,7 +255,7 @@ def backward(
     n_h = cache['Gu'].shape[2]
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_u, b_u, W_h, b_h = (params[k] for k in ('W_u', 'b_u', 'W_h', 'b_h'))
+    W_u, b_u, W_h, b_h = params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_uc, W_ux = W_u[:, :n_h], W_u[:, n_h:]
     W_hc, W_hx = W_h[:, :n_h], W_h[:, n_h:]
@@ -264,7 +264,7 @@ def backward(
     c_seq = cache['c']
     mix_c_seq = cache['mix_c']
 
-    W_c_prevT = np.ascontiguousarray(np.concatenate([W_uc, W_hc]))
+    W_c_prevT = np.concatenate([W_uc, W_hc])
     W_x = np.array([W_ux, W_hx])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_u(t), δz_h(t)
     dZ = np.empty((2, T, B, n_h), dtype)

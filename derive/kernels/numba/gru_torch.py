@@ -154,7 +154,7 @@ def forward(
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
     xs = np.array(xs)
-    W_r, b_r, W_z, b_z, W_hx, b_hx, W_hc, b_hc = (params[k] for k in ('W_r', 'b_r', 'W_z', 'b_z', 'W_hx', 'b_hx', 'W_hc', 'b_hc'))
+    W_r, b_r, W_z, b_z, W_hx, b_hx, W_hc, b_hc = params['W_r'], params['b_r'], params['W_z'], params['b_z'], params['W_hx'], params['b_hx'], params['W_hc'], params['b_hc']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
     W_zc, W_zx = W_z[:, :n_h], W_z[:, n_h:]
@@ -174,7 +174,7 @@ def forward(
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z[:3].reshape(3, T * B, n_h))
     Z[3:] = 0
     # the blocks acting on c(t-1), side by side: one GEMM per step
-    W_c_prev = np.ascontiguousarray(np.hstack([W_rc.T, W_zc.T, W_hc.T]))
+    W_c_prev = np.concatenate([W_rc.T, W_zc.T, W_hc.T], axis=1)
     _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev, b_hx, b_r, b_z, b_hc)
 
     ys = c_seq[1:]
@@ -324,7 +324,7 @@ def backward(
     n_h = cache['Gr'].shape[2]
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_r, b_r, W_z, b_z, W_hx, b_hx, W_hc, b_hc = (params[k] for k in ('W_r', 'b_r', 'W_z', 'b_z', 'W_hx', 'b_hx', 'W_hc', 'b_hc'))
+    W_r, b_r, W_z, b_z, W_hx, b_hx, W_hc, b_hc = params['W_r'], params['b_r'], params['W_z'], params['b_z'], params['W_hx'], params['b_hx'], params['W_hc'], params['b_hc']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
     W_zc, W_zx = W_z[:, :n_h], W_z[:, n_h:]
@@ -335,7 +335,7 @@ def backward(
     Gr_z_hc_seq = cache['Gr_z_hc']
     mix_c_seq = cache['mix_c']
 
-    W_c_prevT = np.ascontiguousarray(np.concatenate([W_rc, W_zc, W_hc]))
+    W_c_prevT = np.concatenate([W_rc, W_zc, W_hc])
     W_x = np.array([W_hx, W_rx, W_zx])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_hx(t), δz_r(t), δz_z(t), δz_hc(t)
     dZ = np.empty((4, T, B, n_h), dtype)

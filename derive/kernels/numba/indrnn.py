@@ -92,7 +92,7 @@ def forward(
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
     xs = np.array(xs)
-    u, W, b = (params[k] for k in ('u', 'W', 'b'))
+    u, W, b = params['u'], params['W'], params['b']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
 
     # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z(t).
@@ -175,7 +175,7 @@ def backward(
     n_h = cache['c'].shape[2]
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    u, W, b = (params[k] for k in ('u', 'W', 'b'))
+    u, W, b = params['u'], params['W'], params['b']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     c_seq = cache['c']
 

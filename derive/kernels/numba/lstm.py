@@ -165,7 +165,7 @@ def forward(
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
     xs = np.array(xs)
-    W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = (params[k] for k in ('W_i', 'b_i', 'W_f', 'b_f', 'W_h', 'b_h', 'W_o', 'b_o'))
+    W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = params['W_i'], params['b_i'], params['W_f'], params['b_f'], params['W_h'], params['b_h'], params['W_o'], params['b_o']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
     W_fa, W_fx = W_f[:, :n_h], W_f[:, n_h:]
@@ -190,7 +190,7 @@ def forward(
     W_x = np.array([W_ix.T, W_fx.T, W_ox.T, W_hx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(4, T * B, n_h))
     # the blocks acting on a(t-1), side by side: one GEMM per step
-    W_a_prev = np.ascontiguousarray(np.hstack([W_ia.T, W_fa.T, W_oa.T, W_ha.T]))
+    W_a_prev = np.concatenate([W_ia.T, W_fa.T, W_oa.T, W_ha.T], axis=1)
     _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_prev, b_i, b_f, b_o, b_h)
 
     ys = a_seq[1:]
@@ -348,7 +348,7 @@ def backward(
     n_h = cache['Gi'].shape[2]
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = (params[k] for k in ('W_i', 'b_i', 'W_f', 'b_f', 'W_h', 'b_h', 'W_o', 'b_o'))
+    W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = params['W_i'], params['b_i'], params['W_f'], params['b_f'], params['W_h'], params['b_h'], params['W_o'], params['b_o']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
     W_fa, W_fx = W_f[:, :n_h], W_f[:, n_h:]
@@ -364,7 +364,7 @@ def backward(
     Gf_c_prev_seq = cache['Gf_c_prev']
     Gi_h_seq = cache['Gi_h']
 
-    W_a_prevT = np.ascontiguousarray(np.concatenate([W_ia, W_fa, W_oa, W_ha]))
+    W_a_prevT = np.concatenate([W_ia, W_fa, W_oa, W_ha])
     W_x = np.array([W_ix, W_fx, W_ox, W_hx])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_i(t), δz_f(t), δz_o(t), δz_h(t)
     dZ = np.empty((4, T, B, n_h), dtype)

@@ -164,7 +164,7 @@ def forward(
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
     xs = np.array(xs)
-    p_i, p_f, p_o, W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = (params[k] for k in ('p_i', 'p_f', 'p_o', 'W_i', 'b_i', 'W_f', 'b_f', 'W_h', 'b_h', 'W_o', 'b_o'))
+    p_i, p_f, p_o, W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = params['p_i'], params['p_f'], params['p_o'], params['W_i'], params['b_i'], params['W_f'], params['b_f'], params['W_h'], params['b_h'], params['W_o'], params['b_o']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
     W_fa, W_fx = W_f[:, :n_h], W_f[:, n_h:]
@@ -187,7 +187,7 @@ def forward(
     W_x = np.array([W_hx.T, W_ix.T, W_fx.T, W_ox.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(4, T * B, n_h))
     # the blocks acting on a(t-1), side by side: one GEMM per step
-    W_a_prev = np.ascontiguousarray(np.hstack([W_ha.T, W_ia.T, W_fa.T, W_oa.T]))
+    W_a_prev = np.concatenate([W_ha.T, W_ia.T, W_fa.T, W_oa.T], axis=1)
     _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o, b_h, b_i, b_f, b_o)
 
     ys = a_seq[1:]
@@ -354,7 +354,7 @@ def backward(
     n_h = cache['Gi'].shape[2]
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    p_i, p_f, p_o, W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = (params[k] for k in ('p_i', 'p_f', 'p_o', 'W_i', 'b_i', 'W_f', 'b_f', 'W_h', 'b_h', 'W_o', 'b_o'))
+    p_i, p_f, p_o, W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = params['p_i'], params['p_f'], params['p_o'], params['W_i'], params['b_i'], params['W_f'], params['b_f'], params['W_h'], params['b_h'], params['W_o'], params['b_o']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
     W_fa, W_fx = W_f[:, :n_h], W_f[:, n_h:]
@@ -368,7 +368,7 @@ def backward(
     tanh_c_seq = cache['tanh_c']
     a_seq = cache['a']
 
-    W_a_prevT = np.ascontiguousarray(np.concatenate([W_ha, W_ia, W_fa, W_oa]))
+    W_a_prevT = np.concatenate([W_ha, W_ia, W_fa, W_oa])
     W_x = np.array([W_hx, W_ix, W_fx, W_ox])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_i(t), δz_f(t), δz_o(t)
     dZ = np.empty((4, T, B, n_h), dtype)

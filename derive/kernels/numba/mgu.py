@@ -135,7 +135,7 @@ def forward(
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
     xs = np.array(xs)
-    W_f, b_f, W_h, b_h = (params[k] for k in ('W_f', 'b_f', 'W_h', 'b_h'))
+    W_f, b_f, W_h, b_h = params['W_f'], params['b_f'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_fc, W_fx = W_f[:, :n_h], W_f[:, n_h:]
     W_hc, W_hx = W_h[:, :n_h], W_h[:, n_h:]
@@ -152,7 +152,7 @@ def forward(
     W_x = np.array([W_hx.T, W_fx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(2, T * B, n_h))
     # the blocks acting on c(t-1), side by side: one GEMM per step
-    W_c_prev = np.ascontiguousarray(np.hstack([W_fc.T]))
+    W_c_prev = W_fc.T.copy()
     W_hcT = np.ascontiguousarray(W_hc.T)
     _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT, b_h, b_f)
 
@@ -296,7 +296,7 @@ def backward(
     n_h = cache['Gf'].shape[2]
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_f, b_f, W_h, b_h = (params[k] for k in ('W_f', 'b_f', 'W_h', 'b_h'))
+    W_f, b_f, W_h, b_h = params['W_f'], params['b_f'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_fc, W_fx = W_f[:, :n_h], W_f[:, n_h:]
     W_hc, W_hx = W_h[:, :n_h], W_h[:, n_h:]
@@ -305,7 +305,7 @@ def backward(
     h_seq = cache['h']
     c_seq = cache['c']
 
-    W_c_prevT = np.ascontiguousarray(np.concatenate([W_fc]))
+    W_c_prevT = W_fc.copy()
     W_hc = np.ascontiguousarray(W_hc)  # BLAS reads a column slice of W markedly slower
     W_x = np.array([W_hx, W_fx])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_f(t)

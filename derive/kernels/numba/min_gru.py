@@ -110,7 +110,7 @@ def forward(
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
     xs = np.array(xs)
-    W_u, b_u, W_h, b_h = (params[k] for k in ('W_u', 'b_u', 'W_h', 'b_h'))
+    W_u, b_u, W_h, b_h = params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
 
     # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z_u(t), h(t).
@@ -206,7 +206,7 @@ def backward(
     n_h = cache['Gu'].shape[2]
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_u, b_u, W_h, b_h = (params[k] for k in ('W_u', 'b_u', 'W_h', 'b_h'))
+    W_u, b_u, W_h, b_h = params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     Gu_seq = cache['Gu']
     c_seq = cache['c']

@@ -130,7 +130,7 @@ def forward(
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
     xs = np.array(xs)
-    W_f, b_f, W_i, b_i, W_h, b_h = (params[k] for k in ('W_f', 'b_f', 'W_i', 'b_i', 'W_h', 'b_h'))
+    W_f, b_f, W_i, b_i, W_h, b_h = params['W_f'], params['b_f'], params['W_i'], params['b_i'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
 
     # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z_f(t), z_i(t), h(t).
@@ -273,7 +273,7 @@ def backward(
     n_h = cache['Gf'].shape[2]
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_f, b_f, W_i, b_i, W_h, b_h = (params[k] for k in ('W_f', 'b_f', 'W_i', 'b_i', 'W_h', 'b_h'))
+    W_f, b_f, W_i, b_i, W_h, b_h = params['W_f'], params['b_f'], params['W_i'], params['b_i'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     Gf_seq = cache['Gf']
     Gi_seq = cache['Gi']

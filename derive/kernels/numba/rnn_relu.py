@@ -92,7 +92,7 @@ def forward(
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
     xs = np.array(xs)
-    W_a, b_a = (params[k] for k in ('W_a', 'b_a'))
+    W_a, b_a = params['W_a'], params['b_a']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_aa, W_ax = W_a[:, :n_h], W_a[:, n_h:]
 
@@ -104,7 +104,7 @@ def forward(
     W_x = np.array([W_ax.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(1, T * B, n_h))
     # the blocks acting on a(t-1), side by side: one GEMM per step
-    W_a_prev = np.ascontiguousarray(np.hstack([W_aa.T]))
+    W_a_prev = W_aa.T.copy()
     _forward_steps(Z, a_seq, W_a_prev, b_a)
 
     ys = a_seq[1:]
@@ -167,12 +167,12 @@ def backward(
     n_h = cache['a'].shape[2]
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_a, b_a = (params[k] for k in ('W_a', 'b_a'))
+    W_a, b_a = params['W_a'], params['b_a']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_aa, W_ax = W_a[:, :n_h], W_a[:, n_h:]
     a_seq = cache['a']
 
-    W_a_prevT = np.ascontiguousarray(np.concatenate([W_aa]))
+    W_a_prevT = W_aa.copy()
     W_x = np.array([W_ax])  # stacked
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_a(t)
     dZ = np.empty((1, T, B, n_h), dtype)
