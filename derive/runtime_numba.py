@@ -239,18 +239,7 @@ def _inside01(dtype, expm1_neg):  # noqa: ANN001, ANN202
     return impl
 
 
-@njit(cache=True, error_model="numpy")
-def column_sums(a, out):  # noqa: ANN001, ANN201
-    """out[j] = Σ_i a[i, j] (a bias gradient: δz summed over steps and batch)."""
-    out[:] = 0
-    for i in range(a.shape[0]):
-        row = a[i]
-        for j in range(out.shape[0]):
-            out[j] += row[j]
-    return out
-
-
-__all__ = ["column_sums", "dot", "hard_sigmoid", "inside01", "relu", "sigmoid", "softplus", "step", "tanh"]
+__all__ = ["dot", "hard_sigmoid", "inside01", "relu", "sigmoid", "softplus", "step", "tanh"]
 
 
 @njit(cache=True, error_model="numpy")

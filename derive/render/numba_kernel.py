@@ -556,7 +556,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
     _emit_backward(src, kernel, backward)
     body = src.text()
     used = [f for f in _RUNTIME if f"{f}(" in body.split("\n# <runtime_numba import>", 1)[-1]]
-    used += [f for f in ("column_sums", "dot") if f"{f}(" in body]
+    used += ["dot"] if "dot(" in body else []
     line = f"from derive.runtime_numba import {', '.join(sorted(used))}" if used else ""
     lines = body.split("\n")
     lines[runtime_at] = line
