@@ -29,10 +29,9 @@ def bench() -> ModuleType:
 
 def test_plan_products_match_the_structure(bench: ModuleType) -> None:
     """The Numba floor's per-step products are the structural ones for every
-    cell, and the others the same multiply-adds; only the bias sums differ."""
-    for line in bench.compare_floors(list(derive.NAMES), (7, 3, 5, 6)):
-        assert "per-step" not in line and "all-steps" not in line, line
-        assert "bias sums" in line, line
+    cell, and the others the same multiply-adds (neither has bias sums: the
+    NumPy floor never had them, the Numba kernel sums them in its loops)."""
+    assert bench.compare_floors(list(derive.NAMES), (7, 3, 5, 6)) == []
 
 
 def test_numba_floor_computes_the_products(bench: ModuleType) -> None:
