@@ -30,6 +30,8 @@ from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
+from derive import runtime
+
 _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
 _FLAGS = {**_OPTIONS, "cache": True}
 
@@ -239,7 +241,24 @@ def _inside01(dtype, expm1_neg):  # noqa: ANN001, ANN202
     return impl
 
 
-__all__ = ["dot", "hard_sigmoid", "inside01", "relu", "sigmoid", "softplus", "step", "tanh"]
+__all__ = ["all_finite", "dot", "hard_sigmoid", "inside01", "relu", "sigmoid", "softplus", "step", "tanh"]
+
+
+@njit(cache=True, error_model="numpy")
+def all_finite(a):  # noqa: ANN001, ANN201
+    """True when the C-contiguous array ``a`` holds no NaN and no inf: v − v is
+    0 for a finite v and NaN otherwise, and an and of comparisons vectorises
+    (a sum would not: LLVM keeps the order of float additions)."""
+    flat = a.ravel()
+    zero = flat.dtype.type(0)
+    ok = True
+    for i in range(flat.size):
+        v = flat[i]
+        ok &= (v - v) == zero
+    return ok
+
+
+runtime.use_compiled_finite(all_finite)  # the input checks of every kernel, NumPy's too, use it from now on
 
 
 @njit(cache=True, error_model="numpy")

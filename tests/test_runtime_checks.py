@@ -11,10 +11,12 @@ with warnings as errors).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
 
+from derive import runtime
 from derive.runtime import check_params, check_sequence, check_states
 
 SHAPES = {"W": ("n_h", "n_h+n_x"), "b": ("n_h",), "v": (2, "n_x")}
@@ -138,3 +140,48 @@ def test_a_layout_seen_before_is_still_checked_value_by_value() -> None:
     # and the layout still passes afterwards, with the sizes of its first call
     sizes, dtype = check_params(params, SHAPES)
     assert (sizes.values, sizes.origin, dtype) == ({"n_h": 4, "n_x": 3}, {"n_h": "W", "n_x": "W"}, np.dtype(np.float64))
+
+
+@pytest.fixture(params=["numpy sum", "compiled"])
+def finite_test(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Each way the checks tell finite arrays fast: one NumPy sum, or the
+    compiled test derive.runtime_numba installs (Numba installed only)."""
+    saved = runtime._COMPILED_FINITE
+    if request.param == "compiled":
+        runtime_numba = pytest.importorskip("derive.runtime_numba")
+        runtime.use_compiled_finite(runtime_numba.all_finite)
+    else:
+        runtime.use_compiled_finite(None)
+    yield request.param
+    runtime.use_compiled_finite(saved)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_either_finite_test_refuses_nan_and_inf_with_the_same_message(finite_test: str, dtype: type) -> None:
+    """Params (on a first call and on a layout seen before), a sequence and a
+    state holding a NaN or an inf are refused with the exact message; a
+    transposed (not C-contiguous) array takes the NumPy path and is refused
+    the same way; finite values whose sum overflows pass."""
+    params = _params(dtype)
+    check_params(params, SHAPES)
+    for bad, what in ((np.nan, "1 NaN and 0 inf"), (np.inf, "0 NaN and 1 inf"), (-np.inf, "0 NaN and 1 inf")):
+        for first_call in (False, True):
+            shapes = dict(SHAPES) if first_call else SHAPES  # a new dict: a layout never seen
+            broken = {**params, "W": params["W"].copy()}
+            broken["W"][1, 5] = bad
+            with pytest.raises(ValueError, match=re.escape(f"params['W']: expected finite values, got {what} (first at index (1, 5))")):
+                check_params(broken, shapes)
+            transposed = {**params, "v": np.asfortranarray(params["v"])}
+            transposed["v"][1, 2] = bad
+            with pytest.raises(ValueError, match=re.escape(f"params['v']: expected finite values, got {what} (first at index (1, 2))")):
+                check_params(transposed, shapes)
+        xs = np.zeros((2, 3, 3), dtype)
+        xs[1, 2, 0] = bad
+        with pytest.raises(ValueError, match=re.escape(f"xs: expected finite values, got {what} (first at index (1, 2, 0))")):
+            check_sequence("xs", xs, (None, None, 3), dtype)
+        state = np.zeros((3, 4), dtype)
+        state[2, 3] = bad
+        with pytest.raises(ValueError, match=re.escape(f"state0['c']: expected finite values, got {what} (first at index (2, 3))")):
+            check_states("state0", {"c": state}, ["c"], (3, 4), np.dtype(dtype))
+    big = np.full((2, 3, 3), np.finfo(dtype).max / 2, dtype)
+    assert check_sequence("xs", big, (None, None, 3), dtype) is big
