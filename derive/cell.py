@@ -252,7 +252,8 @@ class CellBuilder:
         if name.startswith(("d_", "matmul_", "_")):
             # δv is named d_v by the derivation and the kernels: a vector d_c would collide with δc
             raise self._error(f"the name {name!r} is reserved (d_… names the gradients, matmul_… and _… the kernels' products)", name)
-        if (keyword.iskeyword(name) or name in _RESERVED or name.endswith(("_seq", "_steps"))
+        # <s>_next: d_<s>_next is the kernels' gradient carried back to state s (a bias a_next broke δa0)
+        if (keyword.iskeyword(name) or name in _RESERVED or name.endswith(("_seq", "_steps", "_next"))
                 or (in_loops and (name in _RESERVED_IN_LOOPS or _CONSTANT_NAME.fullmatch(name)))
                 or name.startswith(_RESERVED_PREFIXES) or re.fullmatch(r"shared\d+", name)):
             raise self._error(f"the name {name!r} is reserved (a Python keyword or a name the kernels use)", name)

@@ -92,7 +92,7 @@ def test_both_backends_compute_the_same(label: str, cell: derive.Cell, dtype: ty
     _numba_or_skip()
     ours, ref = kernels.load(cell, backend="numba"), kernels.load(cell)
     rng = np.random.default_rng(5)
-    T, B, n_x, n_h = 7, 3, 4, 21  # n_h: one vectorised run of 16 elements, and 5 after it
+    T, B, n_x, n_h = 7, 3, 4, 21  # n_h: whole SIMD vectors, and elements after them
     params = {k: (rng.normal(scale=0.6, size=v.shape)).astype(dtype) for k, v in ref.init_params(n_x, n_h).items()}
     xs = rng.normal(size=(T, B, n_x)).astype(dtype)
     state0 = {s: rng.normal(scale=0.5, size=(B, n_h)).astype(dtype) for s in ref.STATES}
@@ -156,12 +156,12 @@ def test_a_numba_kernel_names_the_runtime_it_was_made_with(monkeypatch: pytest.M
     assert kernels.generate(derive.cell("gru"), backend="numba") != before
 
 
-@pytest.mark.parametrize("bias", ["b", "j", "z_b", "a_prevW_b", "a_next_b"])
-def test_a_bias_named_like_a_local_of_the_compiled_loops_is_read_as_itself(bias: str) -> None:
-    """The compiled loops add each bias and sum its gradient in place, so they
-    read the bias by an argument name: one that the loop index b or j or a
-    row view (z_b, a_prevW_b, a_next_b) already holds would silently read
-    that instead. Both backends must agree."""
+@pytest.mark.parametrize("bias", ["b", "j", "z_b", "a_next_b"])
+def test_a_bias_whose_gradient_is_named_like_a_local_of_the_loop_is_summed_apart(bias: str) -> None:
+    """The backward loop sums each bias's gradient into an argument named
+    after it (d_<bias>): for z_b or a_next_b that name is already a row view
+    of the loop (d_z_b, d_a_next_b), which would silently receive the sum.
+    Both backends must agree."""
     _numba_or_skip()
     builder = derive.CellBuilder("bias_names", "Bias names", "A cell whose biases are named like the kernels' locals.")
     x, a_prev = builder.input("x"), builder.state("a")
@@ -178,3 +178,20 @@ def test_a_bias_named_like_a_local_of_the_compiled_loops_is_read_as_itself(bias:
     grads, grads_ref = ours.backward(cache, dys), ref.backward(cache_ref, dys)
     for k in grads_ref:
         assert rel_error(grads[k], grads_ref[k]) < 1e-12, k
+
+
+@pytest.mark.parametrize("name", derive.NAMES)
+def test_the_compiled_loops_receive_only_c_contiguous_arrays(name: str) -> None:
+    """Every array the wrappers hand to the compiled loops is C-contiguous:
+    an F-ordered one (a concatenate of transposed blocks is one) makes Numba
+    compile a second version of the loop, whose products run slower."""
+    _numba_or_skip()
+    kernel = kernels.load(name, backend="numba")
+    rng = np.random.default_rng(0)
+    params = kernel.init_params(3, 4)
+    ys, cache = kernel.forward(params, rng.normal(size=(5, 2, 3)))
+    kernel.backward(cache, rng.normal(size=ys.shape))
+    for steps in (kernel._forward_steps, kernel._backward_steps):
+        for signature in steps.signatures:
+            layouts = {str(t) for t in signature if getattr(t, "layout", "C") != "C"}
+            assert not layouts, f"{name} {steps.__name__}: {sorted(layouts)}"

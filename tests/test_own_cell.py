@@ -462,3 +462,21 @@ def test_a_name_a_kernel_binds_is_refused(name: str) -> None:
     with pytest.raises(CellError, match=f"the name '{name}' is reserved"):
         b.node(name, sigmoid(b.affine("z_g", "W_g", [x], "b_g")))
     del c_prev
+
+
+@pytest.mark.parametrize("kind", ["bias", "weight", "parameter", "vector"])
+def test_a_name_ending_in_next_is_refused(kind: str) -> None:
+    """d_<name> is the kernels' name for the gradient of a parameter or a
+    vector, and d_<s>_next the gradient carried back to state s: a bias
+    named c_next had the NumPy and Numba kernels return its gradient as δc0."""
+    b = CellBuilder("bad", "bad", "", source="bad_cell.py")
+    x, c_prev = b.input("x"), b.state("c")
+    with pytest.raises(CellError, match="the name 'c_next' is reserved"):
+        if kind == "bias":
+            b.affine("z", "W", [x, c_prev], "c_next")
+        elif kind == "weight":
+            b.affine("z", "c_next", [x, c_prev], "b")
+        elif kind == "parameter":
+            b.param("c_next")
+        else:
+            b.node("c_next", c_prev * 2)

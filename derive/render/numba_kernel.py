@@ -15,9 +15,10 @@ arrays (``Z`` and ``dZ`` as ``(k, T, B, n_h)`` blocks, the caches as
   over the batch rows and the n_h elements of a row (1-D row views indexed
   by the bare loop variable, so that LLVM vectorises it), each statement
   printed on one scalar under the equation it computes;
-* the biases are added, and their gradients summed, in those loops: a pass
-  over Z before the loop and a product after it cost more than the work
-  at a small shape (a NumPy call is ~1 µs);
+* the bias gradients are summed in the backward loop, rather than by a
+  product after it (a NumPy call is ~1 µs, more than the work at a small
+  shape); the biases themselves are added by one pass over Z before the
+  forward loop, which vectorises better (see ``_emit_forward``);
 * σ and tanh are :mod:`derive.runtime_numba`'s, which vectorise (Numba's
   own ``np.tanh`` is a scalar C-library call); σ is computed on z itself,
   so the σ blocks are not halved as the NumPy kernel's are;
@@ -48,13 +49,11 @@ from .plan import (
 from .text import CellTextPrinter
 
 _JIT = "@numba.njit(cache=True, error_model='numpy')"
-_RUN = 16
-"""Elements of a row per vectorised run of a fused loop (16 float32, 2 × 8 float64 with AVX-512)."""
 _MARK = "\x00"
-"""Around an argument named after a parameter (a bias, its gradient) while a
+"""Around an argument named after a parameter (a bias's gradient) while a
 compiled function is printed: its name there is chosen once the function's
-other names are known (:func:`_name_marked`), so that a bias called ``b``
-or ``z_b`` does not read the loop index or a row view."""
+other names are known (:func:`_name_marked`), so that the gradient of a bias
+called ``a_next`` is not the carried ``d_a_next``."""
 _CONSTANT_NAMES = {sympy.Integer(0): "zero", sympy.Integer(1): "one", sympy.Integer(2): "two",
                    sympy.Rational(1, 2): "half"}
 _RUNTIME = ("sigmoid", "tanh", "relu", "softplus", "hard_sigmoid", "step", "inside01")
@@ -168,12 +167,7 @@ class _Step:
         self.lines.append("        for b in range(B):")
         for row, array in self.rows.items():
             self.lines.append(f"            {row} = {array}")
-        # LLVM vectorises a loop of unknown length 2 or 4 vectors at a time and leaves the rest to a
-        # scalar loop: all of a 16-float row. Runs of a known length 16 are vectorised whole.
-        self.lines.append(f"            for j0 in range(0, n_h - n_h % {_RUN}, {_RUN}):")
-        self.lines.append(f"                for j in range(j0, j0 + {_RUN}):")
-        self.lines += ["                    " + line for line in self.body]
-        self.lines.append(f"            for j in range(n_h - n_h % {_RUN}, n_h):  # the last n_h % {_RUN} elements: the same")
+        self.lines.append("            for j in range(n_h):")
         self.lines += ["                " + line for line in self.body]
         self.rows, self.body, self.scalars = {}, [], set()
 
@@ -261,7 +255,6 @@ class _Forward(_Step):
         self.adds: dict[int, list[str]] = {}  # block -> GEMM output rows still to add into it
         self.value: dict[int, str] = {}  # block -> the scalar holding it in the group
         self.dirty: set[int] = set()  # blocks whose scalar differs from their Z row
-        self.biased: set[int] = set()  # blocks whose bias an earlier group of the step added
         for b in kernel.blocks:
             self.where.setdefault(b.node, f"Z[{b.index}, t, b]")
 
@@ -280,11 +273,6 @@ class _Forward(_Step):
         for array in self.adds.pop(i, []):
             terms.append(f"{self.row(_row_name(array), array)}[j]")
             self.dirty.add(i)
-        bias = self.plan.blocks[i].bias
-        if bias and i not in self.biased:  # added here, in the loop, rather than in a pass over Z before it
-            terms.append(f"{_marked(bias)}[j]")
-            self.biased.add(i)
-            self.dirty.add(i)
         self.body.append(f"{name} = {' + '.join(terms)}")
         self.scalars.add(name)
         self.value[i] = name
@@ -301,8 +289,7 @@ class _Forward(_Step):
                 Assign: self.assign}
         for statement in self.plan.forward:
             step[type(statement)](statement)
-        # a block whose GEMM output or bias nothing read (not in the built-in cells): Z still gets its value
-        for i in sorted(set(self.adds) | {b.index for b in self.plan.blocks if b.bias and b.index not in self.biased}):
+        for i in sorted(self.adds):  # a block whose GEMM output nothing read (not in the built-in cells)
             self.block(i)
         self.close()
         return self.lines
@@ -626,8 +613,7 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     own = [c for c in kernel.cached if c.block is None]
     weights = [f"W_{sw.state}" for sw in kernel.state_weights] + [f"{nw.weight}T" for nw in kernel.node_weights]
     weights = list(dict.fromkeys(weights))
-    biases = [_marked(b.bias) for b in kernel.blocks if b.bias]
-    args = ["Z", *(seq[c.name] for c in own), *weights, *kernel.per_element, *biases]
+    args = ["Z", *(seq[c.name] for c in own), *weights, *kernel.per_element]
     # the compiled step loop
     _emit_steps_function(src, "_forward_steps", args, step, "Z", "range(T)",
                          ['"""The time loop of ``forward``: fills Z (the gates in place) and the caches."""'])
@@ -660,7 +646,7 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     projection = kernel.input_projection
     kx = len(projection.blocks)
     if kx:
-        src("# the input parts of every step at once, one GEMM per block (the loop adds the biases)", 1)
+        src("# the input parts of every step at once, one GEMM per block, then the biases", 1)
         src(f"W_x = np.array([{', '.join(f'{b.x_weight}.T' for b in projection.blocks)}])  # stacked (np.array: np.stack is slower)", 1)
         out = "Z" if kx == k else f"Z[:{kx}]"
         src(f"np.matmul(xs.reshape(T * B, n_x), W_x, out={out}.reshape({kx}, T * B, n_h))", 1)
@@ -668,12 +654,18 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
         src("Z[...] = 0", 1)
     if projection.others and kx:
         src(f"Z[{kx}:] = 0", 1)
+    # one pass over Z: a bias read in the fused loop is one more array there, and LLVM, which must then
+    # check more pairs of arrays for overlap, stops vectorising the loop (float32 GRU medium: 2× slower)
+    biases = [b.bias or "np.zeros(n_h, dtype)" for b in kernel.blocks]
+    if any(b.bias for b in kernel.blocks):
+        src(f"Z += np.array([{', '.join(biases)}])[:, None, None, :]", 1)
     for sw in kernel.state_weights:
         src(f"# the blocks acting on {CellTextPrinter(cell).doprint(sympy.Symbol(sw.state))}, side by side: one GEMM per step", 1)
         if len(sw.weights) == 1:
             src(f"W_{sw.state} = {sw.weights[0]}.T.copy()", 1)
         else:
-            src(f"W_{sw.state} = np.concatenate([{', '.join(w + '.T' for w in sw.weights)}], axis=1)", 1)
+            src(f"W_{sw.state} = np.empty((n_h, {len(sw.weights)} * n_h), dtype)  # C order: a concatenate of transposes is F", 1)
+            src(f"np.concatenate([{', '.join(w + '.T' for w in sw.weights)}], axis=1, out=W_{sw.state})", 1)
     for nw in dict.fromkeys(f"{nw.weight}T = np.ascontiguousarray({nw.weight}.T)" for nw in kernel.node_weights):
         src(nw, 1)
     src(f"_forward_steps({', '.join(_unmarked(args))})", 1)

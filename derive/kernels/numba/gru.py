@@ -54,7 +54,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT, b_h, b_r, b_u):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -72,27 +72,13 @@ def _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT, b_h, b_r, b_u)
             c_prevW1_b = c_prevW[b, 1 * n_h:2 * n_h]
             c_prev_b = c_seq[t, b]
             r_c_b = r_c_seq[t, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # G_r(t) = σ(z_r(t))
-                    z_r = z_r_b[j] + c_prevW0_b[j] + b_r[j]
-                    Gr = sigmoid(z_r)
-                    z_r_b[j] = Gr
-                    # G_u(t) = σ(z_u(t))
-                    z_u = z_u_b[j] + c_prevW1_b[j] + b_u[j]
-                    Gu = sigmoid(z_u)
-                    z_u_b[j] = Gu
-                    # r_c(t) = G_r(t) ⊙ c(t-1)
-                    c_prev = c_prev_b[j]
-                    r_c = Gr*c_prev
-                    r_c_b[j] = r_c
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # G_r(t) = σ(z_r(t))
-                z_r = z_r_b[j] + c_prevW0_b[j] + b_r[j]
+                z_r = z_r_b[j] + c_prevW0_b[j]
                 Gr = sigmoid(z_r)
                 z_r_b[j] = Gr
                 # G_u(t) = σ(z_u(t))
-                z_u = z_u_b[j] + c_prevW1_b[j] + b_u[j]
+                z_u = z_u_b[j] + c_prevW1_b[j]
                 Gu = sigmoid(z_u)
                 z_u_b[j] = Gu
                 # r_c(t) = G_r(t) ⊙ c(t-1)
@@ -108,23 +94,9 @@ def _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT, b_h, b_r, b_u)
             c_prev_b = c_seq[t, b]
             mix_c_b = mix_c_seq[t, b]
             c_next_b = c_seq[t + 1, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # h(t) = tanh(z_h(t))
-                    z_h = z_h_b[j] + r_cW_b[j] + b_h[j]
-                    h = tanh(z_h)
-                    z_h_b[j] = h
-                    # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
-                    Gu = Gu_b[j]
-                    c_prev = c_prev_b[j]
-                    # as c(t-1) + G_u(t) ⊙ (h(t) - c(t-1))
-                    mix_c = (h - c_prev)*Gu  # kept for backward
-                    mix_c_b[j] = mix_c
-                    c = c_prev + mix_c
-                    c_next_b[j] = c
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # h(t) = tanh(z_h(t))
-                z_h = z_h_b[j] + r_cW_b[j] + b_h[j]
+                z_h = z_h_b[j] + r_cW_b[j]
                 h = tanh(z_h)
                 z_h_b[j] = h
                 # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
@@ -169,13 +141,15 @@ def forward(
     c_seq = np.empty((T + 1, B, n_h), dtype)
     mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
+    # the input parts of every step at once, one GEMM per block, then the biases
     W_x = np.array([W_hx.T, W_rx.T, W_ux.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(3, T * B, n_h))
+    Z += np.array([b_h, b_r, b_u])[:, None, None, :]
     # the blocks acting on c(t-1), side by side: one GEMM per step
-    W_c_prev = np.concatenate([W_rc.T, W_uc.T], axis=1)
+    W_c_prev = np.empty((n_h, 2 * n_h), dtype)  # C order: a concatenate of transposes is F
+    np.concatenate([W_rc.T, W_uc.T], axis=1, out=W_c_prev)
     W_hcT = np.ascontiguousarray(W_hc.T)
-    _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT, b_h, b_r, b_u)
+    _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -203,22 +177,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, c
             Gu_b = Gu_seq[t, b]
             h_b = h_seq[t, b]
             d_z_h_b = dZ[0, t, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δc(t) = δc(t)[via t+1] + δy(t)
-                    d_c_next = d_c_next_b[j]
-                    d_y = d_y_b[j]
-                    d_c = d_c_next + d_y
-                    d_c_buf_b[j] = d_c
-                    # δh(t) = δc(t) ⊙ G_u(t)
-                    Gu = Gu_b[j]
-                    d_h = Gu*d_c
-                    # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
-                    h = h_b[j]
-                    d_z_h = d_h*(one - h*h)
-                    d_z_h_b[j] = d_z_h
-                    d_b_h[j] += d_z_h
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δc(t) = δc(t)[via t+1] + δy(t)
                 d_c_next = d_c_next_b[j]
                 d_y = d_y_b[j]
@@ -246,31 +205,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, c
             r_c_b = r_c_seq[t, b]
             d_z_r_b = dZ[1, t, b]
             dZ_c_prev0_b = dZ_c_prev[b, 0 * n_h:1 * n_h]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1)) (computed within δz_u(t))
-                    # δz_u(t) = δG_u(t) ⊙ G_u(t) ⊙ (1 - G_u(t))
-                    # (with mix_c = G_u(t) ⊙ (h(t) - c(t-1)), from the forward pass)
-                    Gu = Gu_b[j]
-                    d_c = d_c_b[j]
-                    shared0 = d_c*(one - Gu)  # shared: δc(t) ⊙ (1 - G_u(t))
-                    shared0_buf_b[j] = shared0
-                    mix_c = mix_c_b[j]
-                    d_z_u = mix_c*shared0
-                    d_z_u_b[j] = d_z_u
-                    d_b_u[j] += d_z_u
-                    dZ_c_prev1_b[j] = d_z_u
-                    # δG_r(t) = δr_c(t) ⊙ c(t-1) (computed within δz_r(t))
-                    # δz_r(t) = δG_r(t) ⊙ G_r(t) ⊙ (1 - G_r(t))
-                    # (with r_c = G_r(t) ⊙ c(t-1), from the forward pass)
-                    Gr = Gr_b[j]
-                    d_r_c = d_r_c_b[j]
-                    r_c = r_c_b[j]
-                    d_z_r = d_r_c*r_c*(one - Gr)
-                    d_z_r_b[j] = d_z_r
-                    d_b_r[j] += d_z_r
-                    dZ_c_prev0_b[j] = d_z_r
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1)) (computed within δz_u(t))
                 # δz_u(t) = δG_u(t) ⊙ G_u(t) ⊙ (1 - G_u(t))
                 # (with mix_c = G_u(t) ⊙ (h(t) - c(t-1)), from the forward pass)
@@ -301,16 +236,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, c
             matmul_c_prev_b = matmul_c_prev_out[b]
             shared0_b = shared0_buf[b]
             carried_c_b = carried_c[b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δc(t-1)[via t] = δr_c(t) ⊙ G_r(t) + δc(t) ⊙ (1 - G_u(t)) + W_rcᵀ δz_r(t) + W_ucᵀ δz_u(t)
-                    Gr = Gr_b[j]
-                    d_r_c = d_r_c_b[j]
-                    matmul_c_prev = matmul_c_prev_b[j]
-                    shared0 = shared0_b[j]
-                    d_c_prev = Gr*d_r_c + matmul_c_prev + shared0
-                    carried_c_b[j] = d_c_prev
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δc(t-1)[via t] = δr_c(t) ⊙ G_r(t) + δc(t) ⊙ (1 - G_u(t)) + W_rcᵀ δz_r(t) + W_ucᵀ δz_u(t)
                 Gr = Gr_b[j]
                 d_r_c = d_r_c_b[j]

@@ -55,7 +55,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev, b_hx, b_r, b_z, b_hc):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -79,47 +79,18 @@ def _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev, b_hx, b_r,
             c_prev_b = c_seq[t, b]
             mix_c_b = mix_c_seq[t, b]
             c_next_b = c_seq[t + 1, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # G_r(t) = σ(z_r(t))
-                    z_r = z_r_b[j] + c_prevW0_b[j] + b_r[j]
-                    Gr = sigmoid(z_r)
-                    z_r_b[j] = Gr
-                    # G_z(t) = σ(z_z(t))
-                    z_z = z_z_b[j] + c_prevW1_b[j] + b_z[j]
-                    Gz = sigmoid(z_z)
-                    z_z_b[j] = Gz
-                    # z_hx(t) = W_hx x(t) + b_hx (before the loop)
-                    z_hx = z_hx_b[j] + b_hx[j]
-                    z_hc = z_hc_b[j] + c_prevW2_b[j] + b_hc[j]
-                    # z_h(t) = z_hx(t) + G_r(t) ⊙ z_hc(t)
-                    Gr_z_hc = Gr*z_hc  # kept for backward
-                    Gr_z_hc_b[j] = Gr_z_hc
-                    z_h = Gr_z_hc + z_hx
-                    # h(t) = tanh(z_h(t))
-                    h = tanh(z_h)
-                    h_b[j] = h
-                    # c(t) = G_z(t) ⊙ c(t-1) + (1 - G_z(t)) ⊙ h(t)
-                    c_prev = c_prev_b[j]
-                    # as h(t) + G_z(t) ⊙ (c(t-1) - h(t))
-                    mix_c = (c_prev - h)*Gz  # kept for backward
-                    mix_c_b[j] = mix_c
-                    c = h + mix_c
-                    c_next_b[j] = c
-                    z_hx_b[j] = z_hx
-                    z_hc_b[j] = z_hc
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # G_r(t) = σ(z_r(t))
-                z_r = z_r_b[j] + c_prevW0_b[j] + b_r[j]
+                z_r = z_r_b[j] + c_prevW0_b[j]
                 Gr = sigmoid(z_r)
                 z_r_b[j] = Gr
                 # G_z(t) = σ(z_z(t))
-                z_z = z_z_b[j] + c_prevW1_b[j] + b_z[j]
+                z_z = z_z_b[j] + c_prevW1_b[j]
                 Gz = sigmoid(z_z)
                 z_z_b[j] = Gz
                 # z_hx(t) = W_hx x(t) + b_hx (before the loop)
-                z_hx = z_hx_b[j] + b_hx[j]
-                z_hc = z_hc_b[j] + c_prevW2_b[j] + b_hc[j]
+                z_hx = z_hx_b[j]
+                z_hc = z_hc_b[j] + c_prevW2_b[j]
                 # z_h(t) = z_hx(t) + G_r(t) ⊙ z_hc(t)
                 Gr_z_hc = Gr*z_hc  # kept for backward
                 Gr_z_hc_b[j] = Gr_z_hc
@@ -134,7 +105,6 @@ def _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev, b_hx, b_r,
                 mix_c_b[j] = mix_c
                 c = h + mix_c
                 c_next_b[j] = c
-                z_hx_b[j] = z_hx
                 z_hc_b[j] = z_hc
 
 
@@ -169,13 +139,15 @@ def forward(
     Gr_z_hc_seq = np.empty((T, B, n_h), dtype)
     mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
+    # the input parts of every step at once, one GEMM per block, then the biases
     W_x = np.array([W_hx.T, W_rx.T, W_zx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z[:3].reshape(3, T * B, n_h))
     Z[3:] = 0
+    Z += np.array([b_hx, b_r, b_z, b_hc])[:, None, None, :]
     # the blocks acting on c(t-1), side by side: one GEMM per step
-    W_c_prev = np.concatenate([W_rc.T, W_zc.T, W_hc.T], axis=1)
-    _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev, b_hx, b_r, b_z, b_hc)
+    W_c_prev = np.empty((n_h, 3 * n_h), dtype)  # C order: a concatenate of transposes is F
+    np.concatenate([W_rc.T, W_zc.T, W_hc.T], axis=1, out=W_c_prev)
+    _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -210,44 +182,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_se
             Gr_z_hc_b = Gr_z_hc_seq[t, b]
             d_z_r_b = dZ[1, t, b]
             dZ_c_prev0_b = dZ_c_prev[b, 0 * n_h:1 * n_h]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δc(t) = δc(t)[via t+1] + δy(t)
-                    d_c_next = d_c_next_b[j]
-                    d_y = d_y_b[j]
-                    d_c = d_c_next + d_y
-                    d_c_buf_b[j] = d_c
-                    # δh(t) = δc(t) ⊙ (1 - G_z(t))
-                    Gz = Gz_b[j]
-                    d_h = d_c*(one - Gz)
-                    # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
-                    h = h_b[j]
-                    d_z_h = d_h*(one - h*h)
-                    d_z_h_b[j] = d_z_h
-                    d_b_hx[j] += d_z_h
-                    # δz_hc(t) = δz_h(t) ⊙ G_r(t)
-                    Gr = Gr_b[j]
-                    d_z_hc = Gr*d_z_h
-                    d_z_hc_b[j] = d_z_hc
-                    d_b_hc[j] += d_z_hc
-                    dZ_c_prev2_b[j] = d_z_hc
-                    # δG_z(t) = δc(t) ⊙ (c(t-1) - h(t)) (computed within δz_z(t))
-                    # δz_z(t) = δG_z(t) ⊙ G_z(t) ⊙ (1 - G_z(t))
-                    # (with mix_c = G_z(t) ⊙ (c(t-1) - h(t)), from the forward pass)
-                    mix_c = mix_c_b[j]
-                    d_z_z = d_h*mix_c
-                    d_z_z_b[j] = d_z_z
-                    d_b_z[j] += d_z_z
-                    dZ_c_prev1_b[j] = d_z_z
-                    # δG_r(t) = δz_h(t) ⊙ z_hc(t) (computed within δz_r(t))
-                    # δz_r(t) = δG_r(t) ⊙ G_r(t) ⊙ (1 - G_r(t))
-                    # (with Gr_z_hc = G_r(t) ⊙ z_hc(t), from the forward pass)
-                    Gr_z_hc = Gr_z_hc_b[j]
-                    d_z_r = Gr_z_hc*d_z_h*(one - Gr)
-                    d_z_r_b[j] = d_z_r
-                    d_b_r[j] += d_z_r
-                    dZ_c_prev0_b[j] = d_z_r
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δc(t) = δc(t)[via t+1] + δy(t)
                 d_c_next = d_c_next_b[j]
                 d_y = d_y_b[j]
@@ -290,15 +225,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_se
             d_c_b = d_c_buf[b]
             matmul_c_prev_b = matmul_c_prev_out[b]
             carried_c_b = carried_c[b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δc(t-1)[via t] = δc(t) ⊙ G_z(t) + W_hcᵀ δz_hc(t) + W_rcᵀ δz_r(t) + W_zcᵀ δz_z(t)
-                    Gz = Gz_b[j]
-                    d_c = d_c_b[j]
-                    matmul_c_prev = matmul_c_prev_b[j]
-                    d_c_prev = Gz*d_c + matmul_c_prev
-                    carried_c_b[j] = d_c_prev
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δc(t-1)[via t] = δc(t) ⊙ G_z(t) + W_hcᵀ δz_hc(t) + W_rcᵀ δz_r(t) + W_zcᵀ δz_z(t)
                 Gz = Gz_b[j]
                 d_c = d_c_b[j]

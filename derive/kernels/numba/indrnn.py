@@ -48,7 +48,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, c_seq, u, b_):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, c_seq, u):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -57,23 +57,13 @@ def _forward_steps(Z, c_seq, u, b_):  # noqa: ANN001, ANN202 - compiled by Numba
             z_b = Z[0, t, b]
             c_prev_b = c_seq[t, b]
             c_next_b = c_seq[t + 1, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # z(t) = W x(t) + b (before the loop)
-                    z = z_b[j] + b_[j]
-                    # c(t) = relu(z(t) + c(t-1) ⊙ u)
-                    c_prev = c_prev_b[j]
-                    c = relu(c_prev*u[j] + z)
-                    c_next_b[j] = c
-                    z_b[j] = z
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # z(t) = W x(t) + b (before the loop)
-                z = z_b[j] + b_[j]
+                z = z_b[j]
                 # c(t) = relu(z(t) + c(t-1) ⊙ u)
                 c_prev = c_prev_b[j]
                 c = relu(c_prev*u[j] + z)
                 c_next_b[j] = c
-                z_b[j] = z
 
 
 def forward(
@@ -99,10 +89,11 @@ def forward(
     Z = np.empty((1, T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
+    # the input parts of every step at once, one GEMM per block, then the biases
     W_x = np.array([W.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(1, T * B, n_h))
-    _forward_steps(Z, c_seq, u, b)
+    Z += np.array([b])[:, None, None, :]
+    _forward_steps(Z, c_seq, u)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -123,24 +114,7 @@ def _backward_steps(dZ, dys, c_seq, carried_c, u, d_u, d_b):  # noqa: ANN001, AN
             c_b = c_seq[t + 1, b]
             d_z_b = dZ[0, t, b]
             c_prev_b = c_seq[t, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δc(t) = δc(t)[via t+1] + δy(t)
-                    d_c_next = d_c_next_b[j]
-                    d_y = d_y_b[j]
-                    d_c = d_c_next + d_y
-                    # δz(t) = δc(t) ⊙ step(c(t))
-                    c = c_b[j]
-                    d_z = d_c*step(c)
-                    d_z_b[j] = d_z
-                    d_b[j] += d_z
-                    # δu += Σ_batch δc(t) ⊙ c(t-1) ⊙ step(c(t))
-                    c_prev = c_prev_b[j]
-                    d_u[j] += c_prev*d_c*step(c)
-                    # δc(t-1)[via t] = δc(t) ⊙ u ⊙ step(c(t))
-                    d_c_prev = d_z*u[j]
-                    d_c_next_b[j] = d_c_prev
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δc(t) = δc(t)[via t+1] + δy(t)
                 d_c_next = d_c_next_b[j]
                 d_y = d_y_b[j]

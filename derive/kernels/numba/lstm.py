@@ -57,7 +57,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_prev, b_i, b_f, b_o, b_h):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_prev):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -84,53 +84,21 @@ def _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_pre
             c_next_b = c_seq[t + 1, b]
             tanh_c_b = tanh_c_seq[t, b]
             a_next_b = a_seq[t + 1, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # G_i(t) = σ(z_i(t))
-                    z_i = z_i_b[j] + a_prevW0_b[j] + b_i[j]
-                    Gi = sigmoid(z_i)
-                    z_i_b[j] = Gi
-                    # G_f(t) = σ(z_f(t))
-                    z_f = z_f_b[j] + a_prevW1_b[j] + b_f[j]
-                    Gf = sigmoid(z_f)
-                    z_f_b[j] = Gf
-                    # G_o(t) = σ(z_o(t))
-                    z_o = z_o_b[j] + a_prevW2_b[j] + b_o[j]
-                    Go = sigmoid(z_o)
-                    z_o_b[j] = Go
-                    # h(t) = tanh(z_h(t))
-                    z_h = z_h_b[j] + a_prevW3_b[j] + b_h[j]
-                    h = tanh(z_h)
-                    z_h_b[j] = h
-                    # c(t) = G_f(t) ⊙ c(t-1) + G_i(t) ⊙ h(t)
-                    c_prev = c_prev_b[j]
-                    Gf_c_prev = Gf*c_prev  # kept for backward
-                    Gf_c_prev_b[j] = Gf_c_prev
-                    Gi_h = Gi*h  # kept for backward
-                    Gi_h_b[j] = Gi_h
-                    c = Gf_c_prev + Gi_h
-                    c_next_b[j] = c
-                    # tanh_c(t) = tanh(c(t))
-                    tanh_c = tanh(c)
-                    tanh_c_b[j] = tanh_c
-                    # a(t) = G_o(t) ⊙ tanh_c(t)
-                    a = Go*tanh_c
-                    a_next_b[j] = a
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # G_i(t) = σ(z_i(t))
-                z_i = z_i_b[j] + a_prevW0_b[j] + b_i[j]
+                z_i = z_i_b[j] + a_prevW0_b[j]
                 Gi = sigmoid(z_i)
                 z_i_b[j] = Gi
                 # G_f(t) = σ(z_f(t))
-                z_f = z_f_b[j] + a_prevW1_b[j] + b_f[j]
+                z_f = z_f_b[j] + a_prevW1_b[j]
                 Gf = sigmoid(z_f)
                 z_f_b[j] = Gf
                 # G_o(t) = σ(z_o(t))
-                z_o = z_o_b[j] + a_prevW2_b[j] + b_o[j]
+                z_o = z_o_b[j] + a_prevW2_b[j]
                 Go = sigmoid(z_o)
                 z_o_b[j] = Go
                 # h(t) = tanh(z_h(t))
-                z_h = z_h_b[j] + a_prevW3_b[j] + b_h[j]
+                z_h = z_h_b[j] + a_prevW3_b[j]
                 h = tanh(z_h)
                 z_h_b[j] = h
                 # c(t) = G_f(t) ⊙ c(t-1) + G_i(t) ⊙ h(t)
@@ -186,12 +154,14 @@ def forward(
     Gi_h_seq = np.empty((T, B, n_h), dtype)
     a_seq[0] = state0['a']
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
+    # the input parts of every step at once, one GEMM per block, then the biases
     W_x = np.array([W_ix.T, W_fx.T, W_ox.T, W_hx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(4, T * B, n_h))
+    Z += np.array([b_i, b_f, b_o, b_h])[:, None, None, :]
     # the blocks acting on a(t-1), side by side: one GEMM per step
-    W_a_prev = np.concatenate([W_ia.T, W_fa.T, W_oa.T, W_ha.T], axis=1)
-    _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_prev, b_i, b_f, b_o, b_h)
+    W_a_prev = np.empty((n_h, 4 * n_h), dtype)  # C order: a concatenate of transposes is F
+    np.concatenate([W_ia.T, W_fa.T, W_oa.T, W_ha.T], axis=1, out=W_a_prev)
+    _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_prev)
 
     ys = a_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -228,57 +198,7 @@ def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a
             Gi_h_b = Gi_h_seq[t, b]
             d_z_i_b = dZ[0, t, b]
             dZ_a_prev0_b = dZ_a_prev[b, 0 * n_h:1 * n_h]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δa(t) = δa(t)[via t+1] + δy(t)
-                    d_a_next = d_a_next_b[j]
-                    d_y = d_y_b[j]
-                    d_a = d_a_next + d_y
-                    # δtanh_c(t) = δa(t) ⊙ G_o(t)
-                    Go = Go_b[j]
-                    d_tanh_c = Go*d_a
-                    # δc(t) = δc(t)[via t+1] + δtanh_c(t) ⊙ (1 - tanh_c(t)²)
-                    d_c_next = d_c_next_b[j]
-                    tanh_c = tanh_c_b[j]
-                    d_c = d_c_next + d_tanh_c*(one - tanh_c*tanh_c)
-                    # δG_o(t) = δa(t) ⊙ tanh_c(t) (computed within δz_o(t))
-                    # δz_o(t) = δG_o(t) ⊙ G_o(t) ⊙ (1 - G_o(t))
-                    # (with a = G_o(t) ⊙ tanh_c(t), from the forward pass)
-                    a = a_b[j]
-                    d_z_o = a*d_a*(one - Go)
-                    d_z_o_b[j] = d_z_o
-                    d_b_o[j] += d_z_o
-                    dZ_a_prev2_b[j] = d_z_o
-                    # δh(t) = δc(t) ⊙ G_i(t)
-                    Gi = Gi_b[j]
-                    d_h = Gi*d_c
-                    # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
-                    h = h_b[j]
-                    d_z_h = d_h*(one - h*h)
-                    d_z_h_b[j] = d_z_h
-                    d_b_h[j] += d_z_h
-                    dZ_a_prev3_b[j] = d_z_h
-                    # δG_f(t) = δc(t) ⊙ c(t-1) (computed within δz_f(t))
-                    # δz_f(t) = δG_f(t) ⊙ G_f(t) ⊙ (1 - G_f(t))
-                    # (with Gf_c_prev = G_f(t) ⊙ c(t-1), from the forward pass)
-                    Gf = Gf_b[j]
-                    Gf_c_prev = Gf_c_prev_b[j]
-                    d_z_f = Gf_c_prev*d_c*(one - Gf)
-                    d_z_f_b[j] = d_z_f
-                    d_b_f[j] += d_z_f
-                    dZ_a_prev1_b[j] = d_z_f
-                    # δG_i(t) = δc(t) ⊙ h(t) (computed within δz_i(t))
-                    # δz_i(t) = δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t))
-                    # (with Gi_h = G_i(t) ⊙ h(t), from the forward pass)
-                    Gi_h = Gi_h_b[j]
-                    d_z_i = Gi_h*d_c*(one - Gi)
-                    d_z_i_b[j] = d_z_i
-                    d_b_i[j] += d_z_i
-                    dZ_a_prev0_b[j] = d_z_i
-                    # δc(t-1)[via t] = δc(t) ⊙ G_f(t)
-                    d_c_prev = Gf*d_c
-                    d_c_next_b[j] = d_c_prev
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δa(t) = δa(t)[via t+1] + δy(t)
                 d_a_next = d_a_next_b[j]
                 d_y = d_y_b[j]

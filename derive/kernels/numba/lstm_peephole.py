@@ -57,7 +57,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o, b_h, b_i, b_f, b_o):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -85,55 +85,24 @@ def _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev
             Go_b = Go_seq[t, b]
             tanh_c_b = tanh_c_seq[t, b]
             a_next_b = a_seq[t + 1, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # h(t) = tanh(z_h(t))
-                    z_h = z_h_b[j] + a_prevW0_b[j] + b_h[j]
-                    h = tanh(z_h)
-                    z_h_b[j] = h
-                    z_i = z_i_b[j] + a_prevW1_b[j] + b_i[j]
-                    # G_i(t) = σ(z_i(t) + c(t-1) ⊙ p_i)
-                    c_prev = c_prev_b[j]
-                    Gi = sigmoid(c_prev*p_i[j] + z_i)
-                    Gi_b[j] = Gi
-                    z_f = z_f_b[j] + a_prevW2_b[j] + b_f[j]
-                    # G_f(t) = σ(z_f(t) + c(t-1) ⊙ p_f)
-                    Gf = sigmoid(c_prev*p_f[j] + z_f)
-                    Gf_b[j] = Gf
-                    # c(t) = G_f(t) ⊙ c(t-1) + G_i(t) ⊙ h(t)
-                    c = Gf*c_prev + Gi*h
-                    c_next_b[j] = c
-                    z_o = z_o_b[j] + a_prevW3_b[j] + b_o[j]
-                    # G_o(t) = σ(z_o(t) + c(t) ⊙ p_o)
-                    Go = sigmoid(c*p_o[j] + z_o)
-                    Go_b[j] = Go
-                    # tanh_c(t) = tanh(c(t))
-                    tanh_c = tanh(c)
-                    tanh_c_b[j] = tanh_c
-                    # a(t) = G_o(t) ⊙ tanh_c(t)
-                    a = Go*tanh_c
-                    a_next_b[j] = a
-                    z_i_b[j] = z_i
-                    z_f_b[j] = z_f
-                    z_o_b[j] = z_o
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # h(t) = tanh(z_h(t))
-                z_h = z_h_b[j] + a_prevW0_b[j] + b_h[j]
+                z_h = z_h_b[j] + a_prevW0_b[j]
                 h = tanh(z_h)
                 z_h_b[j] = h
-                z_i = z_i_b[j] + a_prevW1_b[j] + b_i[j]
+                z_i = z_i_b[j] + a_prevW1_b[j]
                 # G_i(t) = σ(z_i(t) + c(t-1) ⊙ p_i)
                 c_prev = c_prev_b[j]
                 Gi = sigmoid(c_prev*p_i[j] + z_i)
                 Gi_b[j] = Gi
-                z_f = z_f_b[j] + a_prevW2_b[j] + b_f[j]
+                z_f = z_f_b[j] + a_prevW2_b[j]
                 # G_f(t) = σ(z_f(t) + c(t-1) ⊙ p_f)
                 Gf = sigmoid(c_prev*p_f[j] + z_f)
                 Gf_b[j] = Gf
                 # c(t) = G_f(t) ⊙ c(t-1) + G_i(t) ⊙ h(t)
                 c = Gf*c_prev + Gi*h
                 c_next_b[j] = c
-                z_o = z_o_b[j] + a_prevW3_b[j] + b_o[j]
+                z_o = z_o_b[j] + a_prevW3_b[j]
                 # G_o(t) = σ(z_o(t) + c(t) ⊙ p_o)
                 Go = sigmoid(c*p_o[j] + z_o)
                 Go_b[j] = Go
@@ -183,12 +152,14 @@ def forward(
     a_seq = np.empty((T + 1, B, n_h), dtype)
     a_seq[0] = state0['a']
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
+    # the input parts of every step at once, one GEMM per block, then the biases
     W_x = np.array([W_hx.T, W_ix.T, W_fx.T, W_ox.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(4, T * B, n_h))
+    Z += np.array([b_h, b_i, b_f, b_o])[:, None, None, :]
     # the blocks acting on a(t-1), side by side: one GEMM per step
-    W_a_prev = np.concatenate([W_ha.T, W_ia.T, W_fa.T, W_oa.T], axis=1)
-    _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o, b_h, b_i, b_f, b_o)
+    W_a_prev = np.empty((n_h, 4 * n_h), dtype)  # C order: a concatenate of transposes is F
+    np.concatenate([W_ha.T, W_ia.T, W_fa.T, W_oa.T], axis=1, out=W_a_prev)
+    _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o)
 
     ys = a_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -224,62 +195,7 @@ def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a
             d_z_i_b = dZ[1, t, b]
             dZ_a_prev1_b = dZ_a_prev[b, 1 * n_h:2 * n_h]
             c_b = c_seq[t + 1, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δa(t) = δa(t)[via t+1] + δy(t)
-                    d_a_next = d_a_next_b[j]
-                    d_y = d_y_b[j]
-                    d_a = d_a_next + d_y
-                    # δtanh_c(t) = δa(t) ⊙ G_o(t)
-                    Go = Go_b[j]
-                    d_tanh_c = Go*d_a
-                    # δG_o(t) = δa(t) ⊙ tanh_c(t)
-                    tanh_c = tanh_c_b[j]
-                    d_Go = d_a*tanh_c
-                    # δz_o(t) = δG_o(t) ⊙ G_o(t) ⊙ (1 - G_o(t))
-                    d_z_o = Go*d_Go*(one - Go)
-                    d_z_o_b[j] = d_z_o
-                    d_b_o[j] += d_z_o
-                    dZ_a_prev3_b[j] = d_z_o
-                    # δc(t) = δc(t)[via t+1] + δG_o(t) ⊙ G_o(t) ⊙ (1 - G_o(t)) ⊙ p_o + δtanh_c(t) ⊙ (1 - tanh_c(t)²)
-                    d_c_next = d_c_next_b[j]
-                    d_c = d_c_next + d_tanh_c*(one - tanh_c*tanh_c) + d_z_o*p_o[j]
-                    # δh(t) = δc(t) ⊙ G_i(t)
-                    Gi = Gi_b[j]
-                    d_h = Gi*d_c
-                    # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
-                    h = h_b[j]
-                    d_z_h = d_h*(one - h*h)
-                    d_z_h_b[j] = d_z_h
-                    d_b_h[j] += d_z_h
-                    dZ_a_prev0_b[j] = d_z_h
-                    # δG_f(t) = δc(t) ⊙ c(t-1)
-                    c_prev = c_prev_b[j]
-                    d_Gf = c_prev*d_c
-                    # δz_f(t) = δG_f(t) ⊙ G_f(t) ⊙ (1 - G_f(t))
-                    Gf = Gf_b[j]
-                    d_z_f = Gf*d_Gf*(one - Gf)
-                    d_z_f_b[j] = d_z_f
-                    d_b_f[j] += d_z_f
-                    dZ_a_prev2_b[j] = d_z_f
-                    # δG_i(t) = δc(t) ⊙ h(t)
-                    d_Gi = d_c*h
-                    # δz_i(t) = δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t))
-                    d_z_i = Gi*d_Gi*(one - Gi)
-                    d_z_i_b[j] = d_z_i
-                    d_b_i[j] += d_z_i
-                    dZ_a_prev1_b[j] = d_z_i
-                    # δp_i += Σ_batch δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t)) ⊙ c(t-1)
-                    d_p_i[j] += Gi*c_prev*d_Gi*(one - Gi)
-                    # δp_f += Σ_batch δG_f(t) ⊙ G_f(t) ⊙ (1 - G_f(t)) ⊙ c(t-1)
-                    d_p_f[j] += Gf*c_prev*d_Gf*(one - Gf)
-                    # δp_o += Σ_batch δG_o(t) ⊙ G_o(t) ⊙ (1 - G_o(t)) ⊙ c(t)
-                    c = c_b[j]
-                    d_p_o[j] += Go*c*d_Go*(one - Go)
-                    # δc(t-1)[via t] = δG_f(t) ⊙ G_f(t) ⊙ (1 - G_f(t)) ⊙ p_f + δc(t) ⊙ G_f(t) + δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t)) ⊙ p_i
-                    d_c_prev = Gf*d_c + d_z_f*p_f[j] + d_z_i*p_i[j]
-                    d_c_next_b[j] = d_c_prev
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δa(t) = δa(t)[via t+1] + δy(t)
                 d_a_next = d_a_next_b[j]
                 d_y = d_y_b[j]

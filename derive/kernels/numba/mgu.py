@@ -52,7 +52,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT, b_h, b_f):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -67,19 +67,9 @@ def _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT, b_h, b_f):  # noqa: ANN00
             c_prevW_b = c_prevW[b]
             c_prev_b = c_seq[t, b]
             f_c_b = f_c_seq[t, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # G_f(t) = σ(z_f(t))
-                    z_f = z_f_b[j] + c_prevW_b[j] + b_f[j]
-                    Gf = sigmoid(z_f)
-                    z_f_b[j] = Gf
-                    # f_c(t) = G_f(t) ⊙ c(t-1)
-                    c_prev = c_prev_b[j]
-                    f_c = Gf*c_prev
-                    f_c_b[j] = f_c
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # G_f(t) = σ(z_f(t))
-                z_f = z_f_b[j] + c_prevW_b[j] + b_f[j]
+                z_f = z_f_b[j] + c_prevW_b[j]
                 Gf = sigmoid(z_f)
                 z_f_b[j] = Gf
                 # f_c(t) = G_f(t) ⊙ c(t-1)
@@ -94,21 +84,9 @@ def _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT, b_h, b_f):  # noqa: ANN00
             Gf_b = Z[1, t, b]
             c_prev_b = c_seq[t, b]
             c_next_b = c_seq[t + 1, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # h(t) = tanh(z_h(t))
-                    z_h = z_h_b[j] + f_cW_b[j] + b_h[j]
-                    h = tanh(z_h)
-                    z_h_b[j] = h
-                    # c(t) = G_f(t) ⊙ h(t) + (1 - G_f(t)) ⊙ c(t-1)
-                    Gf = Gf_b[j]
-                    c_prev = c_prev_b[j]
-                    # as c(t-1) + G_f(t) ⊙ (h(t) - c(t-1))
-                    c = c_prev + (h - c_prev)*Gf
-                    c_next_b[j] = c
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # h(t) = tanh(z_h(t))
-                z_h = z_h_b[j] + f_cW_b[j] + b_h[j]
+                z_h = z_h_b[j] + f_cW_b[j]
                 h = tanh(z_h)
                 z_h_b[j] = h
                 # c(t) = G_f(t) ⊙ h(t) + (1 - G_f(t)) ⊙ c(t-1)
@@ -148,13 +126,14 @@ def forward(
     f_c_seq = np.empty((T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
+    # the input parts of every step at once, one GEMM per block, then the biases
     W_x = np.array([W_hx.T, W_fx.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(2, T * B, n_h))
+    Z += np.array([b_h, b_f])[:, None, None, :]
     # the blocks acting on c(t-1), side by side: one GEMM per step
     W_c_prev = W_fc.T.copy()
     W_hcT = np.ascontiguousarray(W_hc.T)
-    _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT, b_h, b_f)
+    _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -181,22 +160,7 @@ def _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, carried_c, W_hc, W_c
             Gf_b = Gf_seq[t, b]
             h_b = h_seq[t, b]
             d_z_h_b = dZ[0, t, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δc(t) = δc(t)[via t+1] + δy(t)
-                    d_c_next = d_c_next_b[j]
-                    d_y = d_y_b[j]
-                    d_c = d_c_next + d_y
-                    d_c_buf_b[j] = d_c
-                    # δh(t) = δc(t) ⊙ G_f(t)
-                    Gf = Gf_b[j]
-                    d_h = Gf*d_c
-                    # δz_h(t) = δh(t) ⊙ (1 - h(t)²)
-                    h = h_b[j]
-                    d_z_h = d_h*(one - h*h)
-                    d_z_h_b[j] = d_z_h
-                    d_b_h[j] += d_z_h
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δc(t) = δc(t)[via t+1] + δy(t)
                 d_c_next = d_c_next_b[j]
                 d_y = d_y_b[j]
@@ -220,22 +184,7 @@ def _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, carried_c, W_hc, W_c
             Gf_b = Gf_seq[t, b]
             shared0_buf_b = shared0_buf[b]
             d_z_f_b = dZ[1, t, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δG_f(t) = δf_c(t) ⊙ c(t-1) + δc(t) ⊙ (h(t) - c(t-1))
-                    c_prev = c_prev_b[j]
-                    d_c = d_c_b[j]
-                    d_f_c = d_f_c_b[j]
-                    h = h_b[j]
-                    d_Gf = c_prev*d_f_c + d_c*(-c_prev + h)
-                    # δz_f(t) = δG_f(t) ⊙ G_f(t) ⊙ (1 - G_f(t))
-                    Gf = Gf_b[j]
-                    shared0 = one - Gf  # shared: 1 - G_f(t)
-                    shared0_buf_b[j] = shared0
-                    d_z_f = Gf*d_Gf*shared0
-                    d_z_f_b[j] = d_z_f
-                    d_b_f[j] += d_z_f
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δG_f(t) = δf_c(t) ⊙ c(t-1) + δc(t) ⊙ (h(t) - c(t-1))
                 c_prev = c_prev_b[j]
                 d_c = d_c_b[j]
@@ -258,17 +207,7 @@ def _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, carried_c, W_hc, W_c
             matmul_c_prev_b = matmul_c_prev_out[b]
             shared0_b = shared0_buf[b]
             carried_c_b = carried_c[b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δc(t-1)[via t] = δf_c(t) ⊙ G_f(t) + δc(t) ⊙ (1 - G_f(t)) + W_fcᵀ δz_f(t)
-                    Gf = Gf_b[j]
-                    d_c = d_c_b[j]
-                    d_f_c = d_f_c_b[j]
-                    matmul_c_prev = matmul_c_prev_b[j]
-                    shared0 = shared0_b[j]
-                    d_c_prev = Gf*d_f_c + d_c*shared0 + matmul_c_prev
-                    carried_c_b[j] = d_c_prev
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δc(t-1)[via t] = δf_c(t) ⊙ G_f(t) + δc(t) ⊙ (1 - G_f(t)) + W_fcᵀ δz_f(t)
                 Gf = Gf_b[j]
                 d_c = d_c_b[j]

@@ -50,7 +50,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, c_seq, mix_c_seq, b_u, b_h):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, c_seq, mix_c_seq):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -61,29 +61,13 @@ def _forward_steps(Z, c_seq, mix_c_seq, b_u, b_h):  # noqa: ANN001, ANN202 - com
             c_prev_b = c_seq[t, b]
             mix_c_b = mix_c_seq[t, b]
             c_next_b = c_seq[t + 1, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # G_u(t) = σ(z_u(t))
-                    z_u = z_u_b[j] + b_u[j]
-                    Gu = sigmoid(z_u)
-                    z_u_b[j] = Gu
-                    # h(t) = W_h x(t) + b_h (before the loop)
-                    h = h_b[j] + b_h[j]
-                    # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
-                    c_prev = c_prev_b[j]
-                    # as c(t-1) + G_u(t) ⊙ (h(t) - c(t-1))
-                    mix_c = (h - c_prev)*Gu  # kept for backward
-                    mix_c_b[j] = mix_c
-                    c = c_prev + mix_c
-                    c_next_b[j] = c
-                    h_b[j] = h
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # G_u(t) = σ(z_u(t))
-                z_u = z_u_b[j] + b_u[j]
+                z_u = z_u_b[j]
                 Gu = sigmoid(z_u)
                 z_u_b[j] = Gu
                 # h(t) = W_h x(t) + b_h (before the loop)
-                h = h_b[j] + b_h[j]
+                h = h_b[j]
                 # c(t) = G_u(t) ⊙ h(t) + (1 - G_u(t)) ⊙ c(t-1)
                 c_prev = c_prev_b[j]
                 # as c(t-1) + G_u(t) ⊙ (h(t) - c(t-1))
@@ -91,7 +75,6 @@ def _forward_steps(Z, c_seq, mix_c_seq, b_u, b_h):  # noqa: ANN001, ANN202 - com
                 mix_c_b[j] = mix_c
                 c = c_prev + mix_c
                 c_next_b[j] = c
-                h_b[j] = h
 
 
 def forward(
@@ -120,10 +103,11 @@ def forward(
     c_seq = np.empty((T + 1, B, n_h), dtype)
     mix_c_seq = np.empty((T, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
+    # the input parts of every step at once, one GEMM per block, then the biases
     W_x = np.array([W_u.T, W_h.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(2, T * B, n_h))
-    _forward_steps(Z, c_seq, mix_c_seq, b_u, b_h)
+    Z += np.array([b_u, b_h])[:, None, None, :]
+    _forward_steps(Z, c_seq, mix_c_seq)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -146,28 +130,7 @@ def _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, carried_c, d_b_u, d_b_h):
             d_h_b = dZ[1, t, b]
             mix_c_b = mix_c_seq[t, b]
             d_z_u_b = dZ[0, t, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δc(t) = δc(t)[via t+1] + δy(t)
-                    d_c_next = d_c_next_b[j]
-                    d_y = d_y_b[j]
-                    d_c = d_c_next + d_y
-                    # δh(t) = δc(t) ⊙ G_u(t)
-                    Gu = Gu_b[j]
-                    d_h = Gu*d_c
-                    d_h_b[j] = d_h
-                    d_b_h[j] += d_h
-                    # δG_u(t) = δc(t) ⊙ (h(t) - c(t-1)) (computed within δz_u(t))
-                    # δz_u(t) = δG_u(t) ⊙ G_u(t) ⊙ (1 - G_u(t))
-                    # (with mix_c = G_u(t) ⊙ (h(t) - c(t-1)), from the forward pass)
-                    shared0 = d_c*(one - Gu)  # shared: δc(t) ⊙ (1 - G_u(t))
-                    mix_c = mix_c_b[j]
-                    d_z_u = mix_c*shared0
-                    d_z_u_b[j] = d_z_u
-                    d_b_u[j] += d_z_u
-                    # δc(t-1)[via t] = δc(t) ⊙ (1 - G_u(t))
-                    d_c_next_b[j] = shared0
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δc(t) = δc(t)[via t+1] + δy(t)
                 d_c_next = d_c_next_b[j]
                 d_y = d_y_b[j]

@@ -54,7 +54,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq, b_f, b_i, b_h):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -67,40 +67,17 @@ def _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq, b_f, b_i, b_h):  # noqa: ANN001
             Gi_n_b = Gi_n_seq[t, b]
             c_prev_b = c_seq[t, b]
             c_next_b = c_seq[t + 1, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # G_f(t) = σ(z_f(t))
-                    z_f = z_f_b[j] + b_f[j]
-                    Gf = sigmoid(z_f)
-                    z_f_b[j] = Gf
-                    # G_i(t) = σ(z_i(t))
-                    z_i = z_i_b[j] + b_i[j]
-                    Gi = sigmoid(z_i)
-                    z_i_b[j] = Gi
-                    # h(t) = W_h x(t) + b_h (before the loop)
-                    h = h_b[j] + b_h[j]
-                    # G_f'(t) = G_f(t) ⊙ (G_f(t) + G_i(t))^-1
-                    Gf_n = Gf/(Gf + Gi)
-                    Gf_n_b[j] = Gf_n
-                    # G_i'(t) = G_i(t) ⊙ (G_f(t) + G_i(t))^-1
-                    Gi_n = Gi/(Gf + Gi)
-                    Gi_n_b[j] = Gi_n
-                    # c(t) = G_f'(t) ⊙ c(t-1) + G_i'(t) ⊙ h(t)
-                    c_prev = c_prev_b[j]
-                    c = Gf_n*c_prev + Gi_n*h
-                    c_next_b[j] = c
-                    h_b[j] = h
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # G_f(t) = σ(z_f(t))
-                z_f = z_f_b[j] + b_f[j]
+                z_f = z_f_b[j]
                 Gf = sigmoid(z_f)
                 z_f_b[j] = Gf
                 # G_i(t) = σ(z_i(t))
-                z_i = z_i_b[j] + b_i[j]
+                z_i = z_i_b[j]
                 Gi = sigmoid(z_i)
                 z_i_b[j] = Gi
                 # h(t) = W_h x(t) + b_h (before the loop)
-                h = h_b[j] + b_h[j]
+                h = h_b[j]
                 # G_f'(t) = G_f(t) ⊙ (G_f(t) + G_i(t))^-1
                 Gf_n = Gf/(Gf + Gi)
                 Gf_n_b[j] = Gf_n
@@ -111,7 +88,6 @@ def _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq, b_f, b_i, b_h):  # noqa: ANN001
                 c_prev = c_prev_b[j]
                 c = Gf_n*c_prev + Gi_n*h
                 c_next_b[j] = c
-                h_b[j] = h
 
 
 def forward(
@@ -143,10 +119,11 @@ def forward(
     Gi_n_seq = np.empty((T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
     c_seq[0] = state0['c']
-    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
+    # the input parts of every step at once, one GEMM per block, then the biases
     W_x = np.array([W_f.T, W_i.T, W_h.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(3, T * B, n_h))
-    _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq, b_f, b_i, b_h)
+    Z += np.array([b_f, b_i, b_h])[:, None, None, :]
+    _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq)
 
     ys = c_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -175,47 +152,7 @@ def _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, c
             d_z_i_b = dZ[1, t, b]
             d_z_f_b = dZ[0, t, b]
             Gf_n_b = Gf_n_seq[t, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δc(t) = δc(t)[via t+1] + δy(t)
-                    d_c_next = d_c_next_b[j]
-                    d_y = d_y_b[j]
-                    d_c = d_c_next + d_y
-                    # δG_i'(t) = δc(t) ⊙ h(t)
-                    h = h_b[j]
-                    d_Gi_n = d_c*h
-                    # δG_f'(t) = δc(t) ⊙ c(t-1)
-                    c_prev = c_prev_b[j]
-                    d_Gf_n = c_prev*d_c
-                    # δh(t) = δc(t) ⊙ G_i'(t)
-                    Gi_n = Gi_n_b[j]
-                    d_h = Gi_n*d_c
-                    d_h_b[j] = d_h
-                    d_b_h[j] += d_h
-                    # δG_i(t) = δG_i'(t) ⊙ ((G_f(t) + G_i(t))^-1 - G_i(t) ⊙ (G_f(t) + G_i(t))^-2) - δG_f'(t) ⊙ G_f(t) ⊙ (G_f(t) + G_i(t))^-2
-                    Gf = Gf_b[j]
-                    Gi = Gi_b[j]
-                    shared0 = Gf + Gi  # shared: G_f(t) + G_i(t)
-                    shared1 = (-one)/(shared0)  # shared: -(G_f(t) + G_i(t))^-1
-                    shared2 = shared0**-two  # shared: (G_f(t) + G_i(t))^-2
-                    shared3 = Gi*shared2  # shared: G_i(t) ⊙ (G_f(t) + G_i(t))^-2
-                    shared4 = Gf*shared2  # shared: G_f(t) ⊙ (G_f(t) + G_i(t))^-2
-                    d_Gi = -d_Gf_n*shared4 + d_Gi_n*(-shared1 - shared3)
-                    # δz_i(t) = δG_i(t) ⊙ G_i(t) ⊙ (1 - G_i(t))
-                    d_z_i = Gi*d_Gi*(one - Gi)
-                    d_z_i_b[j] = d_z_i
-                    d_b_i[j] += d_z_i
-                    # δG_f(t) = δG_f'(t) ⊙ ((G_f(t) + G_i(t))^-1 - G_f(t) ⊙ (G_f(t) + G_i(t))^-2) - δG_i'(t) ⊙ G_i(t) ⊙ (G_f(t) + G_i(t))^-2
-                    d_Gf = d_Gf_n*(-shared1 - shared4) - d_Gi_n*shared3
-                    # δz_f(t) = δG_f(t) ⊙ G_f(t) ⊙ (1 - G_f(t))
-                    d_z_f = Gf*d_Gf*(one - Gf)
-                    d_z_f_b[j] = d_z_f
-                    d_b_f[j] += d_z_f
-                    # δc(t-1)[via t] = δc(t) ⊙ G_f'(t)
-                    Gf_n = Gf_n_b[j]
-                    d_c_prev = Gf_n*d_c
-                    d_c_next_b[j] = d_c_prev
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δc(t) = δc(t)[via t+1] + δy(t)
                 d_c_next = d_c_next_b[j]
                 d_y = d_y_b[j]

@@ -48,7 +48,7 @@ def init_params(n_x: int, n_h: int, *, seed: int = 0, dtype: Any = np.float64) -
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _forward_steps(Z, a_seq, W_a_prev, b_a):  # noqa: ANN001, ANN202 - compiled by Numba
+def _forward_steps(Z, a_seq, W_a_prev):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``forward``: fills Z (the gates in place) and the caches."""
     _, T, B, n_h = Z.shape
     dtype = Z.dtype
@@ -61,15 +61,8 @@ def _forward_steps(Z, a_seq, W_a_prev, b_a):  # noqa: ANN001, ANN202 - compiled 
             z_a_b = Z[0, t, b]
             a_prevW_b = a_prevW[b]
             a_next_b = a_seq[t + 1, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    z_a = z_a_b[j] + a_prevW_b[j] + b_a[j]
-                    # a(t) = tanh(z_a(t))
-                    a = tanh(z_a)
-                    a_next_b[j] = a
-                    z_a_b[j] = z_a
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
-                z_a = z_a_b[j] + a_prevW_b[j] + b_a[j]
+            for j in range(n_h):
+                z_a = z_a_b[j] + a_prevW_b[j]
                 # a(t) = tanh(z_a(t))
                 a = tanh(z_a)
                 a_next_b[j] = a
@@ -100,12 +93,13 @@ def forward(
     Z = np.empty((1, T, B, n_h), dtype)
     a_seq = np.empty((T + 1, B, n_h), dtype)
     a_seq[0] = state0['a']
-    # the input parts of every step at once, one GEMM per block (the loop adds the biases)
+    # the input parts of every step at once, one GEMM per block, then the biases
     W_x = np.array([W_ax.T])  # stacked (np.array: np.stack is slower)
     np.matmul(xs.reshape(T * B, n_x), W_x, out=Z.reshape(1, T * B, n_h))
+    Z += np.array([b_a])[:, None, None, :]
     # the blocks acting on a(t-1), side by side: one GEMM per step
     W_a_prev = W_aa.T.copy()
-    _forward_steps(Z, a_seq, W_a_prev, b_a)
+    _forward_steps(Z, a_seq, W_a_prev)
 
     ys = a_seq[1:]
     ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
@@ -126,18 +120,7 @@ def _backward_steps(dZ, dys, a_seq, carried_a, W_a_prevT, d_b_a):  # noqa: ANN00
             d_y_b = dys[t, b]
             a_b = a_seq[t + 1, b]
             d_z_a_b = dZ[0, t, b]
-            for j0 in range(0, n_h - n_h % 16, 16):
-                for j in range(j0, j0 + 16):
-                    # δa(t) = δa(t)[via t+1] + δy(t)
-                    d_a_next = d_a_next_b[j]
-                    d_y = d_y_b[j]
-                    d_a = d_a_next + d_y
-                    # δz_a(t) = δa(t) ⊙ (1 - a(t)²)
-                    a = a_b[j]
-                    d_z_a = d_a*(one - a*a)
-                    d_z_a_b[j] = d_z_a
-                    d_b_a[j] += d_z_a
-            for j in range(n_h - n_h % 16, n_h):  # the last n_h % 16 elements: the same
+            for j in range(n_h):
                 # δa(t) = δa(t)[via t+1] + δy(t)
                 d_a_next = d_a_next_b[j]
                 d_y = d_y_b[j]
