@@ -39,8 +39,8 @@ Two tables, forward+backward first, then forward alone. Their columns:
   block fed by x(t)), the state and node GEMMs of every forward step and
   the adjoint GEMMs of every backward step inside a loop over t, then δx (one
   GEMM per block) and the weight gradients (one per column block, the δz
-  operand a transposed view as in the kernel); the kernel adds the biases
-  and sums their gradients in its loops. All through ``np.dot`` on 2-D contiguous
+  operand a transposed view as in the kernel); the kernel sums the bias
+  gradients in its backward loop. All through ``np.dot`` on 2-D contiguous
   arrays of the row's dtype, into preallocated outputs. The kernel runs the
   products before and after its loops with NumPy (same shapes, NumPy's
   OpenBLAS); the floor runs them all through Numba's ``np.dot`` (SciPy's
@@ -189,7 +189,7 @@ def plan_gemms(cell: derive.Cell, T: int, B: int, n_x: int, n_h: int) -> tuple[l
         backward += [Gemm(T * B, n_h, n_x) for _ in plan.input_grad.blocks]
     for g in plan.weight_grads:
         backward += [Gemm(n_h, T * B, width(part), 1, transposed=True) for part in g.parts]
-    return forward, backward  # the biases and their gradients: in the compiled loops
+    return forward, backward  # the bias gradients: summed in the compiled backward loop
 
 
 def compare_floors(cells: list[str], shape: tuple[int, int, int, int]) -> list[str]:

@@ -30,7 +30,8 @@ def bench() -> ModuleType:
 def test_plan_products_match_the_structure(bench: ModuleType) -> None:
     """The Numba floor's per-step products are the structural ones for every
     cell, and the others the same multiply-adds (neither has bias sums: the
-    NumPy floor never had them, the Numba kernel sums them in its loops)."""
+    NumPy floor never had them, the Numba kernel sums them in its backward
+    loop)."""
     assert bench.compare_floors(list(derive.NAMES), (7, 3, 5, 6)) == []
 
 
