@@ -241,6 +241,32 @@ def test_forget_bias_zero_is_the_memory_experiments_lstm(quick: Path) -> None:
     assert keeps == sorted(keeps) and keeps[0] < 0.7 < keeps[-1]  # a larger bias keeps more at first
 
 
+def test_forget_bias_at_zero_measures_the_memory_run_instead_of_training_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given the memory experiment's run of the same model (what ``all``
+    passes on), forget-bias at bias 0 measures it: the same figures as
+    training it again, and no training."""
+    from derive.experiments import forget_bias as fb
+    from derive.experiments.memory import MemoryJob, run_memory_job
+
+    config = replace(QUICK_TRAINING, steps=30)
+    # the losses themselves in place of the step they are learnt at (never, in 30 steps)
+    monkeypatch.setattr(fb, "learnt_at", lambda losses, bound: (len(losses), sum(losses)))
+    expected = fb.run_forget_bias_job(fb.ForgetBiasJob("lstm", 0.0, 0, 8, config))
+    memory_run = run_memory_job(MemoryJob("lstm", 8, 0, config, keep_params=True))
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(fb, "train", no_training)
+    jobs = fb.forget_bias_jobs(["lstm"], (0.0, 1.0), [0, 1], 8, config, {("lstm", 0): memory_run})
+    assert [job.trained is not None for job in jobs] == [True, False, False, False]
+    assert fb.run_forget_bias_job(jobs[0]) == expected
+    with pytest.raises(ValueError, match="model is the one at bias 0, not at 1"):
+        fb.run_forget_bias_job(replace(jobs[2], trained=memory_run))
+
+
 def test_gates_of_the_shown_sequence_are_its_marked_steps(quick: Path) -> None:
     data = json.loads((quick / "gates.json").read_text(encoding="utf-8"))["data"]
     xs, targets = tasks.test_set(20, 100)
