@@ -2,16 +2,16 @@
 
 For each cell and sequence length, at the experiments' shapes (the batch and
 hidden size of ``derive experiment``'s full training: B = 64, n_x = 2, n_h of
-the ~1200-parameter model), one training step of :func:`derive.experiments.train.train`
-is timed whole, and its kernel calls alone (``forward`` then ``backward`` on
-the same shapes); the difference is the time spent outside the kernels (the
-batch, the readout and loss, clipping, Adam). For the Numba backend, the
-share of the kernel's time spent inside its compiled step loops is measured
-too (the rest of a Numba kernel is NumPy and Python: the checks of its
-arguments, copies, the input projection and the weight gradients).
+the ~1200-parameter model), training runs of :func:`derive.experiments.train.train`
+are timed whole and, within them, the time spent in the kernel's ``forward``
+and ``backward``; the rest is the time spent outside the kernels (the batch,
+the readout and loss, clipping, Adam). For the Numba backend, the share of
+the kernel's time spent inside its compiled step loops is measured too (the
+rest of a Numba kernel is NumPy and Python: the checks of its arguments,
+copies, the input projection and the weight gradients).
 
 Columns: ``step`` and ``kernel`` in µs per step (median of ``--repeat``
-rounds), ``out`` the share of the step outside the kernels, ``loops`` the
+training runs of ``--steps`` steps), ``out`` the share of the step outside the kernels, ``loops`` the
 share of the Numba kernel in its compiled loops; the last line sums every row
 (the experiments train every cell at every length for the same number of
 steps, so the sums weigh the rows as a run of ``derive experiment memory``
@@ -31,15 +31,13 @@ import importlib.util
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import replace
 from types import ModuleType
 
-import numpy as np
-
-from derive.experiments import CELLS
-from derive.experiments.train import FULL_TRAINING, Model, hidden_size, train
-from derive.experiments.tasks import adding_problem
+from derive.experiments import CELLS, load_kernel
+from derive.experiments.train import FULL_TRAINING, hidden_size, train
 from derive.kernels import BACKENDS
 
 
@@ -54,67 +52,63 @@ def _one_blas_thread() -> None:
     threadpool_limits(1)
 
 
-def _median_seconds(function: Callable[[], object], calls: int, repeat: int) -> float:
-    """Median over ``repeat`` rounds of the time of one of ``calls`` calls."""
-    rounds = []
-    for _ in range(repeat):
-        start = time.perf_counter()
-        for _ in range(calls):
-            function()
-        rounds.append((time.perf_counter() - start) / calls)
-    return statistics.median(rounds)
-
-
-def _loop_share(kernel: ModuleType, step: Callable[[], object], calls: int) -> float | None:
-    """The share of ``step`` (a kernel's forward and backward) spent in its
-    compiled loops ``_forward_steps`` and ``_backward_steps``; None when the
-    kernel has none."""
-    names = [name for name in ("_forward_steps", "_backward_steps") if hasattr(kernel, name)]
-    if not names:
-        return None
-    inside = [0.0]
-    originals = {name: getattr(kernel, name) for name in names}
+@contextmanager
+def _timing(module: ModuleType, names: Sequence[str], spent: list[float]) -> Iterator[None]:
+    """Within the block, every call of ``module.<name>`` adds its time to
+    ``spent[0]`` (the callers look the functions up at each call)."""
+    originals = {name: getattr(module, name) for name in names}
 
     def timed(function: Callable[..., object]) -> Callable[..., object]:
-        def call(*args: object) -> object:
+        def call(*args: object, **kwargs: object) -> object:
             start = time.perf_counter()
-            result = function(*args)
-            inside[0] += time.perf_counter() - start
-            return result
+            try:
+                return function(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - start
 
         return call
 
     try:
         for name, function in originals.items():
-            setattr(kernel, name, timed(function))  # forward and backward look them up at each call
-        start = time.perf_counter()
-        for _ in range(calls):
-            step()
-        total = time.perf_counter() - start
+            setattr(module, name, timed(function))
+        yield
     finally:
         for name, function in originals.items():
-            setattr(kernel, name, function)
-    return inside[0] / total
+            setattr(module, name, function)
+
+
+LOOPS = ("_forward_steps", "_backward_steps")
+"""The compiled step loops of a Numba kernel."""
 
 
 def measure(cell: str, length: int, backend: str, steps: int, repeat: int) -> dict[str, float | None]:
-    """The times of one training step of ``cell`` at ``length`` on ``backend``."""
+    """One training step of ``cell`` at ``length`` on ``backend``: its time,
+    the time in the kernel's ``forward`` and ``backward`` and, on Numba, in
+    their compiled loops; medians over ``repeat`` runs of
+    :func:`~derive.experiments.train.train`, after one untimed run.
+
+    The kernel is timed inside real training runs, not by calling it in a
+    loop of its own: a loop doing nothing but allocate and free the same large
+    arrays makes the allocator hand memory back to the system and fault it in
+    again at every call (a thousand page faults per step for some shapes),
+    which training, allocating other arrays in between, does not do."""
     config = replace(FULL_TRAINING, steps=steps, backend=backend)
     train(cell, length, 0, replace(config, steps=2))  # loads (and compiles) the kernel
-    whole = _median_seconds(lambda: train(cell, length, 0, config), 1, repeat) / steps
-    model = Model.initial(cell, hidden_size(cell, config.param_target), 0, backend)
-    xs, _ = adding_problem(np.random.default_rng(0), length, config.batch)
-    ys, _ = model.kernel.forward(model.params, xs)
-    dys = np.zeros_like(ys)
-    dys[-1] = 1.0
-
-    def kernel_step() -> None:
-        _, cache = model.kernel.forward(model.params, xs)
-        model.kernel.backward(cache, dys)
-
-    kernel = _median_seconds(kernel_step, steps, repeat)
-    loops = _loop_share(model.kernel, kernel_step, steps) if backend == "numba" else None
-    return {"step": whole, "kernel": kernel, "loops": loops}
+    kernel = load_kernel(cell, backend)
+    loops = [name for name in LOOPS if hasattr(kernel, name)] if backend == "numba" else []
+    rounds: dict[str, list[float]] = {"step": [], "kernel": [], "loops": []}
+    for round_ in range(repeat + 1):
+        in_kernel, in_loops = [0.0], [0.0]
+        with _timing(kernel, ("forward", "backward"), in_kernel), _timing(kernel, loops, in_loops):
+            start = time.perf_counter()
+            train(cell, length, 0, config)
+            whole = time.perf_counter() - start
+        if round_:
+            rounds["step"].append(whole / steps)
+            rounds["kernel"].append(in_kernel[0] / steps)
+            rounds["loops"].append(in_loops[0] / in_kernel[0])
+    step, kernel_time = statistics.median(rounds["step"]), statistics.median(rounds["kernel"])
+    return {"step": step, "kernel": kernel_time, "loops": statistics.median(rounds["loops"]) if loops else None}
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
