@@ -13,6 +13,7 @@ import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -25,12 +26,12 @@ from derive.experiments.gates import gated_cells, keep_gate, measure
 from derive.experiments.gradient_flow import gradient_ratios, lags_up_to, states_at
 from derive.experiments.plots import finish_svg, scope_css
 from derive.experiments.results import plot_names
-from derive.experiments.optim import Adam, clip_by_global_norm, global_norm
-from derive.experiments.progress import Progress
+from derive.experiments.optim import Adam, FlatParameters, clip_by_global_norm, global_norm
+from derive.experiments.progress import Progress, run_jobs
 from derive.experiments.tables import markdown
 from derive.experiments import tasks
 from derive.experiments.tasks import BASELINE_MSE, adding_problem, baseline_mse
-from derive.experiments.train import FULL_TRAINING, Model, hidden_size, param_count
+from derive.experiments.train import FULL_TRAINING, QUICK_TRAINING, Model, hidden_size, param_count, train
 
 EXPERIMENTS = ("gradient-flow", "memory", "gates", "forget-bias")
 COMMITTED = Path(__file__).resolve().parent.parent / "docs" / "assets" / "generated" / "experiments"
@@ -240,6 +241,32 @@ def test_forget_bias_zero_is_the_memory_experiments_lstm(quick: Path) -> None:
     assert keeps == sorted(keeps) and keeps[0] < 0.7 < keeps[-1]  # a larger bias keeps more at first
 
 
+def test_forget_bias_at_zero_measures_the_memory_run_instead_of_training_it_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Given the memory experiment's run of the same model (what ``all``
+    passes on), forget-bias at bias 0 measures it: the same figures as
+    training it again, and no training."""
+    from derive.experiments import forget_bias as fb
+    from derive.experiments.memory import MemoryJob, run_memory_job
+
+    config = replace(QUICK_TRAINING, steps=30)
+    # the losses themselves in place of the step they are learnt at (never, in 30 steps)
+    monkeypatch.setattr(fb, "learnt_at", lambda losses, bound: (len(losses), sum(losses)))
+    expected = fb.run_forget_bias_job(fb.ForgetBiasJob("lstm", 0.0, 0, 8, config))
+    memory_run = run_memory_job(MemoryJob("lstm", 8, 0, config, keep_params=True))
+
+    def no_training(*args: object, **kwargs: object) -> None:
+        raise AssertionError("trained again")
+
+    monkeypatch.setattr(fb, "train", no_training)
+    jobs = fb.forget_bias_jobs(["lstm"], (0.0, 1.0), [0, 1], 8, config, {("lstm", 0): memory_run})
+    assert [job.trained is not None for job in jobs] == [True, False, False, False]
+    assert fb.run_forget_bias_job(jobs[0]) == expected
+    with pytest.raises(ValueError, match="model is the one at bias 0, not at 1"):
+        fb.run_forget_bias_job(replace(jobs[2], trained=memory_run))
+
+
 def test_gates_of_the_shown_sequence_are_its_marked_steps(quick: Path) -> None:
     data = json.loads((quick / "gates.json").read_text(encoding="utf-8"))["data"]
     xs, targets = tasks.test_set(20, 100)
@@ -435,6 +462,116 @@ def test_adam_first_step_moves_each_weight_by_the_learning_rate() -> None:
     params = {"w": np.array([1.0, -2.0, 3.0])}
     Adam(lr=0.1).step(params, {"w": np.array([5.0, -0.01, 0.0])})
     np.testing.assert_allclose(params["w"], [0.9, -1.9, 3.0], atol=1e-6)
+
+
+def test_flat_parameters_are_views_of_one_vector() -> None:
+    arrays = {"W": np.arange(6.0).reshape(2, 3), "b": np.array([7.0, 8.0]), "s": np.array(9.0)}
+    flat = FlatParameters(arrays)
+    np.testing.assert_array_equal(flat.flat, [0, 1, 2, 3, 4, 5, 7, 8, 9])
+    assert {k: v.shape for k, v in flat.views.items()} == {"W": (2, 3), "b": (2,), "s": ()}
+    flat.views["b"][1] = -1.0  # a view: the vector changes with it
+    assert flat.flat[7] == -1.0 and arrays["b"][1] == 8.0  # the arrays given were copied
+    grads = {"s": np.array(3.0), "W": np.ones((2, 3)), "b": np.array([1.0, 2.0])}  # any order: by name
+    out = np.empty(flat.size)
+    assert flat.gather(grads, out=out) is out
+    np.testing.assert_array_equal(out, [1, 1, 1, 1, 1, 1, 1, 2, 3])
+    np.testing.assert_array_equal(flat.split(out)["b"], [1.0, 2.0])
+    with pytest.raises(ValueError, match=r"arrays\['b'\]: expected shape \(2,\), got \(3,\)"):
+        flat.gather({**grads, "b": np.zeros(3)})
+    with pytest.raises(ValueError, match="an array named 's'"):
+        flat.gather({"W": grads["W"], "b": grads["b"]})
+    with pytest.raises(ValueError, match="one float dtype"):
+        FlatParameters({"W": np.zeros(2), "n": np.zeros(2, dtype=int)})
+
+
+@pytest.mark.parametrize("cell", ["gru", "lstm"])
+def test_training_on_the_flat_vector_is_the_per_array_adam_step(cell: str) -> None:
+    """train() updates one flat vector; the result is, to the last bit, the
+    per-array loop it replaces: clip_by_global_norm and Adam over the dict of
+    arrays. A clip bound this low clips at every step, so that path runs too."""
+    config = replace(QUICK_TRAINING, steps=12, clip=0.05)
+    model, losses = train(cell, 7, 3, config)
+    reference = Model.initial(cell, hidden_size(cell, config.param_target), 3)
+    adam, data, expected = Adam(lr=config.lr), np.random.default_rng([3, 7, 2]), []
+    trainable = reference.trainable()
+    clipped = 0
+    for _ in range(config.steps):
+        xs, targets = adding_problem(data, 7, config.batch)
+        loss, grads = reference.loss_and_grads(xs, targets)
+        grads, norm = clip_by_global_norm(grads, config.clip)
+        clipped += norm > config.clip
+        adam.step(trainable, grads)
+        expected.append(loss)
+    assert clipped == config.steps
+    assert losses == expected
+    for name, value in reference.trainable().items():
+        np.testing.assert_array_equal(model.trainable()[name], value, err_msg=name)
+    owners = {id(array.base) for array in model.trainable().values()}  # views of one vector
+    assert len(owners) == 1 and model.readout_b.base is not None
+
+
+def test_loss_and_grads_is_the_same_for_any_sequence_length_in_turn() -> None:
+    """The model keeps its dys buffer between calls: a call at another length
+    or after another batch gives what the kernel gives with a fresh dys, zero
+    but at the last step."""
+    model = Model.initial("gru", 5, seed=1)
+    batches = [adding_problem(np.random.default_rng(i), length, 4) for i, length in enumerate((6, 6, 4, 6, 9))]
+    for xs, targets in batches:
+        loss, grads = model.loss_and_grads(xs, targets)
+        ys, cache = model.kernel.forward(model.params, xs)
+        error = ys[-1] @ model.readout_w + model.readout_b - targets
+        dys = np.zeros_like(ys)
+        dys[-1] = np.outer(2.0 * error / error.size, model.readout_w)
+        expected = model.kernel.backward(cache, dys)
+        assert loss == float(np.mean(error**2))
+        for name in model.params:
+            np.testing.assert_array_equal(grads[name], expected[name], err_msg=name)
+
+
+def test_adding_problem_draws_the_same_sequences_as_the_uniform_and_stack_recipe() -> None:
+    """The batches come from the random stream exactly as the first version
+    drew them (uniform values, then the two marked steps), so results made
+    before stay reproducible."""
+    for seed, length, batch in ((0, 2, 1), (1, 11, 5), (2, 50, 64)):
+        rng, reference = np.random.default_rng(seed), np.random.default_rng(seed)
+        for _ in range(3):
+            xs, targets = adding_problem(rng, length, batch)
+            values = reference.uniform(0.0, 1.0, size=(length, batch))
+            first = reference.integers(0, length // 2, size=batch)
+            second = reference.integers(length // 2, length, size=batch)
+            markers = np.zeros((length, batch))
+            markers[first, np.arange(batch)] = 1.0
+            markers[second, np.arange(batch)] = 1.0
+            np.testing.assert_array_equal(xs, np.stack([values, markers], axis=-1))
+            np.testing.assert_array_equal(targets, values[first, np.arange(batch)] + values[second, np.arange(batch)])
+            assert xs.flags.c_contiguous
+
+
+def _blas_threads(_job: object) -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [pool["num_threads"] for pool in threadpool_info() if pool["user_api"] == "blas"]
+
+
+class _Job:
+    cost = 1.0
+
+    def label(self) -> str:
+        return "job"
+
+
+def test_jobs_run_in_this_process_use_one_blas_thread_like_the_workers() -> None:
+    """--jobs 1 runs BLAS on one thread, like the pool's workers: the same
+    numbers whatever the number of processes (a product split over threads
+    can move the last bits), and no threads fighting over two cores."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+    with threadpoolctl.threadpool_limits(2, user_api="blas"):
+        before = _blas_threads(None)
+        if not before or max(before) < 2:
+            pytest.skip("BLAS runs on one thread here whatever the limit")
+        runs = run_jobs(_blas_threads, [_Job(), _Job()], processes=1, progress=Progress(2, "t", io.StringIO()))
+        assert all(threads and set(threads) == {1} for threads in runs), runs  # SciPy's BLAS too, with Numba
+        assert _blas_threads(None)[: len(before)] == before  # the limit is lifted afterwards
 
 
 # -- models and measurements -------------------------------------------------

@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ..cells import names as registered_names
 from ..kernels import BACKENDS, BackendUnavailableError, check_backend
@@ -186,8 +186,8 @@ def add_parser(subparsers: argparse._SubParsersAction) -> None:
         help="memory, gradient-flow and gates on the models memory trained, then forget-bias",
         description="Run the memory experiment, then the gradient-flow and gates experiments "
         "with the longest length, measuring the models memory has just trained instead of "
-        "training them again, then the forget-bias experiment on its default cells. Writes "
-        "the same files as the four commands.",
+        "training them again, then the forget-bias experiment on its default cells (at bias 0, "
+        "memory's models again). Writes the same files as the four commands.",
     )
     _common_options(both)
     both.add_argument("--lengths", type=_lengths, default=None,
@@ -232,9 +232,9 @@ def _write(experiment: str, command: str, args: argparse.Namespace, data: dict, 
     return [json_path, *write_plots(experiment, data, args.seeds, out)]
 
 
-def _run_memory(args: argparse.Namespace, out: Path) -> dict[tuple[str, int], dict]:
-    """Run the memory experiment, write its files; return the parameters
-    trained at the longest length, by (cell, seed)."""
+def _run_memory(args: argparse.Namespace, out: Path) -> dict[tuple[str, int], dict[str, Any]]:
+    """Run the memory experiment, write its files; return its runs at the
+    longest length (with their trained parameters and losses), by (cell, seed)."""
     lengths = args.lengths or (QUICK if args.quick else FULL)["lengths"]
     seeds = list(range(args.seeds))
     training = _training(args)
@@ -245,7 +245,7 @@ def _run_memory(args: argparse.Namespace, out: Path) -> dict[tuple[str, int], di
     command = _command("memory", args, ["--lengths", ",".join(map(str, lengths))])
     paths = _write("memory", command, args, data, out)
     _report("memory", progress, paths)
-    return {(r["cell"], r["seed"]): r["params"] for r in runs if "params" in r}
+    return {(r["cell"], r["seed"]): r for r in runs if "params" in r}
 
 
 def _run_gradient_flow(
@@ -280,14 +280,14 @@ def _run_gates(
 
 
 def _run_forget_bias(args: argparse.Namespace, out: Path, length: int, seed_count: int,
-                     cells: tuple[str, ...]) -> None:
+                     cells: tuple[str, ...], trained: dict[tuple[str, int], dict[str, Any]] | None = None) -> None:
     seeds = list(range(seed_count))
     training = _training(args)
     for cell in cells:
         if gates.keep_gate(cell) is None:
             raise SystemExit(f"derive experiment forget-bias: error: cells: {cell!r} has no keep gate "
                              f"whose bias could be moved; cells with one: {','.join(gates.gated_cells(CELLS))}")
-    jobs = fb.forget_bias_jobs(cells, args.biases, seeds, length, training)
+    jobs = fb.forget_bias_jobs(cells, args.biases, seeds, length, training, trained)
     progress = Progress(len(jobs), "forget-bias")
     runs = run_jobs(fb.run_forget_bias_job, jobs, processes=args.jobs, progress=progress)
     data = fb.aggregate(runs, cells, args.biases, seeds, length, training)
@@ -361,13 +361,14 @@ def run(args: argparse.Namespace) -> int:
                          args.cells or fb.default_cells(CELLS))
     else:
         start = time.perf_counter()
-        trained = _run_memory(args, out)
+        runs = _run_memory(args, out)
+        trained = {key: run["params"] for key, run in runs.items()}
         longest = max(args.lengths or preset["lengths"])
         _run_gradient_flow(args, out, longest, trained)
         _run_gates(args, out, longest, trained)
         args.biases = fb.BIASES
         _run_forget_bias(args, out, longest, args.seeds if seeds_given else preset["bias_seeds"],
-                         fb.default_cells(args.cells) or fb.default_cells(CELLS))
+                         fb.default_cells(args.cells) or fb.default_cells(CELLS), runs)
         print(f"all: {time.perf_counter() - start:.1f} s", file=sys.stderr)
     return 0
 

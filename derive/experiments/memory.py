@@ -32,7 +32,9 @@ class MemoryJob:
     seed: int
     training: TrainingConfig
     keep_params: bool = False
-    """Return the trained cell parameters too (for :mod:`.gradient_flow`)."""
+    """Return the trained cell parameters and the training losses too (for
+    :mod:`.gradient_flow`, :mod:`.gates` and :mod:`.forget_bias`, which
+    measure this very model instead of training it again)."""
 
     @property
     def cost(self) -> float:
@@ -57,6 +59,7 @@ def run_memory_job(job: MemoryJob) -> dict[str, Any]:
     }
     if job.keep_params:
         result["params"] = model.params
+        result["losses"] = losses
     return result
 
 
@@ -64,7 +67,7 @@ def memory_jobs(
     cells: Sequence[str], lengths: Sequence[int], seeds: Sequence[int], training: TrainingConfig
 ) -> list[MemoryJob]:
     """Every run of the experiment, in a fixed order; the runs at the
-    longest length keep their trained parameters."""
+    longest length keep their trained parameters and losses."""
     return [
         MemoryJob(cell, length, seed, training, keep_params=length == max(lengths))
         for cell in cells

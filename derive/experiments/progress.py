@@ -6,6 +6,7 @@ it prints a line every tenth of the work, so logs stay short.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import importlib.util
 import multiprocessing
@@ -67,19 +68,21 @@ class Progress:
         return time.perf_counter() - self.start
 
 
-def _single_threaded_blas() -> None:
-    """Run BLAS on one thread in each worker: the matrices are small, and
-    two processes on two cores beat two threads fighting over each.
+def _single_threaded_blas() -> contextlib.AbstractContextManager:
+    """Run BLAS on one thread: the matrices are small, and two processes on
+    two cores beat two threads fighting over each; one process beats two
+    threads handing tiny products to each other too. Returns the limit, a
+    context manager that lifts it on exit (the pool's workers keep it).
 
     Numba's ``np.dot`` calls SciPy's BLAS, a library of its own: it is
     loaded first, since threadpoolctl limits only the libraries loaded."""
     try:
         from threadpoolctl import threadpool_limits
-    except ImportError:  # optional: the results are the same without it
-        return
+    except ImportError:  # optional: without it, products split over threads may move the last bits
+        return contextlib.nullcontext()
     if importlib.util.find_spec("numba") is not None and importlib.util.find_spec("scipy") is not None:
         importlib.import_module("scipy.linalg.cython_blas")
-    threadpool_limits(1)
+    return threadpool_limits(1)
 
 
 def _indexed(call: tuple[Callable[[JobT], Result], int, JobT]) -> tuple[int, Result]:
@@ -104,9 +107,10 @@ def run_jobs(
     order = sorted(range(len(jobs)), key=lambda i: -jobs[i].cost)
     results: dict[int, Result] = {}
     if processes <= 1 or len(jobs) <= 1:
-        for index in order:
-            results[index] = function(jobs[index])
-            progress.advance(jobs[index].label())
+        with _single_threaded_blas():  # as in the workers: the same numbers to the last bit
+            for index in order:
+                results[index] = function(jobs[index])
+                progress.advance(jobs[index].label())
     else:
         calls = [(function, index, jobs[index]) for index in order]
         with multiprocessing.get_context().Pool(processes, initializer=_single_threaded_blas) as pool:

@@ -5,7 +5,8 @@ last output, ``prediction = y(T) · w + b``, trained on the mean squared
 error. The backward pass is the readout's gradient put on the last output
 (``dys`` is zero at every other step) and handed to the kernel's
 ``backward``; the parameters, the cell's and the readout's, are updated with
-:class:`~.optim.Adam` after global-norm clipping.
+:class:`~.optim.Adam` after global-norm clipping, all at once: during
+training they are views of one flat vector (:class:`~.optim.FlatParameters`).
 
 Cells are compared at about the same number of trainable parameters: each
 gets the hidden size ``n_h`` whose parameter count (recurrent parameters as
@@ -14,14 +15,14 @@ the kernel allocates them, plus the readout) is closest to a common target.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from types import ModuleType
 
 import numpy as np
 
 from . import load_kernel
-from .optim import Adam, clip_by_global_norm
+from .optim import Adam, FlatParameters, global_norm
 from .tasks import N_INPUTS, adding_problem
 
 READOUT_W = "readout_w"
@@ -112,6 +113,9 @@ class Model:
     params: dict[str, np.ndarray]
     readout_w: np.ndarray
     readout_b: np.ndarray
+    _dys: np.ndarray | None = field(default=None, init=False, repr=False, compare=False)
+    """The ``dys`` handed to ``backward``, kept between calls: zero but at
+    the last step, which every call overwrites."""
 
     @classmethod
     def initial(cls, cell: str, n_h: int, seed: int, backend: str = "numpy") -> Model:
@@ -142,8 +146,10 @@ class Model:
         error = last @ self.readout_w + self.readout_b - targets
         loss = float(np.mean(error**2))
         d_prediction = 2.0 * error / error.shape[0]
-        dys = np.zeros_like(ys)
-        dys[-1] = np.outer(d_prediction, self.readout_w)
+        dys = self._dys
+        if dys is None or dys.shape != ys.shape or dys.dtype != ys.dtype:
+            dys = self._dys = np.zeros_like(ys)
+        np.outer(d_prediction, self.readout_w, out=dys[-1])
         kernel_grads = self.kernel.backward(cache, dys)
         grads = {name: kernel_grads[name] for name in self.params}
         grads[READOUT_W] = last.T @ d_prediction
@@ -153,6 +159,16 @@ class Model:
     def trainable(self) -> dict[str, np.ndarray]:
         """Every trainable array by name (views: updating them updates the model)."""
         return {**self.params, READOUT_W: self.readout_w, READOUT_B: self.readout_b}
+
+    def flatten(self) -> FlatParameters:
+        """Move every trainable array into one flat vector and make the
+        model's arrays views of it (same names, shapes and values): updating
+        the vector updates the model."""
+        flat = FlatParameters(self.trainable())
+        for name in self.params:  # the same dict, now of views
+            self.params[name] = flat.views[name]
+        self.readout_w, self.readout_b = flat.views[READOUT_W], flat.views[READOUT_B]
+        return flat
 
 
 def mse(model: Model, xs: np.ndarray, targets: np.ndarray) -> float:
@@ -176,12 +192,18 @@ def train(
     model = initial or Model.initial(cell, hidden_size(cell, config.param_target), seed, config.backend)
     optimiser = Adam(lr=config.lr)
     data = np.random.default_rng([seed, length, 2])
-    trainable = model.trainable()
+    flat = model.flatten()
+    grad = np.empty_like(flat.flat)
     losses = []
     for _ in range(config.steps):
         xs, targets = adding_problem(data, length, config.batch)
         loss, grads = model.loss_and_grads(xs, targets)
-        grads, _ = clip_by_global_norm(grads, config.clip)
-        optimiser.step(trainable, grads)
+        # global-norm clipping (optim.clip_by_global_norm) on the gathered vector:
+        # the norm from the arrays, in the same order, then one scaling
+        norm = global_norm(grads)
+        flat.gather(grads, out=grad)
+        if norm > config.clip:
+            grad *= config.clip / norm
+        optimiser.step({"flat": flat.flat}, {"flat": grad})
         losses.append(loss)
     return model, losses
