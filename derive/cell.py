@@ -196,7 +196,7 @@ _RESERVED = frozenset({"T", "B", "t", "n_x", "n_h", "xs", "ys", "xs1", "Z", "Z_t
                       # the parallel-scan kernels' chunk locals (derive/render/scan_kernel.py)
                       | {"C", "g_chunk", "t0", "t1", "a_chunk", "g_next", "W_x", "dW_x", "dB"})
 # the Numba kernels' loop indices, typed constants and functions (derive/render/numba_kernel.py): the
-# compiled loops read vectors and per-element parameters by name; a bias under a name chosen free there
+# compiled loops read vectors and per-element parameters by name (a bias's gradient: a name chosen free)
 _RESERVED_IN_LOOPS = frozenset({"b", "j", "zero", "one", "two", "dot", "numba", "dZ_x"})
 # prefixes of names the kernels derive from others: a vector so named could collide with one of them
 _RESERVED_PREFIXES = ("carried_", "mix_")

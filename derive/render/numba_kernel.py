@@ -53,7 +53,7 @@ _MARK = "\x00"
 """Around an argument named after a parameter (a bias's gradient) while a
 compiled function is printed: its name there is chosen once the function's
 other names are known (:func:`_name_marked`), so that the gradient of a bias
-called ``a_next`` is not the carried ``d_a_next``."""
+called ``z_b`` is not the loop's row view ``d_z_b`` of δz."""
 _CONSTANT_NAMES = {sympy.Integer(0): "zero", sympy.Integer(1): "one", sympy.Integer(2): "two",
                    sympy.Rational(1, 2): "half"}
 _RUNTIME = ("sigmoid", "tanh", "relu", "softplus", "hard_sigmoid", "step", "inside01")
@@ -795,4 +795,3 @@ def _emit_after_loop(src: _Source, kernel: KernelPlan) -> None:
         src(f"# {g.equation}", 1)
         terms = [products.get((part, g.block), f"dZ2[{g.block}].T @ {part}_steps") for part in g.parts]
         src(f"d_{g.weight} = {terms[0]}" if len(terms) == 1 else f"d_{g.weight} = np.concatenate([{', '.join(terms)}], axis=1)", 1)
-
