@@ -241,7 +241,7 @@ def _inside01(dtype, expm1_neg):  # noqa: ANN001, ANN202
     return impl
 
 
-__all__ = ["all_finite", "dot", "hard_sigmoid", "inside01", "relu", "sigmoid", "softplus", "step", "tanh"]
+__all__ = ["all_finite", "dot", "dot_add", "dot_t", "hard_sigmoid", "inside01", "relu", "project", "sigmoid", "softplus", "step", "tanh"]
 
 
 @njit(cache=True, error_model="numpy")
@@ -266,3 +266,52 @@ def dot(a, b, out):  # noqa: ANN001, ANN201
     """out = a @ b on 2-D contiguous arrays (BLAS, as ``np.dot``): compiled
     once per dtype here and cached, not once per kernel that calls it."""
     np.dot(a, b, out)
+
+
+# The products before and after a kernel's time loop, over all steps at once: compiled, so that a
+# small call makes no NumPy call for them (each costs about 1 µs, as much as the work at T=20, B=4).
+
+
+@njit(cache=True, error_model="numpy")
+def project(xs, W_x, b, Z):  # noqa: ANN001, ANN201
+    """Z[i] = x(t) W_x[i] + b[i] for every step t, with ``xs`` (T·B, n_x) and Z
+    (k, T·B, n_h): the blocks past ``len(W_x)`` take no x(t) part, and an empty
+    ``b`` (0, n_h) adds no bias. The biases are added in this one pass over Z
+    rather than in the fused loops of the steps, which measured slower (more
+    arrays there for LLVM to check for overlap; float32 LSTM, T=20, B=4,
+    n_h=16: 0.128 against 0.095 ms forward+backward)."""
+    zero = Z.dtype.type(0)
+    for i in range(Z.shape[0]):
+        z = Z[i]
+        if i < W_x.shape[0]:
+            np.dot(xs, W_x[i], z)
+        else:
+            z[...] = zero
+        if i < b.shape[0]:
+            bias = b[i]
+            for r in range(z.shape[0]):
+                row = z[r]
+                for j in range(row.shape[0]):
+                    row[j] += bias[j]
+
+
+@njit(cache=True, error_model="numpy")
+def dot_add(a, b, out, scratch):  # noqa: ANN001, ANN201
+    """out += a @ b (2-D contiguous; ``scratch`` is an array like ``out``)."""
+    np.dot(a, b, scratch)
+    flat, add = out.ravel(), scratch.ravel()
+    for i in range(flat.size):
+        flat[i] += add[i]
+
+
+@njit(cache=True, error_model="numpy")
+def dot_t(a, b, out, column):  # noqa: ANN001, ANN201
+    """out[:, column:column + b.shape[1]] = aᵀ @ b (2-D C-contiguous): one
+    part's columns of a weight's gradient, Σ over the stacked steps of δz ⊗ part."""
+    width = b.shape[1]
+    product = np.empty((a.shape[1], width), a.dtype)
+    np.dot(a.T, b, product)
+    for r in range(product.shape[0]):
+        row, into = product[r], out[r]
+        for j in range(width):
+            into[column + j] = row[j]

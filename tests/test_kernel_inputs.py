@@ -180,9 +180,9 @@ def test_saturated_preactivations(backend: str, cell_name: str, sign: float) -> 
         # a known limit, stated on the site: minLSTM's G_f / (G_f + G_i) as the paper writes it has a
         # derivative in (G_f + G_i)^-2, which overflows once both gates are below about 1e-154
         assert np.all(np.isfinite(ys))
-        # compiled code raises no floating-point warning: in the Numba kernel the inf it makes is
-        # reported by the first NumPy operation that reads it (the GEMMs after the loop)
-        with pytest.raises(RuntimeWarning, match="overflow" if backend == "numpy" else "overflow|invalid value"):
+        # compiled code raises no floating-point warning: the Numba kernel checks δz and the carried
+        # gradients after its loop and warns as NumPy does
+        with pytest.raises(RuntimeWarning, match="overflow"):
             kernel.backward(cache, np.ones_like(ys), {s: np.ones((B, N_H)) for s in states})
         return
     grads = kernel.backward(cache, np.ones_like(ys), {s: np.ones((B, N_H)) for s in states})

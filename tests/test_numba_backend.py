@@ -195,3 +195,58 @@ def test_the_compiled_loops_receive_only_c_contiguous_arrays(name: str) -> None:
         for signature in steps.signatures:
             layouts = {str(t) for t in signature if getattr(t, "layout", "C") != "C"}
             assert not layouts, f"{name} {steps.__name__}: {sorted(layouts)}"
+
+
+def test_a_cell_without_biases_and_with_a_block_without_x_agrees_with_numpy() -> None:
+    """The products around the compiled loops for the layouts no built-in cell
+    has: no bias at all (``project`` gets an empty stack of biases), and an
+    affine node that does not read x(t) before one that does."""
+    _numba_or_skip()
+    builder = derive.CellBuilder("bare", "Bare", "No bias; the candidate does not read x(t).")
+    x, a_prev = builder.input("x"), builder.state("a")
+    h = builder.node("h", sympy.tanh(builder.affine("z_h", "W_h", [a_prev])))
+    g = builder.node("G", sigmoid(builder.affine("z_g", "W_g", [x, a_prev])))
+    builder.node("a", g * h + (1 - g) * a_prev)
+    cell = builder.build(output="a")
+    source = kernels.generate(cell, backend="numba")
+    assert "biases = np.empty((0, n_h), dtype)" in source and "Z.reshape(2, T * B, n_h)" in source
+    assert "n_x = x_steps.shape[1]" in source  # W_g's a(t-1) columns start after its x(t) ones
+    ours, ref = kernels.load(cell, backend="numba"), kernels.load(cell)
+    rng = np.random.default_rng(4)
+    params = {k: rng.normal(size=v.shape) for k, v in ref.init_params(3, 5).items()}
+    xs, dys = rng.normal(size=(6, 2, 3)), rng.normal(size=(6, 2, 5))
+    (ys, cache), (ys_ref, cache_ref) = ours.forward(params, xs), ref.forward(params, xs)
+    assert rel_error(ys, ys_ref) < 1e-12
+    grads, grads_ref = ours.backward(cache, dys), ref.backward(cache_ref, dys)
+    assert sorted(grads) == sorted(grads_ref)
+    for k in grads_ref:
+        assert rel_error(grads[k], grads_ref[k]) < 1e-12, k
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_runtime_products_around_the_loops(dtype: type) -> None:
+    """``project``, ``dot_add`` and ``dot_t`` of derive.runtime_numba against
+    NumPy, on every branch: blocks with and without an x part, with and
+    without biases, and a part's columns written into the middle of a weight."""
+    _numba_or_skip()
+    from derive import runtime_numba as rt
+
+    rng = np.random.default_rng(1)
+    xs, W_x, b = rng.normal(size=(6, 3)).astype(dtype), rng.normal(size=(2, 3, 4)).astype(dtype), rng.normal(size=(3, 4)).astype(dtype)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for biases in (b, np.empty((0, 4), dtype)):
+        Z = np.full((3, 6, 4), np.nan, dtype)  # nothing of it may be read
+        rt.project(xs, W_x, biases, Z)
+        want = np.concatenate([xs @ W_x, np.zeros((1, 6, 4), dtype)])
+        if len(biases):
+            want += biases[:, None, :]
+        assert rel_error(Z, want) < tol
+    a, w, out, scratch = rng.normal(size=(6, 4)).astype(dtype), rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(6, 3)).astype(dtype), np.empty((6, 3), dtype)
+    want = out + a @ w
+    rt.dot_add(a, w, out, scratch)
+    assert rel_error(out, want) < tol
+    grad = np.full((4, 9), 7.0, dtype)
+    part = rng.normal(size=(6, 2)).astype(dtype)
+    rt.dot_t(a, part, grad, 3)
+    assert rel_error(grad[:, 3:5], a.T @ part) < tol
+    assert (grad[:, :3] == 7).all() and (grad[:, 5:] == 7).all()
