@@ -241,7 +241,7 @@ def _inside01(dtype, expm1_neg):  # noqa: ANN001, ANN202
     return impl
 
 
-__all__ = ["all_finite", "dot", "dot_add", "dot_t", "hard_sigmoid", "inside01", "relu", "project", "sigmoid", "softplus", "step", "tanh"]
+__all__ = ["all_finite", "dot", "dot_add", "dot_t", "hard_sigmoid", "inside01", "project", "relu", "sigmoid", "softplus", "step", "tanh"]
 
 
 @njit(cache=True, error_model="numpy")

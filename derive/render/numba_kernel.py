@@ -17,8 +17,10 @@ arrays (``Z`` and ``dZ`` as ``(k, T, B, n_h)`` blocks, the caches as
   printed on one scalar under the equation it computes;
 * the bias gradients are summed in the backward loop, rather than by a
   product after it (a NumPy call is ~1 µs, more than the work at a small
-  shape); the biases themselves are added by one pass over Z before the
-  forward loop, which measured faster (see ``_emit_forward``);
+  shape); the input parts of every step and the biases are one compiled
+  call before the forward loop (:func:`derive.runtime_numba.project`), δx
+  and the weight gradients a loop of BLAS products after the backward one,
+  in the same compiled function (``_AfterLoop``);
 * σ and tanh are :mod:`derive.runtime_numba`'s, which vectorise (Numba's
   own ``np.tanh`` is a scalar C-library call); σ is computed on z itself,
   so the σ blocks are not halved as the NumPy kernel's are;
@@ -27,7 +29,9 @@ arrays (``Z`` and ``dZ`` as ``(k, T, B, n_h)`` blocks, the caches as
 
 The Python functions around the compiled loops check the input exactly as
 the NumPy kernel does (the runtime's ``check_*``) and prepare the weights
-(transposed, stacked, contiguous) with NumPy.
+(transposed, stacked, contiguous) with NumPy. Compiled code raises no
+floating-point warning: ``backward`` checks δz and the carried gradients,
+from which every other gradient is computed, and warns as NumPy would.
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ import sympy
 from .. import functions
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD
-from .numpy_kernel import COMMAND, KernelPrinter, _emit_backward_head, _emit_constants_and_init, _emit_input_checks, _rows, _slice, _Source
+from .numpy_kernel import COMMAND, KernelPrinter, _emit_backward_head, _emit_constants_and_init, _emit_input_checks, _slice, _Source
 from .plan import (
     ActivationRun, AdjointGemm, AdjointStatement, Assign, Destination, Folded, Function, KernelPlan, NodeGemm,
     ParamGrad, Slot, Source, StateAdjointGemm, StateGemm, plan_kernel,
@@ -691,7 +695,6 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
     gemm_weights = list(dict.fromkeys(gemm_weights))
     carried = [f"carried_{c.state}" for c in kernel.carried]
     d_params = [f"d_{p}" for p in kernel.param_grads] + [_marked(f"d_{g.bias}") for g in kernel.bias_grads]
-    x_grad = kernel.input_grad
     after = _AfterLoop(kernel)
     args = ["dZ", "dys", *seq.values(), *carried, *gemm_weights, *kernel.per_element, *d_params, *after.args]
     _emit_steps_function(src, "_backward_steps", args, step, "dZ", "range(T - 1, -1, -1)",
