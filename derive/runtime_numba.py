@@ -28,9 +28,13 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
+from numba.core import cgutils
 from numba.extending import intrinsic, overload
+from numba.np.linalg import ensure_blas
 
 from derive import runtime
+
+ensure_blas()  # numba_xxgemm calls SciPy's BLAS: without SciPy, a clear ImportError now rather than at a product
 
 _OPTIONS = {"error_model": "numpy", "fastmath": {"contract"}}
 _FLAGS = {**_OPTIONS, "cache": True}
@@ -241,7 +245,7 @@ def _inside01(dtype, expm1_neg):  # noqa: ANN001, ANN202
     return impl
 
 
-__all__ = ["all_finite", "dot", "dot_add", "dot_t", "hard_sigmoid", "inside01", "project", "relu", "sigmoid", "softplus", "step", "tanh"]
+__all__ = ["all_finite", "dot", "dot_add", "dot_t", "gemm", "hard_sigmoid", "inside01", "project", "relu", "sigmoid", "softplus", "step", "tanh"]
 
 
 @njit(cache=True, error_model="numpy")
@@ -261,11 +265,68 @@ def all_finite(a):  # noqa: ANN001, ANN201
 runtime.use_compiled_finite(all_finite)  # the input checks of every kernel, NumPy's too, use it from now on
 
 
+_GEMM = types.ExternalFunction("numba_xxgemm", types.intc(
+    types.char, types.char, types.char, types.intp, types.intp, types.intp,  # kind, transa, transb, m, n, k
+    types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,  # alpha, a, lda, b, ldb
+    types.voidptr, types.voidptr, types.intp,  # beta, c, ldc
+))
+"""Numba's own entry to BLAS's gemm (``numba_xxgemm`` in its C helpers, the
+function ``np.dot`` calls: SciPy's BLAS, column-major). Called directly, a
+product is a few lines of code where ``np.dot`` on a transposed array
+inlines a much larger body into each kernel that calls it (0.5 s of compile
+per kernel and dtype), and it can add into the output (beta = 1) and write
+into a column slice of it (ldc) without a temporary."""
+
+
+@intrinsic
+def _address(typingctx, a, offset):  # noqa: ANN001, ANN202 - a Numba intrinsic
+    """The address of ``a.flat[offset]``, as void*."""
+    if not isinstance(a, types.Array) or not isinstance(offset, types.Integer):
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        array = context.make_array(signature.args[0])(context, builder, args[0])
+        return builder.bitcast(builder.gep(array.data, [args[1]]), ir.IntType(8).as_pointer())
+
+    return types.voidptr(a, types.intp), codegen
+
+
+@intrinsic
+def _slot(typingctx, value):  # noqa: ANN001, ANN202 - a Numba intrinsic
+    """The address of a copy of the float ``value`` on the calling function's stack, as void*."""
+    if not isinstance(value, types.Float):
+        return None
+
+    def codegen(context, builder, signature, args):  # noqa: ANN001, ANN202
+        return builder.bitcast(cgutils.alloca_once_value(builder, args[0]), ir.IntType(8).as_pointer())
+
+    return types.voidptr(value), codegen
+
+
+@njit(cache=True, error_model="numpy")
+def gemm(a, b, out, column, transpose_a, beta):  # noqa: ANN001, ANN201
+    """out[:, column:column + n] = op(a) @ b + beta · out[:, column:column + n],
+    op(a) = aᵀ if ``transpose_a``, on C-contiguous 2-D arrays of one dtype."""
+    m, k = (a.shape[1], a.shape[0]) if transpose_a else (a.shape[0], a.shape[1])
+    n = b.shape[1]
+    size = a.itemsize
+    if (b.shape[0] != k or out.shape[0] != m or column < 0 or column + n > out.shape[1]
+            or a.strides[1] != size or a.strides[0] != a.shape[1] * size or b.strides[1] != size
+            or b.strides[0] != n * size or out.strides[1] != size or out.strides[0] != out.shape[1] * size):
+        raise ValueError("gemm: expected C-contiguous operands of matching shapes")
+    # row-major out = op(a) @ b is column-major outᵀ = bᵀ op(a)ᵀ
+    status = _GEMM(np.int8(100 if size == 8 else 115), np.int8(110), np.int8(116 if transpose_a else 110),  # d|s, n, t|n
+                   n, m, k, _slot(a.dtype.type(1)), _address(b, 0), n, _address(a, 0), a.shape[1],
+                   _slot(a.dtype.type(beta)), _address(out, column), out.shape[1])
+    if status < 0:
+        raise RuntimeError("gemm: BLAS is not available (Numba needs SciPy's)")
+
+
 @njit(cache=True, error_model="numpy")
 def dot(a, b, out):  # noqa: ANN001, ANN201
-    """out = a @ b on 2-D contiguous arrays (BLAS, as ``np.dot``): compiled
-    once per dtype here and cached, not once per kernel that calls it."""
-    np.dot(a, b, out)
+    """out = a @ b (2-D C-contiguous, BLAS): compiled once per dtype here and
+    cached, not once per kernel that calls it."""
+    gemm(a, b, out, 0, False, 0.0)
 
 
 # The products before and after a kernel's time loop, over all steps at once: compiled, so that a
@@ -284,7 +345,7 @@ def project(xs, W_x, b, Z):  # noqa: ANN001, ANN201
     for i in range(Z.shape[0]):
         z = Z[i]
         if i < W_x.shape[0]:
-            np.dot(xs, W_x[i], z)
+            gemm(xs, W_x[i], z, 0, False, 0.0)
         else:
             z[...] = zero
         if i < b.shape[0]:
@@ -296,22 +357,13 @@ def project(xs, W_x, b, Z):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True, error_model="numpy")
-def dot_add(a, b, out, scratch):  # noqa: ANN001, ANN201
-    """out += a @ b (2-D contiguous; ``scratch`` is an array like ``out``)."""
-    np.dot(a, b, scratch)
-    flat, add = out.ravel(), scratch.ravel()
-    for i in range(flat.size):
-        flat[i] += add[i]
+def dot_add(a, b, out):  # noqa: ANN001, ANN201
+    """out += a @ b (2-D C-contiguous)."""
+    gemm(a, b, out, 0, False, 1.0)
 
 
 @njit(cache=True, error_model="numpy")
 def dot_t(a, b, out, column):  # noqa: ANN001, ANN201
     """out[:, column:column + b.shape[1]] = aᵀ @ b (2-D C-contiguous): one
     part's columns of a weight's gradient, Σ over the stacked steps of δz ⊗ part."""
-    width = b.shape[1]
-    product = np.empty((a.shape[1], width), a.dtype)
-    np.dot(a.T, b, product)
-    for r in range(product.shape[0]):
-        row, into = product[r], out[r]
-        for j in range(width):
-            into[column + j] = row[j]
+    gemm(a, b, out, column, True, 0.0)

@@ -241,12 +241,19 @@ def test_the_runtime_products_around_the_loops(dtype: type) -> None:
         if len(biases):
             want += biases[:, None, :]
         assert rel_error(Z, want) < tol
-    a, w, out, scratch = rng.normal(size=(6, 4)).astype(dtype), rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(6, 3)).astype(dtype), np.empty((6, 3), dtype)
+    a, w, out = rng.normal(size=(6, 4)).astype(dtype), rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(6, 3)).astype(dtype)
     want = out + a @ w
-    rt.dot_add(a, w, out, scratch)
+    rt.dot_add(a, w, out)
     assert rel_error(out, want) < tol
+    product = np.full((6, 3), np.nan, dtype)  # beta = 0: nothing of it may be read
+    rt.dot(a, w, product)
+    assert rel_error(product, a @ w) < tol
     grad = np.full((4, 9), 7.0, dtype)
     part = rng.normal(size=(6, 2)).astype(dtype)
     rt.dot_t(a, part, grad, 3)
     assert rel_error(grad[:, 3:5], a.T @ part) < tol
     assert (grad[:, :3] == 7).all() and (grad[:, 5:] == 7).all()
+    # gemm trusts BLAS with raw pointers: an operand it cannot describe so is refused, not misread
+    for bad in ((a.T.copy().T, w, product, 0), (a, w[:, :2], product, 0), (a, w, grad[:, :3], 0), (a, w, product, 1)):
+        with pytest.raises(ValueError, match="gemm: expected C-contiguous operands of matching shapes"):
+            rt.gemm(*bad, False, 0.0)

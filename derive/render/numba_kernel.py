@@ -755,10 +755,11 @@ class _AfterLoop:
     passes the stacked (T·B, n) views of the parts.
 
     Compiled, they save a small call its NumPy calls (about 1 µs each, as
-    much as the work at T=20, B=4), at ~0.2 s more compile per kernel and
-    dtype: Numba optimises again, in every caller, the code of the functions
-    it calls, so each product is an iteration of a loop over a tuple of
-    indices rather than a call site of its own."""
+    much as the work at T=20, B=4). Numba optimises again, in every caller,
+    the code of the functions it calls: each product is an iteration of a
+    loop over a tuple of indices rather than a call site of its own, and
+    calls BLAS directly (:func:`derive.runtime_numba.gemm`; ``np.dot`` on a
+    transposed operand cost 0.5 s of compile per kernel and dtype)."""
 
     def __init__(self, kernel: KernelPlan) -> None:
         self.kernel = kernel
@@ -802,11 +803,10 @@ class _AfterLoop:
             (first, _), rest = xg.blocks[0], xg.blocks[1:]
             lines.append(f"dot({dZ2}[{first}], {W_x}[0], {d_xs})")
             if rest:
-                scratch, block, stacked = _marked("scratch"), _marked("block"), _marked("stacked")
+                block, stacked = _marked("block"), _marked("stacked")
                 pairs = tuple(_tuple((str(i), str(n))) for n, (i, _) in enumerate(rest, 1))
-                lines.append(f"{scratch} = np.empty_like({d_xs})")
                 lines.append(f"for {block}, {stacked} in {_tuple(pairs)}:")
-                lines.append(f"    dot_add({dZ2}[{block}], {W_x}[{stacked}], {d_xs}, {scratch})")
+                lines.append(f"    dot_add({dZ2}[{block}], {W_x}[{stacked}], {d_xs})")
         if not kernel.weight_grads:
             return lines
         parts, weights = list(self.part_args), list(dict.fromkeys(self.weight_args))
