@@ -156,7 +156,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, carried_c, W_c_prevT, d_b_r, d_b_z, d_b_hx, d_b_hc, W_x, d_xs, c_prev_steps, x_steps, d_W_r, d_W_z, d_W_hx, d_W_hc):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, carried_c, W_c_prevT, d_b_r, d_b_z, d_b_hx, d_b_hc, dZ2, W_x, d_xs, c_prev_steps, x_steps, d_W_r, d_W_z, d_W_hx, d_W_hc):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients; then δx and the weight gradients, over all steps at once."""
     _, T, B, n_h = dZ.shape
@@ -232,8 +232,7 @@ def _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_se
                 matmul_c_prev = matmul_c_prev_b[j]
                 d_c_prev = Gz*d_c + matmul_c_prev
                 carried_c_b[j] = d_c_prev
-    # after the loop, over all steps at once (BLAS): δx, then each weight's gradient
-    dZ2 = dZ.reshape(4, T * B, n_h)
+    # after the loop, over all steps at once (BLAS; dZ2 is dZ as (k, T·B, n_h)): δx, then each weight's gradient
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_zxᵀ δz_z(t)
     dot(dZ2[0], W_x[0], d_xs)
     for block, stacked in ((1, 1), (2, 2)):
@@ -295,7 +294,7 @@ def backward(
     # each part vector at every step, stacked: (T·B, n) views
     c_prev_steps = c_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
-    _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, d_c_next, W_c_prevT, d_b_r, d_b_z, d_b_hx, d_b_hc, W_x, d_xs.reshape(T * B, n_x), c_prev_steps, x_steps, d_W_r, d_W_z, d_W_hx, d_W_hc)
+    _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, d_c_next, W_c_prevT, d_b_r, d_b_z, d_b_hx, d_b_hc, dZ.reshape(4, T * B, n_h), W_x, d_xs.reshape(T * B, n_x), c_prev_steps, x_steps, d_W_r, d_W_z, d_W_hx, d_W_hc)
     if not (all_finite(dZ) and all_finite(d_c_next)):
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)

@@ -103,7 +103,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, c_seq, carried_c, u, d_u, d_b, W_x, d_xs, x_steps, d_W):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, c_seq, carried_c, u, d_u, d_b, dZ2, W_x, d_xs, x_steps, d_W):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients; then δx and the weight gradients, over all steps at once."""
     _, T, B, n_h = dZ.shape
@@ -131,8 +131,7 @@ def _backward_steps(dZ, dys, c_seq, carried_c, u, d_u, d_b, W_x, d_xs, x_steps, 
                 # δc(t-1)[via t] = δc(t) ⊙ u ⊙ step(c(t))
                 d_c_prev = d_z*u[j]
                 d_c_next_b[j] = d_c_prev
-    # after the loop, over all steps at once (BLAS): δx, then each weight's gradient
-    dZ2 = dZ.reshape(1, T * B, n_h)
+    # after the loop, over all steps at once (BLAS; dZ2 is dZ as (k, T·B, n_h)): δx, then each weight's gradient
     # δx(t) = Wᵀ δz(t)
     dot(dZ2[0], W_x[0], d_xs)
     # δW = Σ_t δz(t) [x(t)]ᵀ
@@ -175,7 +174,7 @@ def backward(
     d_W = np.empty(W.shape, dtype)
     # each part vector at every step, stacked: (T·B, n) views
     x_steps = xs.reshape(T * B, n_x)
-    _backward_steps(dZ, dys, c_seq, d_c_next, params['u'], d_u, d_b, W_x, d_xs.reshape(T * B, n_x), x_steps, d_W)
+    _backward_steps(dZ, dys, c_seq, d_c_next, params['u'], d_u, d_b, dZ.reshape(1, T * B, n_h), W_x, d_xs.reshape(T * B, n_x), x_steps, d_W)
     if not (all_finite(dZ) and all_finite(d_c_next)):
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)

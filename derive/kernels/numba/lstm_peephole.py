@@ -169,7 +169,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a_seq, carried_a, carried_c, W_a_prevT, p_i, p_f, p_o, d_p_i, d_p_f, d_p_o, d_b_i, d_b_f, d_b_h, d_b_o, W_x, d_xs, a_prev_steps, x_steps, d_W_i, d_W_f, d_W_h, d_W_o):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a_seq, carried_a, carried_c, W_a_prevT, p_i, p_f, p_o, d_p_i, d_p_f, d_p_o, d_b_i, d_b_f, d_b_h, d_b_o, dZ2, W_x, d_xs, a_prev_steps, x_steps, d_W_i, d_W_f, d_W_h, d_W_o):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients; then δx and the weight gradients, over all steps at once."""
     _, T, B, n_h = dZ.shape
@@ -252,8 +252,7 @@ def _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a
                 d_c_next_b[j] = d_c_prev
         # δa(t-1)[via t] = W_faᵀ δz_f(t) + W_haᵀ δz_h(t) + W_iaᵀ δz_i(t) + W_oaᵀ δz_o(t)
         dot(dZ_a_prev, W_a_prevT, carried_a)
-    # after the loop, over all steps at once (BLAS): δx, then each weight's gradient
-    dZ2 = dZ.reshape(4, T * B, n_h)
+    # after the loop, over all steps at once (BLAS; dZ2 is dZ as (k, T·B, n_h)): δx, then each weight's gradient
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t) + W_ixᵀ δz_i(t) + W_oxᵀ δz_o(t)
     dot(dZ2[0], W_x[0], d_xs)
     for block, stacked in ((1, 1), (2, 2), (3, 3)):
@@ -323,7 +322,7 @@ def backward(
     # each part vector at every step, stacked: (T·B, n) views
     a_prev_steps = a_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
-    _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a_seq, d_a_next, d_c_next, W_a_prevT, params['p_i'], params['p_f'], params['p_o'], d_p_i, d_p_f, d_p_o, d_b_i, d_b_f, d_b_h, d_b_o, W_x, d_xs.reshape(T * B, n_x), a_prev_steps, x_steps, d_W_i, d_W_f, d_W_h, d_W_o)
+    _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, c_seq, Go_seq, tanh_c_seq, a_seq, d_a_next, d_c_next, W_a_prevT, params['p_i'], params['p_f'], params['p_o'], d_p_i, d_p_f, d_p_o, d_b_i, d_b_f, d_b_h, d_b_o, dZ.reshape(4, T * B, n_h), W_x, d_xs.reshape(T * B, n_x), a_prev_steps, x_steps, d_W_i, d_W_f, d_W_h, d_W_o)
     if not (all_finite(dZ) and all_finite(d_a_next) and all_finite(d_c_next)):
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)

@@ -143,7 +143,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, carried_c, W_hc, W_c_prevT, d_b_f, d_b_h, W_x, d_xs, c_prev_steps, x_steps, f_c_steps, d_W_f, d_W_h):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, carried_c, W_hc, W_c_prevT, d_b_f, d_b_h, dZ2, W_x, d_xs, c_prev_steps, x_steps, f_c_steps, d_W_f, d_W_h):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients; then δx and the weight gradients, over all steps at once."""
     _, T, B, n_h = dZ.shape
@@ -217,8 +217,7 @@ def _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, carried_c, W_hc, W_c
                 shared0 = shared0_b[j]
                 d_c_prev = Gf*d_f_c + d_c*shared0 + matmul_c_prev
                 carried_c_b[j] = d_c_prev
-    # after the loop, over all steps at once (BLAS): δx, then each weight's gradient
-    dZ2 = dZ.reshape(2, T * B, n_h)
+    # after the loop, over all steps at once (BLAS; dZ2 is dZ as (k, T·B, n_h)): δx, then each weight's gradient
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t)
     dot(dZ2[0], W_x[0], d_xs)
     for block, stacked in ((1, 1),):
@@ -274,7 +273,7 @@ def backward(
     c_prev_steps = c_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
     f_c_steps = f_c_seq.reshape(T * B, n_h)
-    _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, d_c_next, W_hc, W_c_prevT, d_b_f, d_b_h, W_x, d_xs.reshape(T * B, n_x), c_prev_steps, x_steps, f_c_steps, d_W_f, d_W_h)
+    _backward_steps(dZ, dys, Gf_seq, f_c_seq, h_seq, c_seq, d_c_next, W_hc, W_c_prevT, d_b_f, d_b_h, dZ.reshape(2, T * B, n_h), W_x, d_xs.reshape(T * B, n_x), c_prev_steps, x_steps, f_c_steps, d_W_f, d_W_h)
     if not (all_finite(dZ) and all_finite(d_c_next)):
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)

@@ -117,7 +117,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, carried_c, d_b_u, d_b_h, W_x, d_xs, x_steps, d_W_u, d_W_h):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, carried_c, d_b_u, d_b_h, dZ2, W_x, d_xs, x_steps, d_W_u, d_W_h):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients; then δx and the weight gradients, over all steps at once."""
     _, T, B, n_h = dZ.shape
@@ -151,8 +151,7 @@ def _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, carried_c, d_b_u, d_b_h, 
                 d_b_u[j] += d_z_u
                 # δc(t-1)[via t] = δc(t) ⊙ (1 - G_u(t))
                 d_c_next_b[j] = shared0
-    # after the loop, over all steps at once (BLAS): δx, then each weight's gradient
-    dZ2 = dZ.reshape(2, T * B, n_h)
+    # after the loop, over all steps at once (BLAS; dZ2 is dZ as (k, T·B, n_h)): δx, then each weight's gradient
     # δx(t) = W_hᵀ δh(t) + W_uᵀ δz_u(t)
     dot(dZ2[0], W_x[0], d_xs)
     for block, stacked in ((1, 1),):
@@ -201,7 +200,7 @@ def backward(
     d_W_h = np.empty(W_h.shape, dtype)
     # each part vector at every step, stacked: (T·B, n) views
     x_steps = xs.reshape(T * B, n_x)
-    _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, d_c_next, d_b_u, d_b_h, W_x, d_xs.reshape(T * B, n_x), x_steps, d_W_u, d_W_h)
+    _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, d_c_next, d_b_u, d_b_h, dZ.reshape(2, T * B, n_h), W_x, d_xs.reshape(T * B, n_x), x_steps, d_W_u, d_W_h)
     if not (all_finite(dZ) and all_finite(d_c_next)):
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)

@@ -133,7 +133,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, carried_c, d_b_f, d_b_i, d_b_h, W_x, d_xs, x_steps, d_W_f, d_W_i, d_W_h):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, carried_c, d_b_f, d_b_i, d_b_h, dZ2, W_x, d_xs, x_steps, d_W_f, d_W_i, d_W_h):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients; then δx and the weight gradients, over all steps at once."""
     _, T, B, n_h = dZ.shape
@@ -192,8 +192,7 @@ def _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, c
                 Gf_n = Gf_n_b[j]
                 d_c_prev = Gf_n*d_c
                 d_c_next_b[j] = d_c_prev
-    # after the loop, over all steps at once (BLAS): δx, then each weight's gradient
-    dZ2 = dZ.reshape(3, T * B, n_h)
+    # after the loop, over all steps at once (BLAS; dZ2 is dZ as (k, T·B, n_h)): δx, then each weight's gradient
     # δx(t) = W_fᵀ δz_f(t) + W_hᵀ δh(t) + W_iᵀ δz_i(t)
     dot(dZ2[0], W_x[0], d_xs)
     for block, stacked in ((1, 1), (2, 2)):
@@ -248,7 +247,7 @@ def backward(
     d_W_h = np.empty(W_h.shape, dtype)
     # each part vector at every step, stacked: (T·B, n) views
     x_steps = xs.reshape(T * B, n_x)
-    _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, d_c_next, d_b_f, d_b_i, d_b_h, W_x, d_xs.reshape(T * B, n_x), x_steps, d_W_f, d_W_i, d_W_h)
+    _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, d_c_next, d_b_f, d_b_i, d_b_h, dZ.reshape(3, T * B, n_h), W_x, d_xs.reshape(T * B, n_x), x_steps, d_W_f, d_W_i, d_W_h)
     if not (all_finite(dZ) and all_finite(d_c_next)):
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)

@@ -109,7 +109,7 @@ def forward(
 
 
 @numba.njit(cache=True, error_model='numpy')
-def _backward_steps(dZ, dys, a_seq, carried_a, W_a_prevT, d_b_a, W_x, d_xs, a_prev_steps, x_steps, d_W_a):  # noqa: ANN001, ANN202 - compiled by Numba
+def _backward_steps(dZ, dys, a_seq, carried_a, W_a_prevT, d_b_a, dZ2, W_x, d_xs, a_prev_steps, x_steps, d_W_a):  # noqa: ANN001, ANN202 - compiled by Numba
     """The time loop of ``backward``: fills dZ, the carried gradients and the per-element
     parameters' gradients; then δx and the weight gradients, over all steps at once."""
     _, T, B, n_h = dZ.shape
@@ -132,8 +132,7 @@ def _backward_steps(dZ, dys, a_seq, carried_a, W_a_prevT, d_b_a, W_x, d_xs, a_pr
                 d_b_a[j] += d_z_a
         # δa(t-1)[via t] = W_aaᵀ δz_a(t)
         dot(dZ[0, t], W_a_prevT, carried_a)
-    # after the loop, over all steps at once (BLAS): δx, then each weight's gradient
-    dZ2 = dZ.reshape(1, T * B, n_h)
+    # after the loop, over all steps at once (BLAS; dZ2 is dZ as (k, T·B, n_h)): δx, then each weight's gradient
     # δx(t) = W_axᵀ δz_a(t)
     dot(dZ2[0], W_x[0], d_xs)
     # δW_a = Σ_t δz_a(t) [a(t-1), x(t)]ᵀ
@@ -178,7 +177,7 @@ def backward(
     # each part vector at every step, stacked: (T·B, n) views
     a_prev_steps = a_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
-    _backward_steps(dZ, dys, a_seq, d_a_next, W_a_prevT, d_b_a, W_x, d_xs.reshape(T * B, n_x), a_prev_steps, x_steps, d_W_a)
+    _backward_steps(dZ, dys, a_seq, d_a_next, W_a_prevT, d_b_a, dZ.reshape(1, T * B, n_h), W_x, d_xs.reshape(T * B, n_x), a_prev_steps, x_steps, d_W_a)
     if not (all_finite(dZ) and all_finite(d_a_next)):
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)
