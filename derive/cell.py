@@ -193,6 +193,8 @@ _RESERVED = frozenset({"T", "B", "t", "n_x", "n_h", "xs", "ys", "xs1", "Z", "Z_t
                        "Any", "CELL", "STATES", "OUTPUT", "PARAM_SHAPES"}
                       | {f for a in functions.REGISTRY for f in (a.name, *a.runtime)}
                       | {"check_params", "check_sequence", "check_states", "init_uniform", "sigmoid_of_half"}
+                      # the Numba kernels' wrappers (derive/render/numba_kernel.py)
+                      | {"biases", "warnings", "all_finite", "project", "input_gradient", "weight_gradient", "gemm"}
                       # the parallel-scan kernels' chunk locals (derive/render/scan_kernel.py)
                       | {"C", "g_chunk", "t0", "t1", "a_chunk", "g_next", "W_x", "dW_x", "dB"})
 # the Numba kernels' loop indices, typed constants and functions (derive/render/numba_kernel.py): the

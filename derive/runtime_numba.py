@@ -245,7 +245,7 @@ def _inside01(dtype, expm1_neg):  # noqa: ANN001, ANN202
     return impl
 
 
-__all__ = ["all_finite", "dot", "dot_add", "dot_t", "gemm", "hard_sigmoid", "inside01", "project", "relu", "sigmoid", "softplus", "step", "tanh"]
+__all__ = ["all_finite", "dot", "gemm", "hard_sigmoid", "input_gradient", "inside01", "project", "relu", "sigmoid", "softplus", "step", "tanh", "weight_gradient"]
 
 
 @njit(cache=True, error_model="numpy")
@@ -329,8 +329,10 @@ def dot(a, b, out):  # noqa: ANN001, ANN201
     gemm(a, b, out, 0, False, 0.0)
 
 
-# The products before and after a kernel's time loop, over all steps at once: compiled, so that a
-# small call makes no NumPy call for them (each costs about 1 µs, as much as the work at T=20, B=4).
+# The products before and after a kernel's time loop, over all steps at once, each one compiled call
+# from the kernel's wrapper: a NumPy call costs about 1 µs, as much as the work at T=20, B=4. Compiled
+# into the kernels' own loops instead, they measured ~0.4 s more compile per kernel and dtype (Numba
+# optimises again, in every caller, the code of the functions it calls); here they compile once.
 
 
 @njit(cache=True, error_model="numpy")
@@ -357,13 +359,19 @@ def project(xs, W_x, b, Z):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True, error_model="numpy")
-def dot_add(a, b, out):  # noqa: ANN001, ANN201
-    """out += a @ b (2-D C-contiguous)."""
-    gemm(a, b, out, 0, False, 1.0)
+def input_gradient(dZ, blocks, W_x, d_xs):  # noqa: ANN001, ANN201
+    """δx after the backward loop, all steps at once: d_xs = Σ_i dZ[blocks[i]] @ W_x[i],
+    with dZ (k, T·B, n_h), W_x (len(blocks), n_h, n_x) and d_xs (T·B, n_x)."""
+    for i in range(len(blocks)):
+        gemm(dZ[blocks[i]], W_x[i], d_xs, 0, False, 0.0 if i == 0 else 1.0)
 
 
 @njit(cache=True, error_model="numpy")
-def dot_t(a, b, out, column):  # noqa: ANN001, ANN201
-    """out[:, column:column + b.shape[1]] = aᵀ @ b (2-D C-contiguous): one
-    part's columns of a weight's gradient, Σ over the stacked steps of δz ⊗ part."""
-    gemm(a, b, out, column, True, 0.0)
+def weight_gradient(dZ, block, parts, d_W):  # noqa: ANN001, ANN201
+    """δW = Σ_t δz(t) [parts…](t)ᵀ after the backward loop, all steps at once:
+    each part's columns of d_W (n_h, Σ widths) are dZ[block]ᵀ @ part, with
+    dZ (k, T·B, n_h) and each part (T·B, width), in the order of the columns."""
+    column = 0
+    for part in parts:
+        gemm(dZ[block], part, d_W, column, True, 0.0)
+        column += part.shape[1]

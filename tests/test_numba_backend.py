@@ -225,9 +225,10 @@ def test_a_cell_without_biases_and_with_a_block_without_x_agrees_with_numpy() ->
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_runtime_products_around_the_loops(dtype: type) -> None:
-    """``project``, ``dot_add`` and ``dot_t`` of derive.runtime_numba against
-    NumPy, on every branch: blocks with and without an x part, with and
-    without biases, and a part's columns written into the middle of a weight."""
+    """``project``, ``dot``, ``input_gradient``, ``weight_gradient`` and
+    ``gemm`` of derive.runtime_numba against NumPy, on every branch: blocks
+    with and without an x part, with and without biases, δx from some blocks
+    only, a part's columns written into the middle of a weight."""
     _numba_or_skip()
     from derive import runtime_numba as rt
 
@@ -242,17 +243,20 @@ def test_the_runtime_products_around_the_loops(dtype: type) -> None:
             want += biases[:, None, :]
         assert rel_error(Z, want) < tol
     a, w, out = rng.normal(size=(6, 4)).astype(dtype), rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(6, 3)).astype(dtype)
-    want = out + a @ w
-    rt.dot_add(a, w, out)
-    assert rel_error(out, want) < tol
     product = np.full((6, 3), np.nan, dtype)  # beta = 0: nothing of it may be read
     rt.dot(a, w, product)
     assert rel_error(product, a @ w) < tol
+    # δx: the products of the chosen dZ blocks (not the others) added up
+    dZ, W = rng.normal(size=(3, 6, 4)).astype(dtype), rng.normal(size=(2, 4, 3)).astype(dtype)
+    d_xs = np.full((6, 3), np.nan, dtype)
+    rt.input_gradient(dZ, (2, 0), W, d_xs)
+    assert rel_error(d_xs, dZ[2] @ W[0] + dZ[0] @ W[1]) < tol
+    # δW: each part's columns, side by side in the order given
+    parts = (rng.normal(size=(6, 2)).astype(dtype), rng.normal(size=(6, 5)).astype(dtype))
+    d_W = np.full((4, 7), np.nan, dtype)
+    rt.weight_gradient(dZ, 1, parts, d_W)
+    assert rel_error(d_W, np.concatenate([dZ[1].T @ parts[0], dZ[1].T @ parts[1]], axis=1)) < tol
     grad = np.full((4, 9), 7.0, dtype)
-    part = rng.normal(size=(6, 2)).astype(dtype)
-    rt.dot_t(a, part, grad, 3)
-    assert rel_error(grad[:, 3:5], a.T @ part) < tol
-    assert (grad[:, :3] == 7).all() and (grad[:, 5:] == 7).all()
     # gemm trusts BLAS with raw pointers: an operand it cannot describe so is refused, not misread
     for bad in ((a.T.copy().T, w, product, 0), (a, w[:, :2], product, 0), (a, w, grad[:, :3], 0), (a, w, product, 1)):
         with pytest.raises(ValueError, match="gemm: expected C-contiguous operands of matching shapes"):

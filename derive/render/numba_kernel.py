@@ -19,8 +19,8 @@ arrays (``Z`` and ``dZ`` as ``(k, T, B, n_h)`` blocks, the caches as
   product after it (a NumPy call is ~1 µs, more than the work at a small
   shape); the input parts of every step and the biases are one compiled
   call before the forward loop (:func:`derive.runtime_numba.project`), δx
-  and the weight gradients a loop of BLAS products after the backward one,
-  in the same compiled function (``_AfterLoop``);
+  and the weight gradients a few after the backward one
+  (``input_gradient``, ``weight_gradient``; see ``_emit_after_loop``);
 * σ and tanh are :mod:`derive.runtime_numba`'s, which vectorise (Numba's
   own ``np.tanh`` is a scalar C-library call); σ is computed on z itself,
   so the σ blocks are not halved as the NumPy kernel's are;
@@ -548,7 +548,7 @@ def generate(cell: Cell, command: str | None = None) -> str:
     _emit_backward(src, kernel, backward)
     body = src.text()
     used = [f for f in _RUNTIME if f"{f}(" in body.split("\n# <runtime_numba import>", 1)[-1]]
-    used += [f for f in ("all_finite", "dot", "dot_add", "dot_t", "project") if f"{f}(" in body]
+    used += [f for f in ("all_finite", "dot", "input_gradient", "project", "weight_gradient") if f"{f}(" in body]
     line = f"from derive.runtime_numba import {', '.join(sorted(used))}" if used else ""
     lines = body.split("\n")
     lines[runtime_at] = line
@@ -597,18 +597,16 @@ def _name_marked(lines: list[str], prose: int = 0) -> list[str]:
 
 
 def _emit_steps_function(src: _Source, name: str, args: list[str], step: _Step, blocks: str, steps: str,
-                         doc: list[str], after: list[str] | None = None) -> None:
+                         doc: list[str]) -> None:
     """A compiled time loop: its signature, docstring, typed constants and
-    buffers, the step's lines under ``for t in <steps>``, then the lines
-    ``after`` it; ``blocks`` is the (k, T, B, n_h) array whose shape and
-    dtype it reads."""
+    buffers, then the step's lines under ``for t in <steps>``; ``blocks`` is
+    the (k, T, B, n_h) array whose shape and dtype it reads."""
     lines = [f"def {name}({', '.join(args)}):  # noqa: ANN001, ANN202 - compiled by Numba"]
     lines += ["    " + line for line in doc]
     lines += [f"    _, T, B, n_h = {blocks}.shape", f"    dtype = {blocks}.dtype"]
     lines += ["    " + line for line in _constants(step, blocks)]
     lines += ["    " + line for line in dict.fromkeys(step.buffers)]
     lines += [f"    for t in {steps}:", *step.lines]
-    lines += ["    " + line for line in after or []]
     src(_JIT)
     for line in _name_marked(lines, prose=len(doc)):
         src(line)
@@ -695,12 +693,10 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
     gemm_weights = list(dict.fromkeys(gemm_weights))
     carried = [f"carried_{c.state}" for c in kernel.carried]
     d_params = [f"d_{p}" for p in kernel.param_grads] + [_marked(f"d_{g.bias}") for g in kernel.bias_grads]
-    after = _AfterLoop(kernel)
-    args = ["dZ", "dys", *seq.values(), *carried, *gemm_weights, *kernel.per_element, *d_params, *after.args]
+    args = ["dZ", "dys", *seq.values(), *carried, *gemm_weights, *kernel.per_element, *d_params]
     _emit_steps_function(src, "_backward_steps", args, step, "dZ", "range(T - 1, -1, -1)",
                          ['"""The time loop of ``backward``: fills dZ, the carried gradients and the per-element',
-                          'parameters\' gradients; then δx and the weight gradients, over all steps at once."""'],
-                         after.lines())
+                          'parameters\' gradients."""'])
     src()
     src()
     _emit_backward_head(src, state_of, next(iter(seq)))
@@ -728,11 +724,11 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
         src("# δb = Σ_t Σ_batch δz(t), summed by the loop", 1)
     for g in kernel.bias_grads:
         src(f"d_{g.bias} = np.zeros(n_h, dtype)", 1)
-    after.wrapper(src)
     call_args = [a if a not in kernel.per_element else f"params[{a!r}]" for a in args]
     call_args = [next((c.name for c in kernel.carried if a == f"carried_{c.state}"), a) for a in call_args]
-    call_args = [after.passed.get(a, a) for a in call_args]
     src(f"_backward_steps({', '.join(_unmarked(call_args))})", 1)
+    src()
+    _emit_after_loop(src, kernel)
     checked = " and ".join(f"all_finite({a})" for a in ["dZ", *(c.name for c in kernel.carried)])
     src(f"if not ({checked}):", 1)
     src("# compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)", 2)
@@ -748,88 +744,37 @@ def _gradient(kernel: KernelPlan, key: str) -> str:
     return next(c.name for c in kernel.carried if f"{c.state}0" == key)
 
 
-class _AfterLoop:
-    """δx and the weight gradients, after the backward loop, in the same
-    compiled function: one BLAS product over all steps at once per block
-    (δx) and per block and part (δW). The wrapper allocates the outputs and
-    passes the stacked (T·B, n) views of the parts.
-
-    Compiled, they save a small call its NumPy calls (about 1 µs each, as
-    much as the work at T=20, B=4). Numba optimises again, in every caller,
-    the code of the functions it calls: each product is an iteration of a
-    loop over a tuple of indices rather than a call site of its own, and
-    calls BLAS directly (:func:`derive.runtime_numba.gemm`; ``np.dot`` on a
-    transposed operand cost 0.5 s of compile per kernel and dtype)."""
-
-    def __init__(self, kernel: KernelPlan) -> None:
-        self.kernel = kernel
-        seq = {c.name: f"{c.name}_seq" for c in kernel.cached}
-        self.views = {p.part: {Source.INPUT: "xs.reshape(T * B, n_x)",
-                               Source.PREVIOUS: f"{seq.get(p.cached)}[:-1].reshape(T * B, n_h)",
-                               Source.STATE: f"{seq.get(p.cached)}[1:].reshape(T * B, n_h)",
-                               Source.CACHED: f"{seq.get(p.cached)}.reshape(T * B, n_h)"}[p.source]
-                      for p in kernel.part_steps}
-        self.x_args = [_marked("W_x"), _marked("d_xs")] if kernel.input_grad is not None else []
-        self.part_args = {part: _marked(f"{part}_steps") for part in self.views}
-        self.weight_args = {g.weight: _marked(f"d_{g.weight}") for g in kernel.weight_grads}
-        self.args = [_marked("dZ2"), *self.x_args, *self.part_args.values(), *dict.fromkeys(self.weight_args.values())]
-        # the wrapper's expression of an argument; dZ's (k, T·B, n_h) view is made there: a reshape
-        # compiled into the kernel measured ~0.1 s more compile per kernel and dtype
-        self.passed = {_marked("d_xs"): "d_xs.reshape(T * B, n_x)",
-                       _marked("dZ2"): f"dZ.reshape({len(kernel.blocks)}, T * B, n_h)"}
-
-    def wrapper(self, src: _Source) -> None:
-        """The wrapper's side: the stacked x weights, the outputs, the part views."""
-        xg = self.kernel.input_grad
-        if xg is not None:
-            src(f"W_x = np.array([{', '.join(w for _, w in xg.blocks)}])  # stacked", 1)
-            src("d_xs = np.empty((T, B, n_x), dtype)", 1)
-        else:
-            src("d_xs = np.zeros((T, B, n_x), dtype)  # no block takes x(t)", 1)
-        for weight in dict.fromkeys(self.weight_args):
-            src(f"d_{weight} = np.empty({weight}.shape, dtype)", 1)
-        if self.views:
-            src("# each part vector at every step, stacked: (T·B, n) views", 1)
-        for part, view in self.views.items():
-            src(f"{part}_steps = {view}", 1)
-
-    def lines(self) -> list[str]:
-        """The compiled side, after the time loop."""
-        kernel, dZ2 = self.kernel, _marked("dZ2")
-        lines = ["# after the loop, over all steps at once (BLAS; dZ2 is dZ as (k, T·B, n_h)): δx, then each weight's gradient"]
-        xg = kernel.input_grad
-        if xg is not None:
-            W_x, d_xs = self.x_args
-            lines.append(f"# {xg.equation}")
-            (first, _), rest = xg.blocks[0], xg.blocks[1:]
-            lines.append(f"dot({dZ2}[{first}], {W_x}[0], {d_xs})")
-            if rest:
-                block, stacked = _marked("block"), _marked("stacked")
-                pairs = tuple(_tuple((str(i), str(n))) for n, (i, _) in enumerate(rest, 1))
-                lines.append(f"for {block}, {stacked} in {_tuple(pairs)}:")
-                lines.append(f"    dot_add({dZ2}[{block}], {W_x}[{stacked}], {d_xs})")
-        if not kernel.weight_grads:
-            return lines
-        parts, weights = list(self.part_args), list(dict.fromkeys(self.weight_args))
-        products = []
-        for g in kernel.weight_grads:
-            lines.append(f"# {g.equation}")
-            for part, cols in zip(g.parts, g.columns):
-                products.append(_tuple((str(g.block), str(parts.index(part)), str(weights.index(g.weight)),
-                                        " + ".join(cols.start) or "0")))
-        if any("n_x" in p for p in products):
-            lines.append(f"n_x = {self.part_args[_x_part(kernel)]}.shape[1]")
-        names = [_marked(n) for n in ("parts", "grads", "block", "part", "weight", "column")]
-        lines.append(f"{names[0]} = {_tuple(tuple(self.part_args[p] for p in parts))}")
-        lines.append(f"{names[1]} = {_tuple(tuple(self.weight_args[w] for w in weights))}")
-        lines.append(f"for {', '.join(names[2:])} in {_tuple(tuple(products))}:")
-        lines.append(f"    dot_t({dZ2}[{names[2]}], {names[0]}[{names[3]}], {names[1]}[{names[4]}], {names[5]})"
-                     "  # columns of δW = δz_blockᵀ part")
-        return lines
-
-
-def _x_part(kernel: KernelPlan) -> str:
-    return next(p.part for p in kernel.part_steps if p.source is Source.INPUT)
+def _emit_after_loop(src: _Source, kernel: KernelPlan) -> None:
+    """δx and the weight gradients after the backward loop: one BLAS product
+    over all steps at once per block (δx) and per block and part (δW), in
+    one compiled call each of the runtime's ``input_gradient`` and
+    ``weight_gradient`` (a NumPy call costs about 1 µs, as much as the work
+    at T=20, B=4; the runtime's functions compile once per dtype, not once
+    per kernel)."""
+    seq = {c.name: f"{c.name}_seq" for c in kernel.cached}
+    k = len(kernel.blocks)
+    src(f"dZ2 = dZ.reshape({k}, T * B, n_h)", 1)
+    xg = kernel.input_grad
+    if xg is not None:
+        src(f"# {xg.equation}, for all steps at once", 1)
+        src(f"W_x = np.array([{', '.join(w for _, w in xg.blocks)}])  # stacked", 1)
+        src("d_xs = np.empty((T, B, n_x), dtype)", 1)
+        src(f"input_gradient(dZ2, {_tuple(tuple(str(i) for i, _ in xg.blocks))}, W_x, d_xs.reshape(T * B, n_x))", 1)
+    else:
+        src("d_xs = np.zeros((T, B, n_x), dtype)  # no block takes x(t)", 1)
+    views = {p.part: {Source.INPUT: "xs.reshape(T * B, n_x)",
+                      Source.PREVIOUS: f"{seq.get(p.cached)}[:-1].reshape(T * B, n_h)",
+                      Source.STATE: f"{seq.get(p.cached)}[1:].reshape(T * B, n_h)",
+                      Source.CACHED: f"{seq.get(p.cached)}.reshape(T * B, n_h)"}[p.source]
+             for p in kernel.part_steps}
+    if views:
+        src("# each part vector at every step, stacked: (T·B, n) views", 1)
+    for part, view in views.items():
+        src(f"{part}_steps = {view}", 1)
+    for g in kernel.weight_grads:
+        src(f"# {g.equation}", 1)
+        src(f"d_{g.weight} = np.empty({g.weight}.shape, dtype)", 1)
+        src(f"weight_gradient(dZ2, {g.block}, {_tuple(tuple(f'{p}_steps' for p in g.parts))}, d_{g.weight})", 1)
 
 
 def _tuple(items: tuple) -> str:
