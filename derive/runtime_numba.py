@@ -359,19 +359,17 @@ def project(xs, W_x, b, Z):  # noqa: ANN001, ANN201
 
 
 @njit(cache=True, error_model="numpy")
-def input_gradient(dZ, blocks, W_x, d_xs):  # noqa: ANN001, ANN201
-    """δx after the backward loop, all steps at once: d_xs = Σ_i dZ[blocks[i]] @ W_x[i],
-    with dZ (k, T·B, n_h), W_x (len(blocks), n_h, n_x) and d_xs (T·B, n_x)."""
-    for i in range(len(blocks)):
-        gemm(dZ[blocks[i]], W_x[i], d_xs, 0, False, 0.0 if i == 0 else 1.0)
+def input_gradient(dZ, W_x, d_xs):  # noqa: ANN001, ANN201
+    """δx after the backward loop, all steps at once: d_xs = Σ_i dZ[i] @ W_x[i]
+    over the first len(W_x) blocks of dZ (k, T·B, n_h), the ones that read
+    x(t) (a prefix of Z, as in :func:`project`), into d_xs (T·B, n_x)."""
+    for i in range(W_x.shape[0]):
+        gemm(dZ[i], W_x[i], d_xs, 0, False, 0.0 if i == 0 else 1.0)
 
 
 @njit(cache=True, error_model="numpy")
-def weight_gradient(dZ, block, parts, d_W):  # noqa: ANN001, ANN201
-    """δW = Σ_t δz(t) [parts…](t)ᵀ after the backward loop, all steps at once:
-    each part's columns of d_W (n_h, Σ widths) are dZ[block]ᵀ @ part, with
-    dZ (k, T·B, n_h) and each part (T·B, width), in the order of the columns."""
-    column = 0
-    for part in parts:
-        gemm(dZ[block], part, d_W, column, True, 0.0)
-        column += part.shape[1]
+def weight_gradient(dZ, block, part, d_W, column):  # noqa: ANN001, ANN201
+    """One part's columns of a weight's gradient after the backward loop, all
+    steps at once: d_W[:, column:column + width] = dZ[block]ᵀ @ part, with dZ
+    (k, T·B, n_h) and the part (T·B, width), Σ_t δz(t) part(t)ᵀ."""
+    gemm(dZ[block], part, d_W, column, True, 0.0)

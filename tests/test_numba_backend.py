@@ -242,20 +242,21 @@ def test_the_runtime_products_around_the_loops(dtype: type) -> None:
         if len(biases):
             want += biases[:, None, :]
         assert rel_error(Z, want) < tol
-    a, w, out = rng.normal(size=(6, 4)).astype(dtype), rng.normal(size=(4, 3)).astype(dtype), rng.normal(size=(6, 3)).astype(dtype)
+    a, w = rng.normal(size=(6, 4)).astype(dtype), rng.normal(size=(4, 3)).astype(dtype)
     product = np.full((6, 3), np.nan, dtype)  # beta = 0: nothing of it may be read
     rt.dot(a, w, product)
     assert rel_error(product, a @ w) < tol
-    # δx: the products of the chosen dZ blocks (not the others) added up
+    # δx: the products of the first len(W) dZ blocks (not the others) added up
     dZ, W = rng.normal(size=(3, 6, 4)).astype(dtype), rng.normal(size=(2, 4, 3)).astype(dtype)
     d_xs = np.full((6, 3), np.nan, dtype)
-    rt.input_gradient(dZ, (2, 0), W, d_xs)
-    assert rel_error(d_xs, dZ[2] @ W[0] + dZ[0] @ W[1]) < tol
-    # δW: each part's columns, side by side in the order given
-    parts = (rng.normal(size=(6, 2)).astype(dtype), rng.normal(size=(6, 5)).astype(dtype))
-    d_W = np.full((4, 7), np.nan, dtype)
-    rt.weight_gradient(dZ, 1, parts, d_W)
-    assert rel_error(d_W, np.concatenate([dZ[1].T @ parts[0], dZ[1].T @ parts[1]], axis=1)) < tol
+    rt.input_gradient(dZ, W, d_xs)
+    assert rel_error(d_xs, dZ[0] @ W[0] + dZ[1] @ W[1]) < tol
+    # δW: a part's columns, the others untouched
+    part = rng.normal(size=(6, 2)).astype(dtype)
+    d_W = np.full((4, 7), 7.0, dtype)
+    rt.weight_gradient(dZ, 1, part, d_W, 3)
+    assert rel_error(d_W[:, 3:5], dZ[1].T @ part) < tol
+    assert (d_W[:, :3] == 7).all() and (d_W[:, 5:] == 7).all()
     grad = np.full((4, 9), 7.0, dtype)
     # gemm trusts BLAS with raw pointers: an operand it cannot describe so is refused, not misread
     for bad in ((a.T.copy().T, w, product, 0), (a, w[:, :2], product, 0), (a, w, grad[:, :3], 0), (a, w, product, 1)):

@@ -759,7 +759,9 @@ def _emit_after_loop(src: _Source, kernel: KernelPlan) -> None:
         src(f"# {xg.equation}, for all steps at once", 1)
         src(f"W_x = np.array([{', '.join(w for _, w in xg.blocks)}])  # stacked", 1)
         src("d_xs = np.empty((T, B, n_x), dtype)", 1)
-        src(f"input_gradient(dZ2, {_tuple(tuple(str(i) for i, _ in xg.blocks))}, W_x, d_xs.reshape(T * B, n_x))", 1)
+        if [i for i, _ in xg.blocks] != list(range(len(xg.blocks))):
+            raise ValueError(f"{kernel.cell.name}: the blocks reading x(t) are not the first ones of Z: {xg.blocks}")
+        src("input_gradient(dZ2, W_x, d_xs.reshape(T * B, n_x))  # the blocks reading x(t): the first ones", 1)
     else:
         src("d_xs = np.zeros((T, B, n_x), dtype)  # no block takes x(t)", 1)
     views = {p.part: {Source.INPUT: "xs.reshape(T * B, n_x)",
@@ -774,9 +776,5 @@ def _emit_after_loop(src: _Source, kernel: KernelPlan) -> None:
     for g in kernel.weight_grads:
         src(f"# {g.equation}", 1)
         src(f"d_{g.weight} = np.empty({g.weight}.shape, dtype)", 1)
-        src(f"weight_gradient(dZ2, {g.block}, {_tuple(tuple(f'{p}_steps' for p in g.parts))}, d_{g.weight})", 1)
-
-
-def _tuple(items: tuple) -> str:
-    """A tuple literal (one-element ones too)."""
-    return f"({items[0]},)" if len(items) == 1 else f"({', '.join(items)})"
+        for part, columns in zip(g.parts, g.columns):
+            src(f"weight_gradient(dZ2, {g.block}, {part}_steps, d_{g.weight}, {' + '.join(columns.start) or '0'})", 1)
