@@ -210,7 +210,7 @@ def test_a_cell_without_biases_and_with_a_block_without_x_agrees_with_numpy() ->
     cell = builder.build(output="a")
     source = kernels.generate(cell, backend="numba")
     assert "biases = np.empty((0, n_h), dtype)" in source and "Z.reshape(2, T * B, n_h)" in source
-    assert "weight_gradient(dZ2, 0, (x_steps, a_prev_steps), d_W_g)" in source  # x(t)'s columns first, as in W_g
+    assert "weight_gradient(dZ2, 0, a_prev_steps, d_W_g, n_x)" in source  # a(t-1)'s columns after x(t)'s in W_g
     ours, ref = kernels.load(cell, backend="numba"), kernels.load(cell)
     rng = np.random.default_rng(4)
     params = {k: rng.normal(size=v.shape) for k, v in ref.init_params(3, 5).items()}
