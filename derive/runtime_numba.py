@@ -272,10 +272,10 @@ _GEMM = types.ExternalFunction("numba_xxgemm", types.intc(
 ))
 """Numba's own entry to BLAS's gemm (``numba_xxgemm`` in its C helpers, the
 function ``np.dot`` calls: SciPy's BLAS, column-major). Called directly, a
-product is a few lines of code where ``np.dot`` on a transposed array
-inlines a much larger body into each kernel that calls it (0.5 s of compile
-per kernel and dtype), and it can add into the output (beta = 1) and write
-into a column slice of it (ldc) without a temporary."""
+product is a few lines of code, where ``np.dot`` on a transposed array
+compiles a much larger body into each function that calls it (measured
+0.5 s per kernel and dtype), and it can add into the output (beta = 1) and
+write into a column slice of it (ldc) without a temporary."""
 
 
 @intrinsic

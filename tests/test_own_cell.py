@@ -464,6 +464,17 @@ def test_a_name_a_kernel_binds_is_refused(name: str) -> None:
     del c_prev
 
 
+@pytest.mark.parametrize("name", ["biases", "project", "weight_gradient", "all_finite", "warnings"])
+def test_a_parameter_named_like_a_numba_wrapper_local_is_refused(name: str) -> None:
+    """The Numba kernels' wrappers unpack the parameters as locals and then
+    call the runtime's functions by name: a bias named ``project`` would
+    shadow the function it calls."""
+    b = CellBuilder("bad", "bad", "", source="bad_cell.py")
+    x, c_prev = b.input("x"), b.state("c")
+    with pytest.raises(CellError, match=f"the name '{name}' is reserved"):
+        b.affine("z", "W", [x, c_prev], name)
+
+
 @pytest.mark.parametrize("kind", ["bias", "weight", "parameter", "vector"])
 def test_a_name_ending_in_next_is_refused(kind: str) -> None:
     """d_<name> is the kernels' name for the gradient of a parameter or a

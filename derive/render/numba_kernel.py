@@ -45,10 +45,10 @@ import sympy
 from .. import functions
 from ..cell import Cell
 from ..derivation import OUTPUT_GRAD
-from .numpy_kernel import COMMAND, KernelPrinter, _emit_backward_head, _emit_constants_and_init, _emit_input_checks, _slice, _Source
+from .numpy_kernel import COMMAND, KernelPrinter, _emit_backward_head, _emit_constants_and_init, _emit_input_checks, _emit_part_steps, _slice, _Source
 from .plan import (
     ActivationRun, AdjointGemm, AdjointStatement, Assign, Destination, Folded, Function, KernelPlan, NodeGemm,
-    ParamGrad, Slot, Source, StateAdjointGemm, StateGemm, plan_kernel,
+    ParamGrad, Slot, StateAdjointGemm, StateGemm, plan_kernel,
 )
 from .text import CellTextPrinter
 
@@ -751,28 +751,18 @@ def _emit_after_loop(src: _Source, kernel: KernelPlan) -> None:
     ``weight_gradient`` (a NumPy call costs about 1 µs, as much as the work
     at T=20, B=4; the runtime's functions compile once per dtype, not once
     per kernel)."""
-    seq = {c.name: f"{c.name}_seq" for c in kernel.cached}
-    k = len(kernel.blocks)
-    src(f"dZ2 = dZ.reshape({k}, T * B, n_h)", 1)
+    src(f"dZ2 = dZ.reshape({len(kernel.blocks)}, T * B, n_h)", 1)
     xg = kernel.input_grad
     if xg is not None:
+        if [i for i, _ in xg.blocks] != list(range(len(xg.blocks))):
+            raise ValueError(f"{kernel.cell.name}: the blocks reading x(t) are not the first ones of Z: {xg.blocks}")
         src(f"# {xg.equation}, for all steps at once", 1)
         src(f"W_x = np.array([{', '.join(w for _, w in xg.blocks)}])  # stacked", 1)
         src("d_xs = np.empty((T, B, n_x), dtype)", 1)
-        if [i for i, _ in xg.blocks] != list(range(len(xg.blocks))):
-            raise ValueError(f"{kernel.cell.name}: the blocks reading x(t) are not the first ones of Z: {xg.blocks}")
         src("input_gradient(dZ2, W_x, d_xs.reshape(T * B, n_x))  # the blocks reading x(t): the first ones", 1)
     else:
         src("d_xs = np.zeros((T, B, n_x), dtype)  # no block takes x(t)", 1)
-    views = {p.part: {Source.INPUT: "xs.reshape(T * B, n_x)",
-                      Source.PREVIOUS: f"{seq.get(p.cached)}[:-1].reshape(T * B, n_h)",
-                      Source.STATE: f"{seq.get(p.cached)}[1:].reshape(T * B, n_h)",
-                      Source.CACHED: f"{seq.get(p.cached)}.reshape(T * B, n_h)"}[p.source]
-             for p in kernel.part_steps}
-    if views:
-        src("# each part vector at every step, stacked: (T·B, n) views", 1)
-    for part, view in views.items():
-        src(f"{part}_steps = {view}", 1)
+    _emit_part_steps(src, kernel)
     for g in kernel.weight_grads:
         src(f"# {g.equation}", 1)
         src(f"d_{g.weight} = np.empty({g.weight}.shape, dtype)", 1)

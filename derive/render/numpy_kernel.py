@@ -238,6 +238,20 @@ def _emit_init(src: _Source, shapes: dict[str, tuple[str, ...]]) -> None:
     src()
 
 
+def _emit_part_steps(src: _Source, kernel: KernelPlan) -> None:
+    """``<part>_steps``: each part vector of a weight at every step, a (T·B, n) view of its cache (both printers)."""
+    if not kernel.part_steps:
+        return
+    src("# each part vector at every step, stacked: (T·B, n) views", 1)
+    for p in kernel.part_steps:
+        cache = f"{p.cached}_seq"
+        view = {Source.INPUT: "xs.reshape(T * B, n_x)",
+                Source.PREVIOUS: f"{cache}[:-1].reshape(T * B, n_h)",
+                Source.STATE: f"{cache}[1:].reshape(T * B, n_h)",
+                Source.CACHED: f"{cache}.reshape(T * B, n_h)"}[p.source]
+        src(f"{p.part}_steps = {view}", 1)
+
+
 def _slice(cols: ColumnSlice) -> str:
     """``:n_h``, ``n_h:``, ``n_h:n_h + n_x``."""
     return f"{' + '.join(cols.start)}:{'' if cols.stop is None else ' + '.join(cols.stop)}"
@@ -512,7 +526,7 @@ class _BackwardPrinter(_Printer):
             src(f"{a.target} = {value}", 2)
 
     def after_loop(self) -> None:
-        src, kernel, seq = self.src, self.plan, self.seq
+        src, kernel = self.src, self.plan
         # δx: one GEMM per block over all steps, on contiguous copies of the x-columns
         # (BLAS reads a column slice of W, a strided matrix, markedly slower)
         xg = kernel.input_grad
@@ -529,13 +543,7 @@ class _BackwardPrinter(_Printer):
                 src("d_xs = d_xs.reshape(T, B, n_x)", 1)
         # weight gradients: one GEMM per column block over the stacked steps, written
         # into its columns (no concatenated copy of the parts)
-        src("# each part vector at every step, stacked: (T·B, n) views", 1)
-        for p in kernel.part_steps:
-            view = {Source.INPUT: "xs.reshape(T * B, n_x)",
-                    Source.PREVIOUS: f"{seq.get(p.cached)}[:-1].reshape(T * B, n_h)",
-                    Source.STATE: f"{seq.get(p.cached)}[1:].reshape(T * B, n_h)",
-                    Source.CACHED: f"{seq.get(p.cached)}.reshape(T * B, n_h)"}[p.source]
-            src(f"{p.part}_steps = {view}", 1)
+        _emit_part_steps(src, kernel)
         for g in kernel.weight_grads:
             src(f"# {g.equation}", 1)
             if len(g.parts) == 1:
