@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -195,6 +196,34 @@ def test_the_compiled_loops_receive_only_c_contiguous_arrays(name: str) -> None:
         for signature in steps.signatures:
             layouts = {str(t) for t in signature if getattr(t, "layout", "C") != "C"}
             assert not layouts, f"{name} {steps.__name__}: {sorted(layouts)}"
+
+
+# Callees of compiled code that are C library calls: each stops LLVM from
+# vectorising the loop around it (a float ** is a pow, ~30 ns an element).
+_LIBM = re.compile(r"^(llvm\.)?(pow|powi|exp|exp2|expm1|log|log2|log10|log1p|sin|cos|tan|tanh|sinh|cosh|atan)(f|\.\w+)?$")
+
+
+@pytest.mark.parametrize("name", derive.NAMES)
+def test_the_compiled_loops_call_no_c_library_function(name: str) -> None:
+    """The fused loops compile (float64, without the cache, so that their LLVM
+    IR can be read) to code that calls no libm function: σ and tanh are the
+    runtime's arithmetic, and powers are products (min_lstm's (G_f + G_i)⁻²
+    was a pow per element, its backward 2.6× slower)."""
+    _numba_or_skip()
+    import numba
+
+    kernel = kernels.load(name, backend="numba")
+    rng = np.random.default_rng(0)
+    ys, cache = kernel.forward(kernel.init_params(3, 4), rng.normal(size=(5, 2, 3)))
+    kernel.backward(cache, rng.normal(size=ys.shape))
+    for steps in (kernel._forward_steps, kernel._backward_steps):
+        signature = steps.signatures[0]
+        fresh = numba.njit(error_model="numpy")(steps.py_func)  # cached code cannot be inspected
+        fresh.compile(signature)
+        callees = set(re.findall(r'call [^@(]*@"?([\w.$]+)', fresh.inspect_llvm(signature)))
+        assert callees, f"{name} {steps.__name__}: no call found in its LLVM IR (the pattern is stale)"
+        libm = sorted(c for c in callees if _LIBM.match(c))
+        assert not libm, f"{name} {steps.__name__} calls {libm}"
 
 
 def test_a_cell_without_biases_and_with_a_block_without_x_agrees_with_numpy() -> None:

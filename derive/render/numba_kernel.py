@@ -99,8 +99,9 @@ class ScalarPrinter(KernelPrinter):
         b = self._print(base) if isinstance(base, sympy.Symbol) else f"({self._print(base)})"
         if exp.is_Integer and 2 <= exp <= 4:  # h*h: multiplies, dtype kept
             return "*".join([b] * int(exp))
-        if exp == -1:
-            return f"{self.constant(sympy.Integer(1))}/{b}"
+        if exp.is_Integer and -4 <= exp <= -1:  # one/(h*h): Numba's ** on a float is a libm pow, which stops SIMD
+            power = "*".join([b] * int(-exp))
+            return f"{self.constant(sympy.Integer(1))}/" + (power if exp == -1 else f"({power})")
         return f"{b}**{self._print(exp)}"
 
     def typed(self, dtype: str) -> list[str]:

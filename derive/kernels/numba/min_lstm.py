@@ -139,7 +139,6 @@ def _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, c
     _, T, B, n_h = dZ.shape
     dtype = dZ.dtype
     one = dZ.dtype.type(1)
-    two = dZ.dtype.type(2)
     for t in range(T - 1, -1, -1):
         for b in range(B):
             d_c_next_b = carried_c[b]
@@ -174,7 +173,7 @@ def _backward_steps(dZ, dys, Gf_seq, Gi_seq, Gf_n_seq, Gi_n_seq, c_seq, h_seq, c
                 Gi = Gi_b[j]
                 shared0 = Gf + Gi  # shared: G_f(t) + G_i(t)
                 shared1 = (-one)/(shared0)  # shared: -(G_f(t) + G_i(t))^-1
-                shared2 = shared0**-two  # shared: (G_f(t) + G_i(t))^-2
+                shared2 = one/(shared0*shared0)  # shared: (G_f(t) + G_i(t))^-2
                 shared3 = Gi*shared2  # shared: G_i(t) ⊙ (G_f(t) + G_i(t))^-2
                 shared4 = Gf*shared2  # shared: G_f(t) ⊙ (G_f(t) + G_i(t))^-2
                 d_Gi = -d_Gf_n*shared4 + d_Gi_n*(-shared1 - shared3)
