@@ -194,12 +194,13 @@ _RESERVED = frozenset({"T", "B", "t", "n_x", "n_h", "xs", "ys", "xs1", "Z", "Z_t
                       | {f for a in functions.REGISTRY for f in (a.name, *a.runtime)}
                       | {"check_params", "check_sequence", "check_states", "init_uniform", "sigmoid_of_half"}
                       # the Numba kernels' wrappers (derive/render/numba_kernel.py)
-                      | {"biases", "warnings", "all_finite", "project", "input_gradient", "weight_gradient", "gemm"}
+                      | {"biases", "warnings", "all_finite", "project", "input_gradient", "weight_gradient", "gemm",
+                         "block_sums", "finite"}
                       # the parallel-scan kernels' chunk locals (derive/render/scan_kernel.py)
                       | {"C", "g_chunk", "t0", "t1", "a_chunk", "g_next", "W_x", "dW_x", "dB"})
 # the Numba kernels' loop indices, typed constants and functions (derive/render/numba_kernel.py): the
 # compiled loops read vectors and per-element parameters by name (a bias's gradient: a name chosen free)
-_RESERVED_IN_LOOPS = frozenset({"b", "j", "zero", "one", "two", "dot", "numba", "dZ_x"})
+_RESERVED_IN_LOOPS = frozenset({"b", "j", "zero", "one", "two", "dot", "dot_add", "numba", "dZ_x"})
 # prefixes of names the kernels derive from others: a vector so named could collide with one of them
 _RESERVED_PREFIXES = ("carried_", "mix_")
 _CONSTANT_NAME = re.compile(r"k_\d+(_\d+)?")  # the Numba kernels' typed constants other than 0, 1, 2, ½: k_3, k_1_6

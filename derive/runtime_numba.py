@@ -245,7 +245,7 @@ def _inside01(dtype, expm1_neg):  # noqa: ANN001, ANN202
     return impl
 
 
-__all__ = ["all_finite", "dot", "gemm", "hard_sigmoid", "input_gradient", "inside01", "project", "relu", "sigmoid", "softplus", "step", "tanh", "weight_gradient"]
+__all__ = ["all_finite", "block_sums", "dot", "dot_add", "gemm", "hard_sigmoid", "input_gradient", "inside01", "project", "relu", "sigmoid", "softplus", "step", "tanh", "weight_gradient"]
 
 
 @njit(cache=True, error_model="numpy")
@@ -263,6 +263,21 @@ def all_finite(a):  # noqa: ANN001, ANN201
 
 
 runtime.use_compiled_finite(all_finite)  # the input checks of every kernel, NumPy's too, use it from now on
+
+
+@njit(cache=True, error_model="numpy")
+def block_sums(dZ, out):  # noqa: ANN001, ANN201
+    """out[i] = Σ_r dZ[i, r] for each block i of dZ (k, T·B, n_h), the bias
+    gradients; True when every sum is finite, which is so when dZ holds no
+    inf and no NaN and no sum overflows."""
+    for i in range(dZ.shape[0]):
+        total = out[i]
+        total[:] = 0
+        for r in range(dZ.shape[1]):
+            row = dZ[i, r]
+            for j in range(row.shape[0]):
+                total[j] += row[j]
+    return all_finite(out)
 
 
 _GEMM = types.ExternalFunction("numba_xxgemm", types.intc(
@@ -327,6 +342,12 @@ def dot(a, b, out):  # noqa: ANN001, ANN201
     """out = a @ b (2-D C-contiguous, BLAS): compiled once per dtype here and
     cached, not once per kernel that calls it."""
     gemm(a, b, out, 0, False, 0.0)
+
+
+@njit(cache=True, error_model="numpy")
+def dot_add(a, b, out):  # noqa: ANN001, ANN201
+    """out += a @ b (2-D C-contiguous, BLAS)."""
+    gemm(a, b, out, 0, False, 1.0)
 
 
 # The products before and after a kernel's time loop, over all steps at once, each one compiled call

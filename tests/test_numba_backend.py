@@ -204,11 +204,14 @@ _LIBM = re.compile(r"^(llvm\.)?(pow|powi|exp|exp2|expm1|log|log2|log10|log1p|sin
 
 
 @pytest.mark.parametrize("name", derive.NAMES)
-def test_the_compiled_loops_call_no_c_library_function(name: str) -> None:
+def test_the_compiled_loops_vectorise_and_call_no_c_library_function(name: str) -> None:
     """The fused loops compile (float64, without the cache, so that their LLVM
-    IR can be read) to code that calls no libm function: σ and tanh are the
-    runtime's arithmetic, and powers are products (min_lstm's (G_f + G_i)⁻²
-    was a pow per element, its backward 2.6× slower)."""
+    IR can be read) to SIMD code that calls no libm function: σ and tanh are
+    the runtime's arithmetic, and powers are products (min_lstm's
+    (G_f + G_i)⁻² was a pow per element, its backward 2.6× slower). The
+    LSTM's backward loop, with the bias sums and a stacked copy of δz in it,
+    had no vector instruction at all: LLVM gives up when a loop writes too
+    many arrays."""
     _numba_or_skip()
     import numba
 
@@ -224,6 +227,7 @@ def test_the_compiled_loops_call_no_c_library_function(name: str) -> None:
         assert callees, f"{name} {steps.__name__}: no call found in its LLVM IR (the pattern is stale)"
         libm = sorted(c for c in callees if _LIBM.match(c))
         assert not libm, f"{name} {steps.__name__} calls {libm}"
+        assert re.search(r"<\d+ x double>", fresh.inspect_llvm(signature)), f"{name} {steps.__name__}: no vector code"
 
 
 def test_a_cell_without_biases_and_with_a_block_without_x_agrees_with_numpy() -> None:
@@ -254,8 +258,8 @@ def test_a_cell_without_biases_and_with_a_block_without_x_agrees_with_numpy() ->
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_the_runtime_products_around_the_loops(dtype: type) -> None:
-    """``project``, ``dot``, ``input_gradient``, ``weight_gradient`` and
-    ``gemm`` of derive.runtime_numba against NumPy, on every branch: blocks
+    """``project``, ``dot``, ``dot_add``, ``input_gradient``,
+    ``weight_gradient``, ``block_sums`` and ``gemm`` of derive.runtime_numba against NumPy, on every branch: blocks
     with and without an x part, with and without biases, δx from some blocks
     only, a part's columns written into the middle of a weight."""
     _numba_or_skip()
@@ -275,6 +279,8 @@ def test_the_runtime_products_around_the_loops(dtype: type) -> None:
     product = np.full((6, 3), np.nan, dtype)  # beta = 0: nothing of it may be read
     rt.dot(a, w, product)
     assert rel_error(product, a @ w) < tol
+    rt.dot_add(a, w, product)  # beta = 1: adds into it
+    assert rel_error(product, 2 * (a @ w)) < tol
     # δx: the products of the first len(W) dZ blocks (not the others) added up
     dZ, W = rng.normal(size=(3, 6, 4)).astype(dtype), rng.normal(size=(2, 4, 3)).astype(dtype)
     d_xs = np.full((6, 3), np.nan, dtype)
@@ -286,6 +292,14 @@ def test_the_runtime_products_around_the_loops(dtype: type) -> None:
     rt.weight_gradient(dZ, 1, part, d_W, 3)
     assert rel_error(d_W[:, 3:5], dZ[1].T @ part) < tol
     assert (d_W[:, :3] == 7).all() and (d_W[:, 5:] == 7).all()
+    # δb: each block's sum over its rows, and whether all sums are finite
+    sums = np.full((3, 4), np.nan, dtype)
+    assert rt.block_sums(dZ, sums) is True
+    assert rel_error(sums, dZ.sum(axis=1)) < tol
+    for bad in (np.nan, np.inf):
+        broken = dZ.copy()
+        broken[2, 5, 1] = bad
+        assert rt.block_sums(broken, sums) is False
     grad = np.full((4, 9), 7.0, dtype)
     # gemm trusts BLAS with raw pointers: an operand it cannot describe so is refused, not misread
     for bad in ((a.T.copy().T, w, product, 0), (a, w[:, :2], product, 0), (a, w, grad[:, :3], 0), (a, w, product, 1)):

@@ -15,12 +15,13 @@ arrays (``Z`` and ``dZ`` as ``(k, T, B, n_h)`` blocks, the caches as
   over the batch rows and the n_h elements of a row (1-D row views indexed
   by the bare loop variable, so that LLVM vectorises it), each statement
   printed on one scalar under the equation it computes;
-* the bias gradients are summed in the backward loop, rather than by a
-  product after it (a NumPy call is ~1 µs, more than the work at a small
-  shape); the input parts of every step and the biases are one compiled
-  call before the forward loop (:func:`derive.runtime_numba.project`), δx
-  and the weight gradients a few after the backward one
-  (``input_gradient``, ``weight_gradient``; see ``_emit_after_loop``);
+* the input parts of every step and the biases are one compiled call
+  before the forward loop (:func:`derive.runtime_numba.project`); δx, the
+  weight and the bias gradients a few after the backward one
+  (``input_gradient``, ``weight_gradient``, ``block_sums``; see
+  ``_emit_after_loop``). The bias gradients are not summed in the backward
+  loop: each sum there is one more store per element, and with the LSTM's
+  LLVM gave up vectorising the loop;
 * σ and tanh are :mod:`derive.runtime_numba`'s, which vectorise (Numba's
   own ``np.tanh`` is a scalar C-library call); σ is computed on z itself,
   so the σ blocks are not halved as the NumPy kernel's are;
@@ -37,7 +38,6 @@ from which every other gradient is computed, and warns as NumPy would.
 from __future__ import annotations
 
 import hashlib
-import re
 from pathlib import Path
 
 import sympy
@@ -53,11 +53,6 @@ from .plan import (
 from .text import CellTextPrinter
 
 _JIT = "@numba.njit(cache=True, error_model='numpy')"
-_MARK = "\x00"
-"""Around an argument named after a parameter (a bias's gradient) while a
-compiled function is printed: its name there is chosen once the function's
-other names are known (:func:`_name_marked`), so that the gradient of a bias
-called ``z_b`` is not the loop's row view ``d_z_b`` of δz."""
 _CONSTANT_NAMES = {sympy.Integer(0): "zero", sympy.Integer(1): "one", sympy.Integer(2): "two",
                    sympy.Rational(1, 2): "half"}
 _RUNTIME = ("sigmoid", "tanh", "relu", "softplus", "hard_sigmoid", "step", "inside01")
@@ -380,15 +375,7 @@ class _Backward(_Step):
         self.carry_array = {c.name: f"carried_{c.state}" for c in kernel.carried}  # (B, n_h), in place
         for c in kernel.carried:
             self.where[c.name] = f"carried_{c.state}[b]"
-        # a δz block of a state's GEMM is also written into that state's stacked (B, m·n_h) buffer
-        self.stacked: dict[int, tuple[str, int]] = {}
-        for sw in kernel.state_weights:
-            if len(sw.nodes) > 1:
-                self.buffers.append(f"dZ_{sw.state} = np.empty((B, {len(sw.nodes)} * n_h), dtype)")
-                for r, i in enumerate(sw.blocks):
-                    self.stacked[i] = (sw.state, r)
         self.dz: dict[str, int] = {}
-        self.bias_of = {g.block: g.bias for g in kernel.bias_grads}  # δb = Σ_t Σ_batch δz(t), summed in the loop
 
     def slot(self, slot: Slot) -> str:
         at = f"t + {slot.offset}" if slot.offset else "t"
@@ -425,9 +412,12 @@ class _Backward(_Step):
             operand = self.locate(gemm.adjoint).replace(", b]", "]").replace("[b]", "")
             self.gemm(f"dot({operand}, {gemm.weight}, {out})")
             return
+        # one product per block, added up: a stacked copy of the blocks for one product
+        # would be more stores in the loop, and LLVM then gave up vectorising the LSTM's
         sw, s = gemm.weights, gemm.weights.state
-        operand = f"dZ[{sw.blocks[0]}, t]" if len(sw.nodes) == 1 else f"dZ_{s}"
-        self.gemm(f"dot({operand}, W_{s}T, {out})")
+        for r, i in enumerate(sw.blocks):
+            rows = f"W_{s}T" if len(sw.blocks) == 1 else f"W_{s}T[{r} * n_h:{r + 1} * n_h]"
+            self.gemm(f"{'dot_add' if r else 'dot'}(dZ[{i}, t], {rows}, {out})")
 
     def adjoint_statement(self, a: AdjointStatement) -> None:
         if a.expr is None:  # the value is the one GEMM's result
@@ -462,11 +452,6 @@ class _Backward(_Step):
                 self.define(a.target, value)
             for i in a.slots:
                 self.store(a.target, f"dZ[{i}, t, b]", f"{a.target}_b" if i == a.slots[0] else None)
-                if i in self.bias_of:
-                    self.body.append(f"{_marked('d_' + self.bias_of[i])}[j] += {a.target}")
-                if i in self.stacked:
-                    s, r = self.stacked[i]
-                    self.store(a.target, f"dZ_{s}[b, {r} * n_h:{r + 1} * n_h]")
             self.where[a.target] = f"dZ[{a.slots[0]}, t, b]"
             self.dz[a.target] = a.slots[0]
         elif a.destination is Destination.CARRY:
@@ -549,7 +534,8 @@ def generate(cell: Cell, command: str | None = None) -> str:
     _emit_backward(src, kernel, backward)
     body = src.text()
     used = [f for f in _RUNTIME if f"{f}(" in body.split("\n# <runtime_numba import>", 1)[-1]]
-    used += [f for f in ("all_finite", "dot", "input_gradient", "project", "weight_gradient") if f"{f}(" in body]
+    used += [f for f in ("all_finite", "block_sums", "dot", "dot_add", "input_gradient", "project", "weight_gradient")
+             if f"{f}(" in body]
     line = f"from derive.runtime_numba import {', '.join(sorted(used))}" if used else ""
     lines = body.split("\n")
     lines[runtime_at] = line
@@ -571,32 +557,6 @@ def _constants(step: _Step, anchor: str) -> list[str]:
     return step.printer.typed(f"{anchor}.dtype.type")
 
 
-def _marked(name: str) -> str:
-    return f"{_MARK}{name}{_MARK}"
-
-
-def _unmarked(names: list[str]) -> list[str]:
-    """The wrapper's names of a compiled function's arguments."""
-    return [n.replace(_MARK, "") for n in names]
-
-
-def _name_marked(lines: list[str], prose: int = 0) -> list[str]:
-    """``lines`` with each marked name replaced by itself, or by itself with
-    ``_`` appended until it is no other name of their code (comments and
-    the ``prose`` lines after the first, a docstring, do not count)."""
-    text = "\n".join(lines)
-    code = "\n".join(line.split("#", 1)[0] for line in lines[:1] + lines[1 + prose:])
-    marked = re.findall(f"{_MARK}(\\w+){_MARK}", text)
-    taken = set(re.findall(r"[A-Za-z_]\w*", re.sub(f"{_MARK}\\w+{_MARK}", "", code)))
-    for name in dict.fromkeys(marked):
-        free = name
-        while free in taken:
-            free += "_"
-        taken.add(free)
-        text = text.replace(_marked(name), free)
-    return text.split("\n")
-
-
 def _emit_steps_function(src: _Source, name: str, args: list[str], step: _Step, blocks: str, steps: str,
                          doc: list[str]) -> None:
     """A compiled time loop: its signature, docstring, typed constants and
@@ -609,7 +569,7 @@ def _emit_steps_function(src: _Source, name: str, args: list[str], step: _Step, 
     lines += ["    " + line for line in dict.fromkeys(step.buffers)]
     lines += [f"    for t in {steps}:", *step.lines]
     src(_JIT)
-    for line in _name_marked(lines, prose=len(doc)):
+    for line in lines:
         src(line)
 
 
@@ -669,7 +629,7 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
             src(f"np.concatenate([{', '.join(w + '.T' for w in sw.weights)}], axis=1, out=W_{sw.state})", 1)
     for nw in dict.fromkeys(f"{nw.weight}T = np.ascontiguousarray({nw.weight}.T)" for nw in kernel.node_weights):
         src(nw, 1)
-    src(f"_forward_steps({', '.join(_unmarked(args))})", 1)
+    src(f"_forward_steps({', '.join(args)})", 1)
     src()
     out = seq[cell.output]
     src(f"ys = {out}[1:]" if cell.output in state_of else f"ys = {out}", 1)
@@ -693,7 +653,7 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
                 gemm_weights.append(f"W_{g.weights.state}T" if isinstance(g, StateAdjointGemm) else g.weight)
     gemm_weights = list(dict.fromkeys(gemm_weights))
     carried = [f"carried_{c.state}" for c in kernel.carried]
-    d_params = [f"d_{p}" for p in kernel.param_grads] + [_marked(f"d_{g.bias}") for g in kernel.bias_grads]
+    d_params = [f"d_{p}" for p in kernel.param_grads]
     args = ["dZ", "dys", *seq.values(), *carried, *gemm_weights, *kernel.per_element, *d_params]
     _emit_steps_function(src, "_backward_steps", args, step, "dZ", "range(T - 1, -1, -1)",
                          ['"""The time loop of ``backward``: fills dZ, the carried gradients and the per-element',
@@ -721,16 +681,12 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
         src(f"{c.name} = np.array(dstate[{c.state!r}], dtype)", 1)
     for param in kernel.param_grads:
         src(f"d_{param} = np.zeros(n_h, dtype)", 1)
-    if kernel.bias_grads:
-        src("# δb = Σ_t Σ_batch δz(t), summed by the loop", 1)
-    for g in kernel.bias_grads:
-        src(f"d_{g.bias} = np.zeros(n_h, dtype)", 1)
     call_args = [a if a not in kernel.per_element else f"params[{a!r}]" for a in args]
     call_args = [next((c.name for c in kernel.carried if a == f"carried_{c.state}"), a) for a in call_args]
-    src(f"_backward_steps({', '.join(_unmarked(call_args))})", 1)
+    src(f"_backward_steps({', '.join(call_args)})", 1)
     src()
     _emit_after_loop(src, kernel)
-    checked = " and ".join(f"all_finite({a})" for a in ["dZ", *(c.name for c in kernel.carried)])
+    checked = " and ".join(["finite", *(f"all_finite({c.name})" for c in kernel.carried)])
     src(f"if not ({checked}):", 1)
     src("# compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)", 2)
     src("warnings.warn(\"overflow or invalid value in backward: δz or a state's gradient holds inf or NaN\", RuntimeWarning, stacklevel=2)", 2)
@@ -746,13 +702,19 @@ def _gradient(kernel: KernelPlan, key: str) -> str:
 
 
 def _emit_after_loop(src: _Source, kernel: KernelPlan) -> None:
-    """δx and the weight gradients after the backward loop: one BLAS product
+    """δb, δx and the weight gradients after the backward loop: one BLAS product
     over all steps at once per block (δx) and per block and part (δW), in
     one compiled call each of the runtime's ``input_gradient`` and
     ``weight_gradient`` (a NumPy call costs about 1 µs, as much as the work
     at T=20, B=4; the runtime's functions compile once per dtype, not once
     per kernel)."""
-    src(f"dZ2 = dZ.reshape({len(kernel.blocks)}, T * B, n_h)", 1)
+    k = len(kernel.blocks)
+    src(f"dZ2 = dZ.reshape({k}, T * B, n_h)", 1)
+    src("# δb = Σ_t Σ_batch δz(t): the sums of every block, one pass over dZ that also tells whether all are finite", 1)
+    src(f"d_B = np.empty(({k}, n_h), dtype)", 1)
+    src("finite = block_sums(dZ2, d_B)", 1)
+    for g in kernel.bias_grads:
+        src(f"d_{g.bias} = d_B[{g.block}]", 1)
     xg = kernel.input_grad
     if xg is not None:
         if [i for i, _ in xg.blocks] != list(range(len(xg.blocks))):
