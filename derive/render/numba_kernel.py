@@ -141,7 +141,11 @@ class _Step:
         self.where: dict[str, str] = {}  # name -> its row at (t, b), for a later group
         self.earlier: set[str] = set()  # locals of earlier groups (not in an array)
         self.buffered = buffered  # locals a later group reads: stored in name_buf
-        self.buffers: list[str] = []  # per-step (B, ...) arrays: "name = np.empty(...)"
+        self.buffers: list[str] = []  # before the time loop: per-step (B, n_h) arrays, tiled parameters
+        self.after: list[str] = []  # after the time loop
+        self.tiled: set[str] = set()  # per-element parameters read: tiled to (B·n_h,) before the loop
+        # the names a loop may bind: a flat view never takes one (a vector "h_t" beside "h")
+        self.in_use = {n for v in (*kernel.cell.vectors, *kernel.cell.params) for n in (v, f"d_{v}")}
         for p in kernel.per_element:
             self.where[p] = ""
 
@@ -164,23 +168,22 @@ class _Step:
         for name in self.scalars:
             if name not in self.where:
                 self.earlier.add(name)
-        self.lines.append("        for b in range(B):")
         for row, array in self.rows.items():
-            self.lines.append(f"            {row} = {array}")
-        self.lines.append("            for j in range(n_h):")
-        self.lines += ["                " + line for line in self.body]
+            self.lines.append(f"        {row} = flat({array})")
+        self.lines.append("        for j in range(B * n_h):")
+        self.lines += ["            " + line for line in self.body]
         self.rows, self.body, self.scalars = {}, [], set()
 
     def before_close(self) -> None:
         pass
 
     def row(self, name: str, array: str) -> str:
-        """The row view of ``array`` (at (t, b)) in the group, named ``name``
-        unless the group already has one."""
+        """The flat view of ``array`` (a (B, n_h) array at step t) in the
+        group, named ``name`` unless the group already has one."""
         for existing, a in self.rows.items():
             if a == array:
                 return existing
-        while name in self.rows or name in self.scalars:
+        while name in self.rows or name in self.scalars or name in self.in_use:
             name = f"{name}_"
         self.rows[name] = array
         return name
@@ -190,11 +193,11 @@ class _Step:
         self.body.append(f"{name} = {value}" + (f"  # {comment}" if comment else ""))
         self.scalars.add(name)
         if name in self.buffered:
-            self.store(name, f"{name}_buf[b]")
-            self.where[name] = f"{name}_buf[b]"
+            self.store(name, f"{name}_buf")
+            self.where[name] = f"{name}_buf"
 
     def store(self, name: str, array: str, row: str | None = None) -> None:
-        """Write the scalar ``name`` into the row ``array`` (at (t, b)), a view named ``row``."""
+        """Write the scalar ``name`` into ``array`` (at step t), through a flat view named ``row``."""
         row = self.row(row or _row_name(array), array)
         self.body.append(f"{row}[j] = {name}")
 
@@ -203,9 +206,12 @@ class _Step:
         if name in self.scalars:
             return name
         if name in self.plan.per_element:
+            if name not in self.tiled:
+                self.tiled.add(name)
+                self.buffers.append(f"{name} = tile_rows({name}, B)  # one per element of a step's (B, n_h) arrays")
             return f"{name}[j]"
         array = self.locate(name)
-        row = self.row(f"{name}_b", array)
+        row = self.row(f"{name}_t", array)
         self.body.append(f"{name} = {row}[j]")
         self.scalars.add(name)
         return name
@@ -228,52 +234,42 @@ class _Step:
     def slot(self, slot: Slot) -> str:
         at = f"t + {slot.offset}" if slot.offset else "t"
         block = self.block_of.get(slot.name)
-        return f"Z[{block}, {at}, b]" if block is not None else f"{self.seq[slot.name]}[{at}, b]"
+        return f"Z[{block}, {at}]" if block is not None else f"{self.seq[slot.name]}[{at}]"
 
 
 def _row_name(array: str) -> str:
-    """A name for the row view ``array``: ``Z[1, t, b]`` -> ``Z1_b``, ``c_seq[t + 1, b]``
-    -> ``c_next_b``, ``c_prevW[b, 1 * n_h:2 * n_h]`` -> ``c_prevW1_b``, ``d_c_next[b]`` -> ``d_c_next_b``."""
-    base, index = array.split("[", 1)
-    index = index.rstrip("]")
+    """A name for the flat view of ``array``: ``Z[1, t]`` -> ``Z1_t``, ``c_seq[t + 1]``
+    -> ``c_next_t``, ``c_seq[t]`` -> ``c_t``, ``d_c_next`` -> ``d_c_next_t``."""
+    base, _, index = array.partition("[")
     if base in ("Z", "dZ"):
-        return f"{base}{index.split(',', 1)[0]}_b"
+        return f"{base}{index.split(',', 1)[0]}_t"
     if base.endswith("_seq"):
-        return f"{base[:-4]}{'_next' if '+' in index else ''}_b"
-    if index.startswith("b, "):
-        return f"{base}{index[3:].split(' ', 1)[0]}_b"
-    return f"{base}_b"
+        return f"{base[:-4]}{'_next' if '+' in index else ''}_t"
+    return f"{base}_t"
 
 
 class _Forward(_Step):
-    """The forward step: state GEMMs, activations, node GEMMs, assignments."""
+    """The forward step: state GEMMs, activations, node GEMMs, assignments.
+    Every GEMM adds its product into its block of Z (beta = 1), which holds
+    the x(t) part and the bias already: the loops read each block whole."""
 
     def __init__(self, kernel: KernelPlan, buffered: set[str]) -> None:
         super().__init__(kernel, buffered)
         for s in self.cell.states:
-            self.where[s.prev] = f"{self.seq[s.name]}[t, b]"
-        self.adds: dict[int, list[str]] = {}  # block -> GEMM output rows still to add into it
+            self.where[s.prev] = f"{self.seq[s.name]}[t]"
         self.value: dict[int, str] = {}  # block -> the scalar holding it in the group
-        self.dirty: set[int] = set()  # blocks whose scalar differs from their Z row
         for b in kernel.blocks:
-            self.where.setdefault(b.node, f"Z[{b.index}, t, b]")
+            self.where.setdefault(b.node, f"Z[{b.index}, t]")
 
     def before_close(self) -> None:
-        for i in sorted(self.dirty):  # a block that received a GEMM's output and stayed itself
-            self.store(self.value[i], f"Z[{i}, t, b]")
-        self.dirty.clear()
         self.value.clear()
 
     def block(self, i: int) -> str:
-        """Block i's value as a scalar: its Z row plus the GEMM outputs pending for it."""
+        """Block i's value as a scalar, read from its Z row."""
         if i in self.value:
             return self.value[i]
         name = self.plan.blocks[i].node
-        terms = [f"{self.row(f'{name}_b', f'Z[{i}, t, b]')}[j]"]
-        for array in self.adds.pop(i, []):
-            terms.append(f"{self.row(_row_name(array), array)}[j]")
-            self.dirty.add(i)
-        self.body.append(f"{name} = {' + '.join(terms)}")
+        self.body.append(f"{name} = {self.row(f'{name}_t', f'Z[{i}, t]')}[j]")
         self.scalars.add(name)
         self.value[i] = name
         return name
@@ -289,8 +285,6 @@ class _Forward(_Step):
                 Assign: self.assign}
         for statement in self.plan.forward:
             step[type(statement)](statement)
-        for i in sorted(self.adds):  # a block whose GEMM output nothing read (not in the built-in cells)
-            self.block(i)
         self.close()
         return self.lines
 
@@ -300,11 +294,9 @@ class _Forward(_Step):
         others = "the x(t) parts and biases are in Z" if sw.with_input else "the biases are in Z"
         self.comments.append(f"({others}; add the {self.text.doprint(sympy.Symbol(s))} parts)")
         state = next(x.name for x in self.cell.states if x.prev == s)
-        m = len(sw.nodes)
-        self.buffers.append(f"{s}W = np.empty((B, {m} * n_h), dtype)" if m > 1 else f"{s}W = np.empty((B, n_h), dtype)")
-        self.gemm(f"dot({self.seq[state]}[t], W_{s}, {s}W)")
         for r, i in enumerate(sw.blocks):
-            self.adds.setdefault(i, []).append(f"{s}W[b, {r} * n_h:{r + 1} * n_h]" if m > 1 else f"{s}W[b]")
+            weight = f"W_{s}[{r}]" if len(sw.blocks) > 1 else f"W_{s}"
+            self.gemm(f"dot_add({self.seq[state]}[t], {weight}, Z[{i}, t])")
 
     def activation_run(self, run: ActivationRun) -> None:
         fn = "sigmoid" if run.function is Function.SIGMOID else "tanh"
@@ -317,21 +309,17 @@ class _Forward(_Step):
                 self.note(eq)
             z = self.block(i)
             self.define(target, f"{fn}({z})")
-            self.store(target, f"Z[{i}, t, b]")
-            self.dirty.discard(i)
+            self.store(target, f"Z[{i}, t]")
             self.value[i] = target
-            self.where[target] = f"Z[{i}, t, b]"
+            self.where[target] = f"Z[{i}, t]"
 
     def node_gemm(self, st: NodeGemm) -> None:
         if st.weights:
             if st.equation is not None:
                 self.comments.append(st.equation)
             for w in st.weights:
-                self.buffers.append(f"{w.part}W = np.empty((B, n_h), dtype)")
                 self.close()
-                part = self.locate(w.part).replace(", b]", "]")
-                self.gemm(f"dot({part}, {w.weight}T, {w.part}W)")
-                self.adds.setdefault(st.block, []).append(f"{w.part}W[b]")
+                self.gemm(f"dot_add({self.locate(w.part)}, {w.weight}T, Z[{st.block}, t])")
         elif st.equation is not None:
             self.note(f"{st.equation} (before the loop)")
         if st.named:
@@ -369,17 +357,17 @@ class _Backward(_Step):
 
     def __init__(self, kernel: KernelPlan, buffered: set[str]) -> None:
         super().__init__(kernel, buffered)
-        self.where[OUTPUT_GRAD] = "dys[t, b]"
+        self.where[OUTPUT_GRAD] = "dys[t]"
         for ld in kernel.backward_loads:
             self.where[ld.name] = self.slot(Slot(ld.cached, ld.offset))
         self.carry_array = {c.name: f"carried_{c.state}" for c in kernel.carried}  # (B, n_h), in place
         for c in kernel.carried:
-            self.where[c.name] = f"carried_{c.state}[b]"
+            self.where[c.name] = f"carried_{c.state}"
         self.dz: dict[str, int] = {}
 
     def slot(self, slot: Slot) -> str:
         at = f"t + {slot.offset}" if slot.offset else "t"
-        return f"{self.seq[slot.name]}[{at}, b]"
+        return f"{self.seq[slot.name]}[{at}]"
 
     def emit(self) -> list[str]:
         step = {ParamGrad: self.param_grad, Folded: self.folded, AdjointStatement: self.adjoint_statement}
@@ -401,7 +389,9 @@ class _Backward(_Step):
 
     def param_grad(self, g: ParamGrad) -> None:
         self.note(g.equation)
-        self.body.append(f"d_{g.param}[j] += {self.print(g.expr)}")
+        self.buffers.append(f"d_{g.param}_rows = np.zeros(B * n_h, dtype)")
+        self.after.append(f"sum_rows(d_{g.param}_rows, d_{g.param})  # Σ_batch")
+        self.body.append(f"d_{g.param}_rows[j] += {self.print(g.expr)}")
 
     def folded(self, f: Folded) -> None:
         self.note(f"{f.equation} (computed within {f.into})")
@@ -409,8 +399,7 @@ class _Backward(_Step):
     def run_gemm(self, gemm: StateAdjointGemm | AdjointGemm, out: str) -> None:
         self.close()
         if isinstance(gemm, AdjointGemm):
-            operand = self.locate(gemm.adjoint).replace(", b]", "]").replace("[b]", "")
-            self.gemm(f"dot({operand}, {gemm.weight}, {out})")
+            self.gemm(f"dot({self.locate(gemm.adjoint)}, {gemm.weight}, {out})")
             return
         # one product per block, added up: a stacked copy of the blocks for one product
         # would be more stores in the loop, and LLVM then gave up vectorising the LSTM's
@@ -429,7 +418,7 @@ class _Backward(_Step):
             self.run_gemm(gemm, out)
             if a.destination is Destination.CARRY:
                 return
-            self.where[a.target] = f"{out}[b]"
+            self.where[a.target] = out
             if a.destination is Destination.LOCAL:
                 return
             self.note(a.equation)
@@ -440,7 +429,7 @@ class _Backward(_Step):
                 self.buffers.append(f"{out} = np.empty((B, n_h), dtype)")
                 self.comments.append(f"({gemm.output}: for {a.equation.split(' = ', 1)[0]})")
                 self.run_gemm(gemm, out)
-                self.where[gemm.output] = f"{out}[b]"
+                self.where[gemm.output] = out
             self.note(a.equation)
             for name, text in a.reused:
                 self.note(f"(with {name} = {text}, from the forward pass)")
@@ -451,11 +440,11 @@ class _Backward(_Step):
             if value != a.target:
                 self.define(a.target, value)
             for i in a.slots:
-                self.store(a.target, f"dZ[{i}, t, b]", f"{a.target}_b" if i == a.slots[0] else None)
-            self.where[a.target] = f"dZ[{a.slots[0]}, t, b]"
+                self.store(a.target, f"dZ[{i}, t]", f"{a.target}_t" if i == a.slots[0] else None)
+            self.where[a.target] = f"dZ[{a.slots[0]}, t]"
             self.dz[a.target] = a.slots[0]
         elif a.destination is Destination.CARRY:
-            self.store(value if _is_name(value) else self._bind(a.target, value), f"{self.carry_array[a.carry]}[b]")
+            self.store(value if _is_name(value) else self._bind(a.target, value), self.carry_array[a.carry])
         else:
             self.define(a.target, value)
 
@@ -534,8 +523,8 @@ def generate(cell: Cell, command: str | None = None) -> str:
     _emit_backward(src, kernel, backward)
     body = src.text()
     used = [f for f in _RUNTIME if f"{f}(" in body.split("\n# <runtime_numba import>", 1)[-1]]
-    used += [f for f in ("all_finite", "block_sums", "dot", "dot_add", "input_gradient", "project", "weight_gradient")
-             if f"{f}(" in body]
+    used += [f for f in ("all_finite", "block_sums", "dot", "dot_add", "flat", "input_gradient", "project", "sum_rows",
+                         "tile_rows", "weight_gradient") if f"{f}(" in body]
     line = f"from derive.runtime_numba import {', '.join(sorted(used))}" if used else ""
     lines = body.split("\n")
     lines[runtime_at] = line
@@ -568,6 +557,7 @@ def _emit_steps_function(src: _Source, name: str, args: list[str], step: _Step, 
     lines += ["    " + line for line in _constants(step, blocks)]
     lines += ["    " + line for line in dict.fromkeys(step.buffers)]
     lines += [f"    for t in {steps}:", *step.lines]
+    lines += ["    " + line for line in dict.fromkeys(step.after)]
     src(_JIT)
     for line in lines:
         src(line)
@@ -621,12 +611,13 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
         src("biases = np.empty((0, n_h), dtype)  # none", 1)
     src(f"project(xs.reshape(T * B, n_x), W_x, biases, Z.reshape({k}, T * B, n_h))", 1)
     for sw in kernel.state_weights:
-        src(f"# the blocks acting on {CellTextPrinter(cell).doprint(sympy.Symbol(sw.state))}, side by side: one GEMM per step", 1)
+        state = CellTextPrinter(cell).doprint(sympy.Symbol(sw.state))
         if len(sw.weights) == 1:
+            src(f"# the block acting on {state}: one GEMM per step", 1)
             src(f"W_{sw.state} = {sw.weights[0]}.T.copy()", 1)
         else:
-            src(f"W_{sw.state} = np.empty((n_h, {len(sw.weights)} * n_h), dtype)  # C order: a concatenate of transposes is F", 1)
-            src(f"np.concatenate([{', '.join(w + '.T' for w in sw.weights)}], axis=1, out=W_{sw.state})", 1)
+            src(f"# the blocks acting on {state}, stacked: one GEMM per block and step, added into its block of Z", 1)
+            src(f"W_{sw.state} = np.array([{', '.join(w + '.T' for w in sw.weights)}])", 1)
     for nw in dict.fromkeys(f"{nw.weight}T = np.ascontiguousarray({nw.weight}.T)" for nw in kernel.node_weights):
         src(nw, 1)
     src(f"_forward_steps({', '.join(args)})", 1)
@@ -680,7 +671,7 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
         src(f"# {c.text}: from dstate at the last step (a copy: the loop writes into it)", 1)
         src(f"{c.name} = np.array(dstate[{c.state!r}], dtype)", 1)
     for param in kernel.param_grads:
-        src(f"d_{param} = np.zeros(n_h, dtype)", 1)
+        src(f"d_{param} = np.empty(n_h, dtype)  # summed over the batch by the loop's end", 1)
     call_args = [a if a not in kernel.per_element else f"params[{a!r}]" for a in args]
     call_args = [next((c.name for c in kernel.carried if a == f"carried_{c.state}"), a) for a in call_args]
     src(f"_backward_steps({', '.join(call_args)})", 1)
