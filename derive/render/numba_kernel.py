@@ -9,12 +9,16 @@ arrays (``Z`` and ``dZ`` as ``(k, T, B, n_h)`` blocks, the caches as
 
 * the step loop is an ``@numba.njit(cache=True, error_model='numpy')``
   function, compiled once per dtype and cached on disk;
-* each GEMM of the plan is one ``np.dot`` on 2-D contiguous arrays, into a
-  preallocated output (the state GEMMs of a step stacked, as in NumPy);
+* each GEMM of the plan is one BLAS product per block on 2-D contiguous
+  arrays (the runtime's ``dot``/``dot_add``): forward, added straight into
+  the block of Z it feeds (which holds the x(t) part and the bias already);
+  backward, a state's gradient summed over its blocks;
 * the element-wise statements between two GEMMs are fused into one loop
-  over the batch rows and the n_h elements of a row (1-D row views indexed
-  by the bare loop variable, so that LLVM vectorises it), each statement
-  printed on one scalar under the equation it computes;
+  over the B·n_h values of the step (flat views of the (B, n_h) arrays,
+  indexed by the bare loop variable, so that LLVM vectorises it whatever
+  n_h), each statement printed on one scalar under the equation it
+  computes; a per-element parameter is tiled to B·n_h values before the
+  loop, and its gradient summed over the batch after it;
 * the input parts of every step and the biases are one compiled call
   before the forward loop (:func:`derive.runtime_numba.project`); δx, the
   weight and the bias gradients a few after the backward one
