@@ -200,7 +200,8 @@ _RESERVED = frozenset({"T", "B", "t", "n_x", "n_h", "xs", "ys", "xs1", "Z", "Z_t
                       | {"C", "g_chunk", "t0", "t1", "a_chunk", "g_next", "W_x", "dW_x", "dB"})
 # the Numba kernels' loop indices, typed constants and functions (derive/render/numba_kernel.py): the
 # compiled loops read vectors and per-element parameters by name (a bias's gradient: a name chosen free)
-_RESERVED_IN_LOOPS = frozenset({"b", "j", "zero", "one", "two", "dot", "dot_add", "numba", "dZ_x"})
+_RESERVED_IN_LOOPS = frozenset({"b", "j", "zero", "one", "two", "dot", "dot_add", "flat", "tile_rows", "sum_rows", "numba",
+                                "dZ_x"})
 # prefixes of names the kernels derive from others: a vector so named could collide with one of them
 _RESERVED_PREFIXES = ("carried_", "mix_")
 _CONSTANT_NAME = re.compile(r"k_\d+(_\d+)?")  # the Numba kernels' typed constants other than 0, 1, 2, ½: k_3, k_1_6

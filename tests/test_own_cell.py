@@ -452,7 +452,8 @@ def test_a_string_is_never_evaluated_as_an_expression() -> None:
         b.node("c", "c_prev + __import__('os').getpid()")
 
 
-@pytest.mark.parametrize("name", ["Z_t", "xs1", "a_chunk", "g_next", "t0", "g_chunk", "j", "b", "one", "carried_c", "shared0", "zero", "k_1_6"])
+@pytest.mark.parametrize("name", ["Z_t", "xs1", "a_chunk", "g_next", "t0", "g_chunk", "j", "b", "one", "carried_c", "shared0", "zero", "k_1_6",
+                                  "flat", "tile_rows"])
 def test_a_name_a_kernel_binds_is_refused(name: str) -> None:
     """A vector named like a local of the loop, the scan or the Numba kernel
     would be overwritten by it (a vector j broke the Numba kernel's loop
@@ -464,7 +465,7 @@ def test_a_name_a_kernel_binds_is_refused(name: str) -> None:
     del c_prev
 
 
-@pytest.mark.parametrize("name", ["biases", "project", "weight_gradient", "all_finite", "warnings"])
+@pytest.mark.parametrize("name", ["biases", "project", "weight_gradient", "all_finite", "warnings", "block_sums", "finite"])
 def test_a_parameter_named_like_a_numba_wrapper_local_is_refused(name: str) -> None:
     """The Numba kernels' wrappers unpack the parameters as locals and then
     call the runtime's functions by name: a bias named ``project`` would

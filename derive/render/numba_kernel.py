@@ -142,7 +142,7 @@ class _Step:
         self.rows: dict[str, str] = {}  # row view -> its array at (t, b), in the group
         self.body: list[str] = []
         self.scalars: set[str] = set()  # bound in the group's inner loop
-        self.where: dict[str, str] = {}  # name -> its row at (t, b), for a later group
+        self.where: dict[str, str] = {}  # name -> its (B, n_h) array at step t, for a later group
         self.earlier: set[str] = set()  # locals of earlier groups (not in an array)
         self.buffered = buffered  # locals a later group reads: stored in name_buf
         self.buffers: list[str] = []  # before the time loop: per-step (B, n_h) arrays, tiled parameters
