@@ -36,16 +36,17 @@ Two tables, forward+backward first, then forward alone. Their columns:
   function does exactly the matrix products the Numba kernel does, read
   from the kernel plan (:func:`plan_gemms`, from
   ``derive.render.plan.plan_kernel``): the input projection (one GEMM per
-  block fed by x(t)), the state and node GEMMs of every forward step and
-  the adjoint GEMMs of every backward step inside a loop over t, then δx (one
-  GEMM per block) and the weight gradients (one per column block, the δz
-  operand a transposed view as in the kernel); the kernel sums the bias
-  gradients in its backward loop. All through ``np.dot`` on 2-D contiguous
-  arrays of the row's dtype, into preallocated outputs. The kernel runs the
-  products before and after its loops with NumPy (same shapes, NumPy's
-  OpenBLAS); the floor runs them all through Numba's ``np.dot`` (SciPy's
-  OpenBLAS). At start the script checks this list against
-  :func:`gemm_floor`'s and prints what differs.
+  block fed by x(t)), the state and node GEMMs of every forward step (one
+  per block) and the adjoint GEMMs of every backward step (one per block)
+  inside a loop over t, then δx (one GEMM per block) and the weight
+  gradients (one per column block, the δz operand a transposed view as in
+  the kernel); the kernel sums the bias gradients after its backward loop
+  (a pass over δz, not a product; nor is the bias row of its input
+  projection counted). All through ``np.dot`` on 2-D contiguous arrays of
+  the row's dtype, into preallocated outputs: SciPy's OpenBLAS, which the
+  kernel calls too (through the runtime's ``gemm``). At start the script
+  checks this list against :func:`gemm_floor`'s (the same multiply-adds)
+  and prints what differs.
 
 After the tables, the issue's targets (:data:`TARGETS`) are checked row by
 row and every miss is listed with its figure. Then the cold compile time of
@@ -174,40 +175,41 @@ def plan_gemms(cell: derive.Cell, T: int, B: int, n_x: int, n_h: int) -> tuple[l
 
     forward = [Gemm(T * B, n_x, n_h) for _ in plan.input_projection.blocks]  # before the loop
     for st in plan.forward:
-        if isinstance(st, StateGemm):  # (B, n_h) state × its stacked column blocks
-            forward.append(Gemm(B, n_h, len(st.weights.nodes) * n_h, T))
+        if isinstance(st, StateGemm):  # (B, n_h) state × each block's columns, added into that block of Z
+            forward += [Gemm(B, n_h, n_h, T) for _ in st.weights.nodes]
         elif isinstance(st, NodeGemm):  # a node's value × a column block, per weight
             forward += [Gemm(B, width(w.part), n_h, T) for w in st.weights]
     backward = []
     for st in plan.backward:
         for g in getattr(st, "gemms", ()):
-            if isinstance(g, StateAdjointGemm):  # stacked δz × stacked column blocks
-                backward.append(Gemm(B, len(g.weights.nodes) * n_h, n_h, T))
+            if isinstance(g, StateAdjointGemm):  # each block's δz × its column block, added up
+                backward += [Gemm(B, n_h, n_h, T) for _ in g.weights.nodes]
             elif isinstance(g, AdjointGemm):  # δz × one column block
                 backward.append(Gemm(B, n_h, width(part_of[g.weight]), T))
     if plan.input_grad is not None:
         backward += [Gemm(T * B, n_h, n_x) for _ in plan.input_grad.blocks]
     for g in plan.weight_grads:
         backward += [Gemm(n_h, T * B, width(part), 1, transposed=True) for part in g.parts]
-    return forward, backward  # the bias gradients: summed in the compiled backward loop
+    return forward, backward  # the bias gradients: summed after the loop (block_sums), not a product
 
 
 def compare_floors(cells: list[str], shape: tuple[int, int, int, int]) -> list[str]:
     """What differs between the plan's products (the Numba floor) and the
-    structural ones (the NumPy floor) for each cell: the per-step products
-    (shapes and counts) and the flops of the others."""
+    structural ones (the NumPy floor) for each cell: the multiply-adds of
+    the per-step products (the Numba kernel does one per block where the
+    NumPy kernel stacks a part's blocks into one) and of the others."""
     lines = []
     for name in cells:
         cell = derive.cell(name)
         structural, planned = gemm_floor(cell, *shape), plan_gemms(cell, *shape)
         for phase, a, b in (("forward", structural[0], planned[0]), ("backward", structural[1], planned[1])):
-            step_a = sorted((g.m, g.k, g.n) for g in a if g.count > 1)
-            step_b = sorted((g.m, g.k, g.n) for g in b if g.count > 1)
+            step_a = sum(g.m * g.k * g.n * g.count for g in a if g.count > 1)
+            step_b = sum(g.m * g.k * g.n * g.count for g in b if g.count > 1)
             flops_a = sum(g.m * g.k * g.n for g in a if g.count == 1)
             flops_b = sum(g.m * g.k * g.n for g in b if g.count == 1)
             diffs = []
             if step_a != step_b:
-                diffs.append(f"per-step products {step_a} (structure) against {step_b} (plan)")
+                diffs.append(f"per-step products {step_a} (structure) against {step_b} (plan) multiply-adds")
             if flops_a != flops_b:
                 diffs.append(f"all-steps products {flops_a} against {flops_b} multiply-adds")
             if diffs:
@@ -666,8 +668,8 @@ def main(argv: list[str] | None = None) -> int:
         if "numba" in backends:
             diffs = compare_floors(args.cells, SHAPES[shapes[-1]])
             print("the Numba floor's products (kernel plan) against the NumPy floor's (cell structure): "
-                  + ("\n" + "\n".join(diffs) if diffs else "the same per-step products for every cell, the same"
-                     " multiply-adds in the all-steps ones (one GEMM per block in the plan)"))
+                  + ("\n" + "\n".join(diffs) if diffs else "the same multiply-adds for every cell, per step and"
+                     " in the all-steps products (the plan does one GEMM per block)"))
         print()
         results = kernel_tables(args.cells, shapes, dtypes, backends, repeat, min_seconds)
         if "numba" in backends:

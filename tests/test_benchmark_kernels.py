@@ -28,10 +28,9 @@ def bench() -> ModuleType:
 
 
 def test_plan_products_match_the_structure(bench: ModuleType) -> None:
-    """The Numba floor's per-step products are the structural ones for every
-    cell, and the others the same multiply-adds (neither has bias sums: the
-    NumPy floor never had them, the Numba kernel sums them in its backward
-    loop)."""
+    """The Numba floor's products do the structural ones' multiply-adds for
+    every cell, per step and over all steps (one GEMM per block where the
+    structure stacks a part's blocks; neither counts the bias sums)."""
     assert bench.compare_floors(list(derive.NAMES), (7, 3, 5, 6)) == []
 
 
