@@ -255,13 +255,15 @@ def check_sequence(
     *,
     dims: Sequence[str] = ("T", "B", "n"),
     why: str = "",
+    finite: bool = True,
 ) -> np.ndarray:
     """Check a (T, B, n) sequence such as ``xs`` or ``dys``; return it as an array.
 
     ``shape`` has ``None`` for a free size (shown by its label from
     ``dims``); ``why`` explains the fixed ones (``Sizes.why``, or
     ``" like ys"``). The dtype must be float32 or float64 (``dtype`` if
-    given) and the values finite. Free sizes must be at least 1.
+    given) and, unless ``finite`` is False (a caller that checks them
+    later), the values finite. Free sizes must be at least 1.
     """
     array = _as_array(array)
     if array.ndim != len(shape):
@@ -274,7 +276,8 @@ def check_sequence(
         if want is not None and got != want:
             raise ValueError(f"{name}: expected shape {_shown(shape, dims)}{why}, got {array.shape}")
     _check_dtype(name, array, dtype, " like params")
-    _check_finite(name, array)
+    if finite:
+        _check_finite(name, array)
     return array
 
 

@@ -126,6 +126,20 @@ def test_dys_of_wrong_shape(backend: str, cell_name: str) -> None:
     _raises(lambda: kernel.backward(cache, bad), "dys", str(ys.shape), str(bad.shape))
 
 
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
+@pytest.mark.parametrize("t", [0, T - 1], ids=["first step", "last step"])
+def test_non_finite_dys(backend: str, cell_name: str, bad: float, t: int) -> None:
+    """An inf or a NaN in dys is refused with the message of NumPy's check on
+    both backends, and no warning before it (the Numba backward checks dys's
+    values after its loop: such a value makes δz or a state's gradient
+    non-finite, whatever the step and the element)."""
+    kernel, params, xs, _ = _setup(cell_name, backend)
+    ys, cache = kernel.forward(params, xs)
+    dys = np.random.default_rng(2).normal(size=ys.shape)
+    dys[t, B - 1, 2] = bad
+    _raises(lambda: kernel.backward(cache, dys), "dys", "finite", "NaN" if np.isnan(bad) else "inf")
+
+
 def test_dstate_of_wrong_shape(backend: str, cell_name: str) -> None:
     kernel, params, xs, states = _setup(cell_name, backend)
     ys, cache = kernel.forward(params, xs)

@@ -35,8 +35,12 @@ arrays (``Z`` and ``dZ`` as ``(k, T, B, n_h)`` blocks, the caches as
 The Python functions around the compiled loops check the input exactly as
 the NumPy kernel does (the runtime's ``check_*``) and prepare the weights
 (transposed, stacked, contiguous) with NumPy. Compiled code raises no
-floating-point warning: ``backward`` checks δz and the carried gradients,
-from which every other gradient is computed, and warns as NumPy would.
+floating-point warning: ``backward`` checks δz (through the sums of its
+blocks) and the carried gradients, from which every other gradient is
+computed, and warns as NumPy would. That check also catches an inf or a NaN
+in dys, whose every value the loop reads: only then are dys's values
+checked, for the NumPy kernel's error, rather than in a pass of their own
+before the loop.
 """
 
 from __future__ import annotations
@@ -656,7 +660,13 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
     src()
     src()
     _emit_backward_head(src, state_of, next(iter(seq)))
-    src("dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))", 1)
+    # dys's values are checked after the loop, which reads every one of them: a full pass less
+    late = any(f"= flat({step.where[OUTPUT_GRAD]})" in line for line in step.lines)
+    if late:
+        src("# its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)", 1)
+        src("dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))", 1)
+    else:
+        src("dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))", 1)
     src("dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)", 1)
     _params(src, kernel)
     for name, array in seq.items():
@@ -683,6 +693,8 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
     _emit_after_loop(src, kernel)
     checked = " and ".join(["finite", *(f"all_finite({c.name})" for c in kernel.carried)])
     src(f"if not ({checked}):", 1)
+    if late:
+        src("check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')  # raises if dys is the cause", 2)
     src("# compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)", 2)
     src("warnings.warn(\"overflow or invalid value in backward: δz or a state's gradient holds inf or NaN\", RuntimeWarning, stacklevel=2)", 2)
     src("return {" + ", ".join(f"{key!r}: {_gradient(kernel, key)}" for key in kernel.gradients) + "}", 1)

@@ -195,7 +195,8 @@ def backward(
     T, B, n_x = xs.shape
     dtype = xs.dtype
     n_h = cache['Gu'].shape[2]
-    dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
+    # its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)
+    dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     W_u, b_u, W_h, b_h = params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
@@ -235,6 +236,7 @@ def backward(
     weight_gradient(dZ2, 1, c_prev_steps, d_W_h, 0)
     weight_gradient(dZ2, 1, x_steps, d_W_h, n_h)
     if not (finite and all_finite(d_c_next)):
+        check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')  # raises if dys is the cause
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)
     return {'W_u': d_W_u, 'b_u': d_b_u, 'W_h': d_W_h, 'b_h': d_b_h, 'xs': d_xs, 'c0': d_c_next}

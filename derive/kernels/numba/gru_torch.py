@@ -233,7 +233,8 @@ def backward(
     T, B, n_x = xs.shape
     dtype = xs.dtype
     n_h = cache['Gr'].shape[2]
-    dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
+    # its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)
+    dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     W_r, b_r, W_z, b_z, W_hx, b_hx, W_hc, b_hc = params['W_r'], params['b_r'], params['W_z'], params['b_z'], params['W_hx'], params['b_hx'], params['W_hc'], params['b_hc']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
@@ -283,6 +284,7 @@ def backward(
     d_W_hc = np.empty(W_hc.shape, dtype)
     weight_gradient(dZ2, 3, c_prev_steps, d_W_hc, 0)
     if not (finite and all_finite(d_c_next)):
+        check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')  # raises if dys is the cause
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)
     return {'W_r': d_W_r, 'b_r': d_b_r, 'W_z': d_W_z, 'b_z': d_b_z, 'W_hx': d_W_hx, 'b_hx': d_b_hx, 'W_hc': d_W_hc, 'b_hc': d_b_hc, 'xs': d_xs, 'c0': d_c_next}

@@ -149,7 +149,8 @@ def backward(
     T, B, n_x = xs.shape
     dtype = xs.dtype
     n_h = cache['c'].shape[2]
-    dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
+    # its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)
+    dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     u, W, b = params['u'], params['W'], params['b']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
@@ -177,6 +178,7 @@ def backward(
     d_W = np.empty(W.shape, dtype)
     weight_gradient(dZ2, 0, x_steps, d_W, 0)
     if not (finite and all_finite(d_c_next)):
+        check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')  # raises if dys is the cause
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)
     return {'u': d_u, 'W': d_W, 'b': d_b, 'xs': d_xs, 'c0': d_c_next}

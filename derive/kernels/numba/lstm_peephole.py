@@ -263,7 +263,8 @@ def backward(
     T, B, n_x = xs.shape
     dtype = xs.dtype
     n_h = cache['Gi'].shape[2]
-    dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
+    # its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)
+    dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     p_i, p_f, p_o, W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = params['p_i'], params['p_f'], params['p_o'], params['W_i'], params['b_i'], params['W_f'], params['b_f'], params['W_h'], params['b_h'], params['W_o'], params['b_o']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
@@ -323,6 +324,7 @@ def backward(
     weight_gradient(dZ2, 3, a_prev_steps, d_W_o, 0)
     weight_gradient(dZ2, 3, x_steps, d_W_o, n_h)
     if not (finite and all_finite(d_a_next) and all_finite(d_c_next)):
+        check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')  # raises if dys is the cause
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)
     return {'p_i': d_p_i, 'p_f': d_p_f, 'p_o': d_p_o, 'W_i': d_W_i, 'b_i': d_b_i, 'W_f': d_W_f, 'b_f': d_b_f, 'W_h': d_W_h, 'b_h': d_b_h, 'W_o': d_W_o, 'b_o': d_b_o, 'xs': d_xs, 'a0': d_a_next, 'c0': d_c_next}

@@ -143,7 +143,8 @@ def backward(
     T, B, n_x = xs.shape
     dtype = xs.dtype
     n_h = cache['a'].shape[2]
-    dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))
+    # its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)
+    dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     W_a, b_a = params['W_a'], params['b_a']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
@@ -174,6 +175,7 @@ def backward(
     weight_gradient(dZ2, 0, a_prev_steps, d_W_a, 0)
     weight_gradient(dZ2, 0, x_steps, d_W_a, n_h)
     if not (finite and all_finite(d_a_next)):
+        check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')  # raises if dys is the cause
         # compiled code raises no floating-point warning: warn as NumPy would (the other gradients are products of these)
         warnings.warn("overflow or invalid value in backward: δz or a state's gradient holds inf or NaN", RuntimeWarning, stacklevel=2)
     return {'W_a': d_W_a, 'b_a': d_b_a, 'xs': d_xs, 'a0': d_a_next}
