@@ -321,6 +321,16 @@ def _slot(typingctx, value):  # noqa: ANN001, ANN202 - a Numba intrinsic
 
 
 @njit(cache=True, error_model="numpy")
+def _rows_packed(x, size):  # noqa: ANN001, ANN202
+    """Whether the 2-D ``x`` is laid out as BLAS is told (rows of x.shape[1]
+    contiguous items, one after the other). The stride of a dimension of
+    length 1 is not looked at: NumPy calls such an array C-contiguous whatever
+    that stride is (a (1, 1) transposed view has strides (8, 40)), and no
+    element is ever reached through it."""
+    return (x.shape[1] <= 1 or x.strides[1] == size) and (x.shape[0] <= 1 or x.strides[0] == x.shape[1] * size)
+
+
+@njit(cache=True, error_model="numpy")
 def gemm(a, b, out, column, transpose_a, beta):  # noqa: ANN001, ANN201
     """out[:, column:column + n] = op(a) @ b + beta · out[:, column:column + n],
     op(a) = aᵀ if ``transpose_a``, on C-contiguous 2-D arrays of one dtype."""
@@ -328,8 +338,7 @@ def gemm(a, b, out, column, transpose_a, beta):  # noqa: ANN001, ANN201
     n = b.shape[1]
     size = a.itemsize
     if (b.shape[0] != k or out.shape[0] != m or column < 0 or column + n > out.shape[1]
-            or a.strides[1] != size or a.strides[0] != a.shape[1] * size or b.strides[1] != size
-            or b.strides[0] != n * size or out.strides[1] != size or out.strides[0] != out.shape[1] * size):
+            or not _rows_packed(a, size) or not _rows_packed(b, size) or not _rows_packed(out, size)):
         raise ValueError("gemm: expected C-contiguous operands of matching shapes")
     # row-major out = op(a) @ b is column-major outᵀ = bᵀ op(a)ᵀ
     status = _GEMM(np.int8(100 if size == 8 else 115), np.int8(110), np.int8(116 if transpose_a else 110),  # d|s, n, t|n

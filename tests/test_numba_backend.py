@@ -112,6 +112,26 @@ def test_both_backends_compute_the_same(label: str, cell: derive.Cell, dtype: ty
         assert rel_error(grads[k], grads_ref[k]) < tol, f"{label} d{k}: {rel_error(grads[k], grads_ref[k]):.1e}"
 
 
+@pytest.mark.parametrize("name", derive.NAMES)
+def test_sizes_of_one_agree_with_numpy(name: str) -> None:
+    """B, n_x or n_h of 1, both dtypes: the same values as the NumPy kernel.
+    With n_h = 1 the GRU's W_hcᵀ is a (1, 1) array with strides (8, 40),
+    C-contiguous for NumPy: the gemm refused it until a stride of a dimension
+    of length 1 was no longer compared."""
+    _numba_or_skip()
+    numpy_kernel, numba_kernel = kernels.load(name), kernels.load(name, backend="numba")
+    for T, B, n_x, n_h in ((3, 1, 1, 1), (2, 3, 4, 1), (2, 1, 3, 4), (2, 3, 1, 17)):
+        for dtype, tol in ((np.float64, 1e-12), (np.float32, 2e-5)):
+            params = numpy_kernel.init_params(n_x, n_h, seed=1, dtype=dtype)
+            rng = np.random.default_rng(0)
+            xs, dys = rng.normal(size=(T, B, n_x)).astype(dtype), rng.normal(size=(T, B, n_h)).astype(dtype)
+            (ys, cache), (ys_nb, cache_nb) = numpy_kernel.forward(params, xs), numba_kernel.forward(params, xs)
+            grads, grads_nb = numpy_kernel.backward(cache, dys), numba_kernel.backward(cache_nb, dys)
+            for key, got, want in (("ys", ys_nb, ys), *((k, grads_nb[k], grads[k]) for k in grads)):
+                scale = max(1.0, float(np.max(np.abs(want))))  # a ReLU's ys may be all zeros
+                assert float(np.max(np.abs(got - want))) / scale < tol, (key, T, B, n_x, n_h, dtype)
+
+
 def test_float32_kernels_compute_in_float32() -> None:
     """No float64 arithmetic in a float32 step loop: every number of the
     fused statements is a constant of the arrays' dtype (a Python float
