@@ -132,6 +132,29 @@ def test_sizes_of_one_agree_with_numpy(name: str) -> None:
                 assert float(np.max(np.abs(got - want))) / scale < tol, (key, T, B, n_x, n_h, dtype)
 
 
+@pytest.mark.parametrize("name", derive.NAMES)
+def test_inputs_in_any_memory_order_agree_with_numpy(name: str) -> None:
+    """Fortran-ordered weights, xs, state0 and dstate and a strided dys give
+    the NumPy kernel's values: the wrapper copies them in C order, as the
+    products and the flat loops read them (a Fortran-ordered dstate or a
+    Fortran-ordered weight of a cell with several blocks was refused)."""
+    _numba_or_skip()
+    numpy_kernel, numba_kernel = kernels.load(name), kernels.load(name, backend="numba")
+    T, B, n_x, n_h = 4, 3, 5, 6
+    params = numpy_kernel.init_params(n_x, n_h, seed=2)
+    fortran = {k: np.asfortranarray(v) for k, v in params.items()}
+    rng = np.random.default_rng(0)
+    xs = np.asfortranarray(rng.normal(size=(T, B, n_x)))
+    dys = rng.normal(size=(B, T, n_h)).transpose(1, 0, 2)
+    states = {s.name: np.asfortranarray(rng.normal(size=(B, n_h))) for s in derive.cell(name).states}
+    ys, cache = numpy_kernel.forward(params, xs, states)
+    ys_nb, cache_nb = numba_kernel.forward(fortran, xs, states)
+    grads, grads_nb = numpy_kernel.backward(cache, dys, states), numba_kernel.backward(cache_nb, dys, states)
+    assert rel_error(ys_nb, ys) < 1e-12
+    for key in grads:
+        assert rel_error(grads_nb[key], grads[key]) < 1e-12, key
+
+
 def test_float32_kernels_compute_in_float32() -> None:
     """No float64 arithmetic in a float32 step loop: every number of the
     fused statements is a constant of the arrays' dtype (a Python float

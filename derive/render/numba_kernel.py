@@ -593,8 +593,9 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     src("cache ``backward`` needs; ``cache['final']`` holds the final states.", 1)
     src('"""', 1)
     _emit_input_checks(src)
-    src("params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)", 1)
-    src("xs = np.array(xs)", 1)
+    src("# (in C order: the products and the loops read them so, whatever order the caller's arrays are in)", 1)
+    src("params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)", 1)
+    src("xs = np.array(xs, order='C')", 1)
     _params(src, kernel)
     src()
     src(f"# Z: the pre-activation of every affine node, one (T, B, n_h) block each: {', '.join(kernel.block_names)}.", 1)
@@ -683,7 +684,7 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
     src(f"dZ = np.empty(({k}, T, B, n_h), dtype)", 1)
     for c in kernel.carried:
         src(f"# {c.text}: from dstate at the last step (a copy: the loop writes into it)", 1)
-        src(f"{c.name} = np.array(dstate[{c.state!r}], dtype)", 1)
+        src(f"{c.name} = np.array(dstate[{c.state!r}], dtype, order='C')  # C order: the loop reads it flat", 1)
     for param in kernel.param_grads:
         src(f"d_{param} = np.empty(n_h, dtype)  # summed over the batch by the loop's end", 1)
     call_args = [a if a not in kernel.per_element else f"params[{a!r}]" for a in args]

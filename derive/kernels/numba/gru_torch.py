@@ -119,8 +119,9 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
-    xs = np.array(xs)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
+    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs, order='C')
     W_r, b_r, W_z, b_z, W_hx, b_hx, W_hc, b_hc = params['W_r'], params['b_r'], params['W_z'], params['b_z'], params['W_hx'], params['b_hx'], params['W_hc'], params['b_hc']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
@@ -251,7 +252,7 @@ def backward(
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_hx(t), δz_r(t), δz_z(t), δz_hc(t)
     dZ = np.empty((4, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_c_next = np.array(dstate['c'], dtype)
+    d_c_next = np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
     _backward_steps(dZ, dys, Gr_seq, Gz_seq, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, d_c_next, W_c_prevT)
 
     dZ2 = dZ.reshape(4, T * B, n_h)

@@ -81,8 +81,9 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
-    xs = np.array(xs)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
+    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs, order='C')
     u, W, b = params['u'], params['W'], params['b']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
 
@@ -159,7 +160,7 @@ def backward(
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz(t)
     dZ = np.empty((1, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_c_next = np.array(dstate['c'], dtype)
+    d_c_next = np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
     d_u = np.empty(n_h, dtype)  # summed over the batch by the loop's end
     _backward_steps(dZ, dys, c_seq, d_c_next, params['u'], d_u)
 

@@ -129,8 +129,9 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
-    xs = np.array(xs)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
+    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs, order='C')
     W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = params['W_i'], params['b_i'], params['W_f'], params['b_f'], params['W_h'], params['b_h'], params['W_o'], params['b_o']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
@@ -275,9 +276,9 @@ def backward(
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_i(t), δz_f(t), δz_o(t), δz_h(t)
     dZ = np.empty((4, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_a_next = np.array(dstate['a'], dtype)
+    d_a_next = np.array(dstate['a'], dtype, order='C')  # C order: the loop reads it flat
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_c_next = np.array(dstate['c'], dtype)
+    d_c_next = np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
     _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, d_a_next, d_c_next, W_a_prevT)
 
     dZ2 = dZ.reshape(4, T * B, n_h)

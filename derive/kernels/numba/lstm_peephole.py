@@ -129,8 +129,9 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
-    xs = np.array(xs)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
+    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs, order='C')
     p_i, p_f, p_o, W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = params['p_i'], params['p_f'], params['p_o'], params['W_i'], params['b_i'], params['W_f'], params['b_f'], params['W_h'], params['b_h'], params['W_o'], params['b_o']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
@@ -284,9 +285,9 @@ def backward(
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_i(t), δz_f(t), δz_o(t)
     dZ = np.empty((4, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_a_next = np.array(dstate['a'], dtype)
+    d_a_next = np.array(dstate['a'], dtype, order='C')  # C order: the loop reads it flat
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_c_next = np.array(dstate['c'], dtype)
+    d_c_next = np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
     d_p_i = np.empty(n_h, dtype)  # summed over the batch by the loop's end
     d_p_f = np.empty(n_h, dtype)  # summed over the batch by the loop's end
     d_p_o = np.empty(n_h, dtype)  # summed over the batch by the loop's end

@@ -91,8 +91,9 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
-    xs = np.array(xs)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
+    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs, order='C')
     W_u, b_u, W_h, b_h = params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
 
@@ -176,7 +177,7 @@ def backward(
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_u(t), δh(t)
     dZ = np.empty((2, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_c_next = np.array(dstate['c'], dtype)
+    d_c_next = np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
     _backward_steps(dZ, dys, Gu_seq, c_seq, mix_c_seq, d_c_next)
 
     dZ2 = dZ.reshape(2, T * B, n_h)

@@ -80,8 +80,9 @@ def forward(
     T, B, _ = xs.shape
     state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    params = {k: np.array(params[k]) for k in PARAM_SHAPES}  # of dtype already (check_params)
-    xs = np.array(xs)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
+    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    xs = np.array(xs, order='C')
     W_a, b_a = params['W_a'], params['b_a']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_aa, W_ax = W_a[:, :n_h], W_a[:, n_h:]
@@ -155,7 +156,7 @@ def backward(
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_a(t)
     dZ = np.empty((1, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_a_next = np.array(dstate['a'], dtype)
+    d_a_next = np.array(dstate['a'], dtype, order='C')  # C order: the loop reads it flat
     _backward_steps(dZ, dys, a_seq, d_a_next, W_a_prevT)
 
     dZ2 = dZ.reshape(1, T * B, n_h)
