@@ -267,21 +267,6 @@ def all_finite(a):  # noqa: ANN001, ANN201
 runtime.use_compiled_finite(all_finite)  # the input checks of every kernel, NumPy's too, use it from now on
 
 
-@njit(cache=True, error_model="numpy")
-def block_sums(dZ, out):  # noqa: ANN001, ANN201
-    """out[i] = Σ_r dZ[i, r] for each block i of dZ (k, T·B, n_h), the bias
-    gradients; True when every sum is finite, which is so when dZ holds no
-    inf and no NaN and no sum overflows."""
-    for i in range(dZ.shape[0]):
-        total = out[i]
-        total[:] = 0
-        for r in range(dZ.shape[1]):
-            row = dZ[i, r]
-            for j in range(row.shape[0]):
-                total[j] += row[j]
-    return all_finite(out)
-
-
 _GEMM = types.ExternalFunction("numba_xxgemm", types.intc(
     types.char, types.char, types.char, types.intp, types.intp, types.intp,  # kind, transa, transb, m, n, k
     types.voidptr, types.voidptr, types.intp, types.voidptr, types.intp,  # alpha, a, lda, b, ldb
@@ -410,6 +395,16 @@ def sum_rows(rows, out):  # noqa: ANN001, ANN201
         r = rows[b * n:(b + 1) * n]
         for j in range(n):
             out[j] += r[j]
+
+
+@njit(cache=True, error_model="numpy")
+def block_sums(dZ, out):  # noqa: ANN001, ANN201
+    """out[i] = Σ_r dZ[i, r] for each block i of dZ (k, T·B, n_h), the bias
+    gradients; True when every sum is finite, which is so when dZ holds no
+    inf and no NaN and no sum overflows."""
+    for i in range(dZ.shape[0]):
+        sum_rows(flat(dZ[i]), out[i])
+    return all_finite(out)
 
 
 # The products before and after a kernel's time loop, over all steps at once, each one compiled call

@@ -152,6 +152,7 @@ class _Step:
         self.buffers: list[str] = []  # before the time loop: per-step (B, n_h) arrays, tiled parameters
         self.after: list[str] = []  # after the time loop
         self.tiled: set[str] = set()  # per-element parameters read: tiled to (B·n_h,) before the loop
+        self.read: set[str] = set()  # the names a loop reads from an array
         # the names a loop may bind: a flat view never takes one (a vector "h_t" beside "h")
         self.in_use = {n for v in (*kernel.cell.vectors, *kernel.cell.params) for n in (v, f"d_{v}")}
         for p in kernel.per_element:
@@ -219,6 +220,7 @@ class _Step:
                 self.buffers.append(f"{name} = tile_rows({name}, B)  # one per element of a step's (B, n_h) arrays")
             return f"{name}[j]"
         array = self.locate(name)
+        self.read.add(name)
         row = self.row(f"{name}_t", array)
         self.body.append(f"{name} = {row}[j]")
         self.scalars.add(name)
@@ -662,7 +664,7 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
     src()
     _emit_backward_head(src, state_of, next(iter(seq)))
     # dys's values are checked after the loop, which reads every one of them: a full pass less
-    late = any(f"= flat({step.where[OUTPUT_GRAD]})" in line for line in step.lines)
+    late = OUTPUT_GRAD in step.read
     if late:
         src("# its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)", 1)
         src("dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))", 1)
