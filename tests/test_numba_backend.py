@@ -348,3 +348,43 @@ def test_the_runtime_products_around_the_loops(dtype: type) -> None:
     for bad in ((a.T.copy().T, w, product, 0), (a, w[:, :2], product, 0), (a, w, grad[:, :3], 0), (a, w, product, 1)):
         with pytest.raises(ValueError, match="gemm: expected C-contiguous operands of matching shapes"):
             rt.gemm(*bad, False, 0.0)
+
+
+def test_a_numba_kernel_loads_scipys_blas_without_scipy_linalg(tmp_path: Path) -> None:
+    """A Numba kernel's products run on SciPy's ``cython_blas`` loaded alone
+    (``derive.scipy_blas``), not after all of ``scipy.linalg``; a later
+    ``import scipy.linalg`` sees that very module as its ``cython_blas``, and
+    the rest of scipy.linalg works. If scipy.linalg came first, it is used as is."""
+    _numba_or_skip()
+    script = """
+import sys
+import numpy as np
+first = sys.argv[1] == "linalg-first"
+if first:
+    import scipy.linalg
+from derive import kernels, scipy_blas
+k = kernels.load("gru", backend="numba")
+params = k.init_params(3, 5)
+xs = np.random.default_rng(0).normal(size=(4, 2, 3))
+ys, cache = k.forward(params, xs)
+grads = k.backward(cache, np.ones_like(ys))
+ref = kernels.load("gru")
+ys_ref, cache_ref = ref.forward(params, xs)
+print("AGREE", float(abs(ys - ys_ref).max()) < 1e-12 and float(abs(grads["W_u"] - ref.backward(cache_ref, np.ones_like(ys))["W_u"]).max()) < 1e-12)
+print("LINALG", "scipy.linalg" in sys.modules)
+module = sys.modules["scipy.linalg.cython_blas"]
+import scipy.linalg
+import scipy.linalg.cython_blas
+from scipy.linalg import cython_blas
+print("BOUND", scipy.linalg.cython_blas is module and cython_blas is module)
+print("BLAS", float(scipy.linalg.blas.dgemm(2.0, np.eye(2), np.ones((2, 2)))[0, 1]))
+print("HOOKS", sum(type(f).__module__ == "derive.scipy_blas" for f in sys.meta_path))
+"""
+    seen = {}
+    for order in ("kernel-first", "linalg-first"):
+        proc = subprocess.run([sys.executable, "-c", script, order], capture_output=True, text=True, check=False,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        seen[order] = proc.stdout.splitlines()
+    assert seen["kernel-first"] == ["AGREE True", "LINALG False", "BOUND True", "BLAS 2.0", "HOOKS 0"]
+    assert seen["linalg-first"] == ["AGREE True", "LINALG True", "BOUND True", "BLAS 2.0", "HOOKS 0"]
