@@ -181,10 +181,13 @@ reused id or a dict of shapes changed in place takes the full path."""
 
 
 def _layout_key(arrays: Sequence[np.ndarray], expected: Mapping, dtype: np.dtype | None) -> tuple:
-    # dtype.str, not dtypes: np.dtype("f8") == None, equal dtypes may hash apart, and it tells byte orders apart
+    # each dtype by its type's character and byte order, not the dtype: np.dtype("f8") == None, equal dtypes
+    # may hash apart (and hashing one is slow); nor by dtype.str, which formats a new string at every call
+    # (this runs at every kernel call: dtype.str cost ~3 µs a call in a training loop for the LSTM's 8 parameters)
     key = [id(expected), None if dtype is None else np.dtype(dtype).str]
     for a in arrays:
-        key += (a.shape, a.dtype.str)
+        d = a.dtype
+        key += (a.shape, d.char, d.isnative)
     return tuple(key)
 
 

@@ -635,7 +635,7 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     src()
     out = seq[cell.output]
     src(f"ys = {out}[1:]" if cell.output in state_of else f"ys = {out}", 1)
-    src("ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward", 1)
+    src("ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward", 1)
     finals = ", ".join(f"{s!r}: {seq[s]}[T].copy()" for s in state_of)
     entries = ", ".join(f"{n!r}: {a}" for n, a in seq.items())
     src(f"cache = {{'cell': CELL, 'params': params, 'xs': xs, 'final': {{{finals}}}, {entries}}}", 1)

@@ -147,7 +147,7 @@ def forward(
     _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT)
 
     ys = c_seq[1:]
-    ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
+    ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
     cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gr': Gr_seq, 'Gu': Gu_seq, 'r_c': r_c_seq, 'h': h_seq, 'c': c_seq, 'mix_c': mix_c_seq}
     return ys, cache
 

@@ -146,7 +146,7 @@ def forward(
     _forward_steps(Z, h_seq, c_seq, Gr_z_hc_seq, mix_c_seq, W_c_prev)
 
     ys = c_seq[1:]
-    ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
+    ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
     cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gr': Gr_seq, 'Gz': Gz_seq, 'h': h_seq, 'c': c_seq, 'Gr_z_hc': Gr_z_hc_seq, 'mix_c': mix_c_seq}
     return ys, cache
 

@@ -98,7 +98,7 @@ def forward(
     _forward_steps(Z, c_seq, u)
 
     ys = c_seq[1:]
-    ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
+    ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
     cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'c': c_seq}
     return ys, cache
 

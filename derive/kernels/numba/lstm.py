@@ -162,7 +162,7 @@ def forward(
     _forward_steps(Z, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, W_a_prev)
 
     ys = a_seq[1:]
-    ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
+    ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
     cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'a': a_seq[T].copy(), 'c': c_seq[T].copy()}, 'Gi': Gi_seq, 'Gf': Gf_seq, 'h': h_seq, 'Go': Go_seq, 'c': c_seq, 'tanh_c': tanh_c_seq, 'a': a_seq, 'Gf_c_prev': Gf_c_prev_seq, 'Gi_h': Gi_h_seq}
     return ys, cache
 

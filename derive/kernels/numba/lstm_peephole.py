@@ -160,7 +160,7 @@ def forward(
     _forward_steps(Z, Gi_seq, Gf_seq, c_seq, Go_seq, tanh_c_seq, a_seq, W_a_prev, p_i, p_f, p_o)
 
     ys = a_seq[1:]
-    ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
+    ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
     cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'a': a_seq[T].copy(), 'c': c_seq[T].copy()}, 'Gi': Gi_seq, 'Gf': Gf_seq, 'h': h_seq, 'c': c_seq, 'Go': Go_seq, 'tanh_c': tanh_c_seq, 'a': a_seq}
     return ys, cache
 

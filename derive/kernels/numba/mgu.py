@@ -132,7 +132,7 @@ def forward(
     _forward_steps(Z, f_c_seq, c_seq, W_c_prev, W_hcT)
 
     ys = c_seq[1:]
-    ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
+    ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
     cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gf': Gf_seq, 'f_c': f_c_seq, 'h': h_seq, 'c': c_seq}
     return ys, cache
 

@@ -111,7 +111,7 @@ def forward(
     _forward_steps(Z, c_seq, mix_c_seq)
 
     ys = c_seq[1:]
-    ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
+    ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
     cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gu': Gu_seq, 'c': c_seq, 'mix_c': mix_c_seq}
     return ys, cache
 

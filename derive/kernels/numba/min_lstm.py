@@ -127,7 +127,7 @@ def forward(
     _forward_steps(Z, Gf_n_seq, Gi_n_seq, c_seq)
 
     ys = c_seq[1:]
-    ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
+    ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
     cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gf': Gf_seq, 'Gi': Gi_seq, 'Gf_n': Gf_n_seq, 'Gi_n': Gi_n_seq, 'c': c_seq, 'h': h_seq}
     return ys, cache
 

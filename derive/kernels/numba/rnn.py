@@ -100,7 +100,7 @@ def forward(
     _forward_steps(Z, a_seq, W_a_prev)
 
     ys = a_seq[1:]
-    ys.flags.writeable = False  # a view of the cache: writing into it would corrupt backward
+    ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
     cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'a': a_seq[T].copy()}, 'a': a_seq}
     return ys, cache
 
