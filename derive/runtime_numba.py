@@ -439,8 +439,13 @@ def project(xs, W_x, b, Z):  # noqa: ANN001, ANN201
         z = Z[i]
         if i < W_x.shape[0]:
             if with_bias:
-                W1[:n_x] = W_x[i]
-                W1[n_x] = b[i]
+                # element loops: the slice assignments W1[:n_x] = W_x[i], W1[n_x] = b[i] compiled 4.7 s
+                # longer (per dtype), for the same work
+                for r in range(n_x + 1):
+                    source = W_x[i, r] if r < n_x else b[i]
+                    w1 = W1[r]
+                    for j in range(w1.shape[0]):
+                        w1[j] = source[j]
                 gemm(xs1, W1, z, 0, False, 0.0)
             else:
                 gemm(xs, W_x[i], z, 0, False, 0.0)
