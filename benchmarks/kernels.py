@@ -53,8 +53,9 @@ row and every miss is listed with its figure. Then the cold compile time of
 every Numba kernel in both dtypes, in a fresh process whose
 ``NUMBA_CACHE_DIR`` is an empty temporary directory (the checkout's caches
 are neither read nor written), and in a later fresh process on that cache,
-the import of Numba, load and first call of one kernel (and of a second
-one). Last, the parallel-scan table (below).
+the import of ``derive.kernels`` and of Numba, load and first call of one
+kernel (and of a second one): what a training script pays before its first
+step. Last, the parallel-scan table (below).
 
 Everything runs on ``--threads`` threads (default 1): ``torch.set_num_threads``
 for torch, threadpoolctl for both BLAS libraries, NumPy's OpenBLAS and the
@@ -507,10 +508,10 @@ def compile_times(cells: list[str], dtypes: list[type]) -> None:
     total = sum(s for _, _, s, _ in cold["runs"])
     print(f"  total {total:.1f} s for {len(cold['runs'])} kernels and dtypes")
     (first, dtype, t1, load), *more = warm["runs"]
-    print(f"Numba cached (a later fresh process on that cache): import numba {warm['numba import']:.3f} s;"
-          f" {first} {dtype} load {load:.3f} s + first call {t1 - load:.3f} s; import numba + load + first call"
-          f" = {warm['numba import'] + t1:.3f} s" + "".join(f"; then {n} {d} {s * 1e3:.1f} ms" for n, d, s, _ in more)
-          + f" (import derive.kernels before: {warm['derive import']:.2f} s)")
+    print(f"Numba cached (a later fresh process on that cache): import derive.kernels {warm['derive import']:.3f} s;"
+          f" import numba {warm['numba import']:.3f} s; {first} {dtype} load {load:.3f} s + first call {t1 - load:.3f} s;"
+          f" all four = {warm['derive import'] + warm['numba import'] + t1:.3f} s"
+          + "".join(f"; then {n} {d} {s * 1e3:.1f} ms" for n, d, s, _ in more))
 
 
 def scan_cases(name: str, T: int, B: int, n_x: int, n_h: int, dtype: type) -> dict[str, Callable[[], object]]:

@@ -27,9 +27,10 @@ import sys
 import tempfile
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
 
-from ..cell import Cell
-from ..cells import UnknownCellError, names
+if TYPE_CHECKING:
+    from ..cell import Cell
 
 BACKENDS = ("numpy", "numba")
 """The kernel backends, the reference first."""
@@ -113,6 +114,14 @@ def load(name: str | Cell, backend: str = "numpy") -> ModuleType:
     compiled now for any other cell."""
     backend = check_backend(backend)
     package = __name__ if backend == "numpy" else f"{__name__}.numba"
+    if isinstance(name, str):
+        committed = _committed(package, name)
+        if committed is not None:
+            return committed
+    # the registry and the cells import SymPy: only for a cell without a committed kernel
+    from ..cell import Cell
+    from ..cells import UnknownCellError, cell, names
+
     if isinstance(name, Cell):
         if name.name in names() and name.source.startswith("derive/cells/"):
             return importlib.import_module(f"{package}.{name.name}")
@@ -124,6 +133,18 @@ def load(name: str | Cell, backend: str = "numpy") -> ModuleType:
     except ModuleNotFoundError as e:  # a cell registered by another package: no committed kernel
         if e.name != f"{package}.{name}":
             raise
-        from ..cells import cell
-
         return compile(cell(name), backend)
+
+
+def _committed(package: str, name: str) -> ModuleType | None:
+    """The committed kernel of the built-in cell ``name`` in ``package``, or
+    None when there is none. Found by its file, without the cells' registry:
+    ``derive build`` writes a kernel there for built-in cells only, and the
+    module's ``CELL`` says which cell it is (``scan`` and ``numba`` are not)."""
+    if not name.isidentifier() or name.startswith("_"):
+        return None
+    folder = Path(__file__).parent.joinpath(*package.split(".")[2:])
+    if not (folder / f"{name}.py").is_file():
+        return None
+    module = importlib.import_module(f"{package}.{name}")
+    return module if getattr(module, "CELL", None) == name else None
