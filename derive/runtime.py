@@ -17,6 +17,7 @@ import numpy as np
 
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 """The dtypes kernels accept; float16 is refused (σ and tanh lose too much)."""
+_FLOAT32, _FLOAT64 = FLOAT_DTYPES
 
 
 SIGMOID_TAIL_HALF_Z = {np.dtype(np.float32): -2.0, np.dtype(np.float64): -10.0}
@@ -115,14 +116,21 @@ class Sizes:
 
     values: dict[str, int]
     origin: dict[str, str] = field(default_factory=dict)
+    _texts: dict[tuple[str, ...], str] = field(default_factory=dict, init=False, repr=False, compare=False)
 
     def __getitem__(self, name: str) -> int:
         return self.values[name]
 
     def why(self, *names: str) -> str:
-        """`` with n_x = 3 from params['W_r']`` — where the expected sizes come from."""
-        parts = [f"{n} = {self.values[n]} from params[{self.origin[n]!r}]" for n in names if n in self.origin]
-        return " with " + ", ".join(parts) if parts else ""
+        """`` with n_x = 3 from params['W_r']`` — where the expected sizes come from.
+
+        Written once per ``names``: a kernel asks for it at every call (its
+        ``xs`` check's message), with the Sizes of a known layout."""
+        text = self._texts.get(names)
+        if text is None:
+            parts = [f"{n} = {self.values[n]} from params[{self.origin[n]!r}]" for n in names if n in self.origin]
+            text = self._texts[names] = " with " + ", ".join(parts) if parts else ""
+        return text
 
 
 def check_params(
@@ -173,22 +181,24 @@ def check_params(
     return sizes, dtype
 
 
-_KNOWN: dict[tuple, tuple[Mapping[str, Sequence[int | str]], Sizes, np.dtype]] = {}
-"""Layouts :func:`check_params` has accepted: (id of ``expected``, the ``dtype``
-argument, each parameter's shape and dtype) → (a copy of ``expected`` then,
-sizes, dtype). A hit counts only while ``expected`` still equals the copy: a
-reused id or a dict of shapes changed in place takes the full path."""
+@dataclass(frozen=True)
+class _Layout:
+    """A parameter layout :func:`check_params` accepted: each key with its
+    array's shape and dtype, the ``dtype`` argument, and the result."""
+
+    arrays: tuple[tuple[str, tuple[int, ...], np.dtype], ...]
+    asked: object
+    sizes: Sizes
+    dtype: np.dtype
 
 
-def _layout_key(arrays: Sequence[np.ndarray], expected: Mapping, dtype: np.dtype | None) -> tuple:
-    # each dtype by its type's character and byte order, not the dtype: np.dtype("f8") == None, equal dtypes
-    # may hash apart (and hashing one is slow); nor by dtype.str, which formats a new string at every call
-    # (this runs at every kernel call: dtype.str cost ~3 µs a call in a training loop for the LSTM's 8 parameters)
-    key = [id(expected), None if dtype is None else np.dtype(dtype).str]
-    for a in arrays:
-        d = a.dtype
-        key += (a.shape, d.char, d.isnative)
-    return tuple(key)
+_KNOWN: dict[int, tuple[dict[str, tuple], list[_Layout]]] = {}
+"""The layouts :func:`check_params` has accepted, by the id of ``expected``:
+(a copy of ``expected`` then, its layouts, the latest first). A hit counts
+only while ``expected`` still equals the copy: a reused id or a dict of
+shapes changed in place takes the full path."""
+
+_LAYOUTS_PER_SHAPES = 8  # a kernel sees one or two (float32 and float64); more is a sweep over sizes
 
 
 def _known_params(
@@ -200,54 +210,72 @@ def _known_params(
 
     The kernels call ``check_params`` at every step of a training loop with
     the same layout each time: this skips re-deriving the sizes (most of
-    the check's cost for a small model) and keeps only the value check.
-    It runs at every kernel call: plain loops, no generator (a few µs).
+    the check's cost for a small model) and keeps only the value check. It
+    runs at every kernel call, where each Python operation counts (in a
+    training loop, the checks took about a sixth of a small RNN's time): the
+    latest layout is tried first, the shapes and dtypes compared as they
+    are (a dtype first by identity: NumPy gives every native float32 array
+    the same one).
     """
-    if type(params) is not dict or params.keys() != expected.keys():
+    if type(params) is not dict:
         return None
-    arrays = [params[k] for k in expected]
-    contiguous = True
-    for array in arrays:
-        if type(array) is not np.ndarray:
-            return None
-        contiguous = contiguous and array.flags.c_contiguous
-    try:
-        known = _KNOWN.get(_layout_key(arrays, expected, dtype))
-    except TypeError:  # not a dtype: the full path says so
+    entry = _KNOWN.get(id(expected))
+    if entry is None or len(params) != len(expected):
         return None
-    if known is None or known[0] != expected:  # the shapes as they were then: a dict changed in place misses
+    for layout in entry[1]:
+        if layout.asked is dtype and _has_layout(params, layout):
+            break
+    else:
+        return None
+    if entry[0] != expected:  # the shapes as they were then: a dict changed in place misses
         return None
     test = _COMPILED_FINITE
-    if test is not None and contiguous:
-        for array in arrays:
-            if not test(array):
-                return None  # the full path says which and where
-        return known[1], known[2]
-    with np.errstate(over="ignore", invalid="ignore"):  # see _finite_quiet
-        for array in arrays:
-            if not math.isfinite(np.add.reduce(array, axis=None)):
-                return None  # maybe not finite: the full path says which and where
-    return known[1], known[2]
+    summed = []  # no compiled test, or not C-contiguous: a NumPy sum
+    for key, _, _ in layout.arrays:
+        array = params[key]
+        if test is None or not array.flags.c_contiguous:
+            summed.append(array)
+        elif not test(array):
+            return None  # the full path says which and where
+    if summed:
+        with np.errstate(over="ignore", invalid="ignore"):  # see _finite_quiet
+            for array in summed:
+                if not math.isfinite(np.add.reduce(array, axis=None)):
+                    return None  # maybe not finite: the full path says which and where
+    return layout.sizes, layout.dtype
+
+
+def _has_layout(params: dict, layout: _Layout) -> bool:
+    """Whether ``params`` holds an ndarray of the layout's shape and dtype
+    under each of its keys (and, having as many keys, no other)."""
+    for key, shape, dtype in layout.arrays:
+        array = params.get(key)
+        if type(array) is not np.ndarray or array.shape != shape:
+            return False
+        if array.dtype is not dtype and array.dtype != dtype:  # equal, not identical: a dtype unpickled, say
+            return False
+    return True
 
 
 def _remember_params(
     arrays: Mapping[str, np.ndarray],
     expected: Mapping[str, Sequence[int | str]],
-    asked: np.dtype | None,
+    asked: object,
     dtype: np.dtype,
     sizes: Sizes,
 ) -> None:
     """Record a layout :func:`check_params` accepted (ndarrays only, as given), for :func:`_known_params`."""
-    given = list(arrays.values())
-    if not all(type(a) is np.ndarray for a in given):
+    if not all(type(a) is np.ndarray for a in arrays.values()):
         return
-    try:
-        key = _layout_key(given, expected, asked)
-    except TypeError:
-        return
-    if len(_KNOWN) >= 256:
-        _KNOWN.clear()
-    _KNOWN[key] = ({k: tuple(spec) for k, spec in expected.items()}, sizes, dtype)
+    layout = _Layout(tuple((k, a.shape, a.dtype) for k, a in arrays.items()), asked, sizes, dtype)
+    copy = {k: tuple(spec) for k, spec in expected.items()}
+    entry = _KNOWN.get(id(expected))
+    if entry is None or entry[0] != copy:
+        if len(_KNOWN) >= 256:
+            _KNOWN.clear()
+        entry = _KNOWN[id(expected)] = (copy, [])
+    entry[1].insert(0, layout)
+    del entry[1][_LAYOUTS_PER_SHAPES:]
 
 
 def check_sequence(
@@ -268,6 +296,16 @@ def check_sequence(
     given) and, unless ``finite`` is False (a caller that checks them
     later), the values finite. Free sizes must be at least 1.
     """
+    # what a kernel is given at every call, told apart in a few attribute reads (the dtype by identity:
+    # NumPy gives every native float32 array the same one): an ndarray of the rank, sizes and dtype asked for
+    if type(array) is np.ndarray and array.ndim == len(shape) and array.dtype is dtype and (dtype is _FLOAT32 or dtype is _FLOAT64):
+        for got, want in zip(array.shape, shape):
+            if got < 1 if want is None else got != want:
+                break
+        else:
+            if finite:
+                _check_finite(name, array)
+            return array
     array = _as_array(array)
     if array.ndim != len(shape):
         raise ValueError(f"{name}: expected rank {len(shape)}, shape {_shown(shape, dims)}{why}, got shape {array.shape}")

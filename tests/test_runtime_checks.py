@@ -142,6 +142,57 @@ def test_a_layout_seen_before_is_still_checked_value_by_value() -> None:
     assert (sizes.values, sizes.origin, dtype) == ({"n_h": 4, "n_x": 3}, {"n_h": "W", "n_x": "W"}, np.dtype(np.float64))
 
 
+def test_layouts_seen_before_skip_reading_the_sizes_whichever_came_last(monkeypatch: pytest.MonkeyPatch) -> None:
+    """float32 and float64 parameters of one layout, alternating (a kernel
+    used in both dtypes), and arrays whose dtype equals the one remembered
+    without being the same object: the sizes are read once per layout, and
+    each call gets its own dtype back."""
+    reads = []
+    bind = runtime._bind_sizes
+    monkeypatch.setattr(runtime, "_bind_sizes", lambda *a: reads.append(1) or bind(*a))
+    shapes = dict(SHAPES)  # expected shapes no other test has used
+    p64, p32 = _params(np.float64), _params(np.float32)
+    for _ in range(3):
+        assert check_params(p64, shapes)[1] == np.float64
+        assert check_params(p32, shapes)[1] == np.float32
+    assert len(reads) == 2
+    tagged = np.dtype(np.float64, metadata={"unit": "none"})  # equal to float64, another object
+    assert tagged == np.float64 and tagged is not p64["W"].dtype
+    assert check_params({k: v.astype(tagged) for k, v in p64.items()}, shapes)[1] == np.float64
+    assert len(reads) == 2
+    other = _params(np.float64, n_x=5)  # another layout: read, then remembered beside the others
+    assert check_params(other, shapes)[0].values == {"n_h": 4, "n_x": 5}
+    assert check_params(p32, shapes)[0].values == {"n_h": 4, "n_x": 3}
+    assert len(reads) == 3
+
+
+def test_the_text_of_where_sizes_come_from_is_written_per_names() -> None:
+    sizes = check_params(_params(), SHAPES)[0]
+    assert sizes.why("n_x") == " with n_x = 3 from params['W']"
+    assert sizes.why("n_h") == " with n_h = 4 from params['W']"
+    assert sizes.why("n_x") == " with n_x = 3 from params['W']"
+    assert sizes.why("n_h", "n_x") == " with n_h = 4 from params['W'], n_x = 3 from params['W']"
+    assert sizes.why("n_y") == ""
+
+
+def test_a_sequence_of_the_dtype_asked_for_is_still_checked_size_by_size() -> None:
+    """The fast path of check_sequence (an ndarray of the rank and dtype asked
+    for) still refuses a wrong size, an empty free size and a non-finite value."""
+    dtype = np.dtype(np.float32)
+    xs = np.zeros((2, 3, 4), dtype)
+    assert check_sequence("xs", xs, (None, None, 4), dtype) is xs
+    with pytest.raises(ValueError, match=re.escape("xs: expected shape (T, B, 5), got (2, 3, 4)")):
+        check_sequence("xs", xs, (None, None, 5), dtype, dims=("T", "B", "n_x"))
+    with pytest.raises(ValueError, match=re.escape("xs: expected shape (T, B, 4) with B ≥ 1, got (2, 0, 4)")):
+        check_sequence("xs", np.zeros((2, 0, 4), dtype), (None, None, 4), dtype, dims=("T", "B", "n_x"))
+    with pytest.raises(ValueError, match=re.escape("dys: expected shape (2, 3, 4) like ys, got (2, 2, 4)")):
+        check_sequence("dys", np.zeros((2, 2, 4), dtype), (2, 3, 4), dtype, why=" like ys")
+    xs[1, 2, 3] = np.nan
+    with pytest.raises(ValueError, match=re.escape("xs: expected finite values, got 1 NaN and 0 inf (first at index (1, 2, 3))")):
+        check_sequence("xs", xs, (None, None, 4), dtype)
+    assert check_sequence("xs", xs, (None, None, 4), dtype, finite=False) is xs
+
+
 @pytest.fixture(params=["numpy sum", "compiled"])
 def finite_test(request: pytest.FixtureRequest) -> Iterator[str]:
     """Each way the checks tell finite arrays fast: one NumPy sum, or the
