@@ -594,7 +594,7 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     src(f"Returns ``ys`` (T, B, n_h), the output {cell.output}(t) of every step (read-only), and the", 1)
     src("cache ``backward`` needs; ``cache['final']`` holds the final states.", 1)
     src('"""', 1)
-    _emit_input_checks(src)
+    _emit_input_checks(src, zeros_later=True)
     src("# (in C order: the products and the loops read them so, whatever order the caller's arrays are in)", 1)
     src("params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)", 1)
     src("xs = np.array(xs, order='C')", 1)
@@ -609,7 +609,7 @@ def _emit_forward(src: _Source, kernel: KernelPlan, step: _Forward) -> None:
     for c in own:
         src(f"{seq[c.name]} = np.empty(({'T + 1' if c.state else 'T'}, B, n_h), dtype)", 1)
     for s in cell.states:
-        src(f"{seq[s.name]}[0] = state0[{s.name!r}]", 1)
+        src(f"{seq[s.name]}[0] = 0 if state0 is None else state0[{s.name!r}]", 1)
     projection = kernel.input_projection
     src("# the input parts of every step at once, one GEMM per block, and the biases (one compiled call)", 1)
     if projection.blocks:
@@ -670,7 +670,8 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
         src("dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))", 1)
     else:
         src("dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys'))", 1)
-    src("dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)", 1)
+    src("if dstate is not None:  # None: zeros, the carried gradients' first values below", 1)
+    src("dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)", 2)
     _params(src, kernel)
     for name, array in seq.items():
         src(f"{array} = cache[{name!r}]", 1)
@@ -686,7 +687,8 @@ def _emit_backward(src: _Source, kernel: KernelPlan, step: _Backward) -> None:
     src(f"dZ = np.empty(({k}, T, B, n_h), dtype)", 1)
     for c in kernel.carried:
         src(f"# {c.text}: from dstate at the last step (a copy: the loop writes into it)", 1)
-        src(f"{c.name} = np.array(dstate[{c.state!r}], dtype, order='C')  # C order: the loop reads it flat", 1)
+        src(f"{c.name} = np.zeros((B, n_h), dtype) if dstate is None else np.array(dstate[{c.state!r}], dtype, order='C')"
+            "  # C order: the loop reads it flat", 1)
     for param in kernel.param_grads:
         src(f"d_{param} = np.empty(n_h, dtype)  # summed over the batch by the loop's end", 1)
     call_args = [a if a not in kernel.per_element else f"params[{a!r}]" for a in args]

@@ -184,14 +184,19 @@ def _emit_constants_and_init(src: _Source, cell: Cell) -> None:
     _emit_init(src, shapes)
 
 
-def _emit_input_checks(src: _Source) -> None:
+def _emit_input_checks(src: _Source, zeros_later: bool = False) -> None:
     """The start of ``forward`` common to every backend: params, xs and
-    state0 checked by the runtime (same errors everywhere)."""
+    state0 checked by the runtime (same errors everywhere). ``zeros_later``:
+    a state0 of None stays None (the kernel writes the zeros itself)."""
     src("sizes, dtype = check_params(params, PARAM_SHAPES)", 1)
     src("n_x, n_h = sizes['n_x'], sizes['n_h']", 1)
     src("xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))", 1)
     src("T, B, _ = xs.shape", 1)
-    src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 1)
+    if zeros_later:
+        src("if state0 is not None:  # None: zeros, written into the first step's states below", 1)
+        src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 2)
+    else:
+        src("state0 = check_states('state0', state0, STATES, (B, n_h), dtype)", 1)
     src("# copies: backward reads these, and the caller may change their arrays or dict meanwhile", 1)
 
 

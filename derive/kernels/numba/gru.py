@@ -116,7 +116,8 @@ def forward(
     n_x, n_h = sizes['n_x'], sizes['n_h']
     xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))
     T, B, _ = xs.shape
-    state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
+    if state0 is not None:  # None: zeros, written into the first step's states below
+        state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
     params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
@@ -136,7 +137,7 @@ def forward(
     r_c_seq = np.empty((T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
     mix_c_seq = np.empty((T, B, n_h), dtype)
-    c_seq[0] = state0['c']
+    c_seq[0] = 0 if state0 is None else state0['c']
     # the input parts of every step at once, one GEMM per block, and the biases (one compiled call)
     W_x = np.array([W_hx.T, W_rx.T, W_ux.T])
     biases = np.array([b_h, b_r, b_u])
@@ -248,7 +249,8 @@ def backward(
     n_h = cache['Gr'].shape[2]
     # its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
-    dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
+    if dstate is not None:  # None: zeros, the carried gradients' first values below
+        dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     W_r, b_r, W_u, b_u, W_h, b_h = params['W_r'], params['b_r'], params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
@@ -266,7 +268,7 @@ def backward(
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_r(t), δz_u(t)
     dZ = np.empty((3, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_c_next = np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
+    d_c_next = np.zeros((B, n_h), dtype) if dstate is None else np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
     _backward_steps(dZ, dys, Gr_seq, Gu_seq, r_c_seq, h_seq, c_seq, mix_c_seq, d_c_next, W_hc, W_c_prevT)
 
     dZ2 = dZ.reshape(3, T * B, n_h)

@@ -79,7 +79,8 @@ def forward(
     n_x, n_h = sizes['n_x'], sizes['n_h']
     xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))
     T, B, _ = xs.shape
-    state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
+    if state0 is not None:  # None: zeros, written into the first step's states below
+        state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
     params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
@@ -90,7 +91,7 @@ def forward(
     # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z(t).
     Z = np.empty((1, T, B, n_h), dtype)
     c_seq = np.empty((T + 1, B, n_h), dtype)
-    c_seq[0] = state0['c']
+    c_seq[0] = 0 if state0 is None else state0['c']
     # the input parts of every step at once, one GEMM per block, and the biases (one compiled call)
     W_x = np.array([W.T])
     biases = np.array([b])
@@ -152,7 +153,8 @@ def backward(
     n_h = cache['c'].shape[2]
     # its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
-    dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
+    if dstate is not None:  # None: zeros, the carried gradients' first values below
+        dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     u, W, b = params['u'], params['W'], params['b']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     c_seq = cache['c']
@@ -160,7 +162,7 @@ def backward(
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz(t)
     dZ = np.empty((1, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_c_next = np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
+    d_c_next = np.zeros((B, n_h), dtype) if dstate is None else np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
     d_u = np.empty(n_h, dtype)  # summed over the batch by the loop's end
     _backward_steps(dZ, dys, c_seq, d_c_next, params['u'], d_u)
 

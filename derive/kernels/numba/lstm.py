@@ -127,7 +127,8 @@ def forward(
     n_x, n_h = sizes['n_x'], sizes['n_h']
     xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))
     T, B, _ = xs.shape
-    state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
+    if state0 is not None:  # None: zeros, written into the first step's states below
+        state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
     params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
@@ -151,8 +152,8 @@ def forward(
     a_seq = np.empty((T + 1, B, n_h), dtype)
     Gf_c_prev_seq = np.empty((T, B, n_h), dtype)
     Gi_h_seq = np.empty((T, B, n_h), dtype)
-    a_seq[0] = state0['a']
-    c_seq[0] = state0['c']
+    a_seq[0] = 0 if state0 is None else state0['a']
+    c_seq[0] = 0 if state0 is None else state0['c']
     # the input parts of every step at once, one GEMM per block, and the biases (one compiled call)
     W_x = np.array([W_ix.T, W_fx.T, W_ox.T, W_hx.T])
     biases = np.array([b_i, b_f, b_o, b_h])
@@ -255,7 +256,8 @@ def backward(
     n_h = cache['Gi'].shape[2]
     # its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
-    dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
+    if dstate is not None:  # None: zeros, the carried gradients' first values below
+        dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = params['W_i'], params['b_i'], params['W_f'], params['b_f'], params['W_h'], params['b_h'], params['W_o'], params['b_o']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
@@ -276,9 +278,9 @@ def backward(
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_i(t), δz_f(t), δz_o(t), δz_h(t)
     dZ = np.empty((4, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_a_next = np.array(dstate['a'], dtype, order='C')  # C order: the loop reads it flat
+    d_a_next = np.zeros((B, n_h), dtype) if dstate is None else np.array(dstate['a'], dtype, order='C')  # C order: the loop reads it flat
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_c_next = np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
+    d_c_next = np.zeros((B, n_h), dtype) if dstate is None else np.array(dstate['c'], dtype, order='C')  # C order: the loop reads it flat
     _backward_steps(dZ, dys, Gi_seq, Gf_seq, h_seq, Go_seq, c_seq, tanh_c_seq, a_seq, Gf_c_prev_seq, Gi_h_seq, d_a_next, d_c_next, W_a_prevT)
 
     dZ2 = dZ.reshape(4, T * B, n_h)

@@ -78,7 +78,8 @@ def forward(
     n_x, n_h = sizes['n_x'], sizes['n_h']
     xs = check_sequence('xs', xs, (None, None, n_x), dtype, dims=('T', 'B', 'n_x'), why=sizes.why('n_x'))
     T, B, _ = xs.shape
-    state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
+    if state0 is not None:  # None: zeros, written into the first step's states below
+        state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
     # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
     params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
@@ -90,7 +91,7 @@ def forward(
     # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z_a(t).
     Z = np.empty((1, T, B, n_h), dtype)
     a_seq = np.empty((T + 1, B, n_h), dtype)
-    a_seq[0] = state0['a']
+    a_seq[0] = 0 if state0 is None else state0['a']
     # the input parts of every step at once, one GEMM per block, and the biases (one compiled call)
     W_x = np.array([W_ax.T])
     biases = np.array([b_a])
@@ -146,7 +147,8 @@ def backward(
     n_h = cache['a'].shape[2]
     # its values: after the loop (an inf or NaN in dys makes δz or a state's gradient so)
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
-    dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
+    if dstate is not None:  # None: zeros, the carried gradients' first values below
+        dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
     W_a, b_a = params['W_a'], params['b_a']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_aa, W_ax = W_a[:, :n_h], W_a[:, n_h:]
@@ -156,7 +158,7 @@ def backward(
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_a(t)
     dZ = np.empty((1, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
-    d_a_next = np.array(dstate['a'], dtype, order='C')  # C order: the loop reads it flat
+    d_a_next = np.zeros((B, n_h), dtype) if dstate is None else np.array(dstate['a'], dtype, order='C')  # C order: the loop reads it flat
     _backward_steps(dZ, dys, a_seq, d_a_next, W_a_prevT)
 
     dZ2 = dZ.reshape(1, T * B, n_h)
