@@ -278,6 +278,16 @@ def _remember_params(
     del entry[1][_LAYOUTS_PER_SHAPES:]
 
 
+def as_arrays(params: Mapping[str, object], names: Sequence[str]) -> Mapping[str, np.ndarray]:
+    """``params`` itself when its values under ``names`` are all ndarrays (as
+    a kernel is almost always given), else a dict of them as arrays (nested
+    lists, say, which :func:`check_params` accepts)."""
+    for name in names:
+        if type(params[name]) is not np.ndarray:
+            return {k: np.asarray(params[k]) for k in names}
+    return params
+
+
 def check_sequence(
     name: str,
     array: np.ndarray,

@@ -60,6 +60,19 @@ def test_param_changed_in_place_after_forward(backend: str, cell_name: str) -> N
     _assert_same(kernel.backward(cache, dys), want, "params updated in place")
 
 
+@pytest.mark.parametrize("order", ["F", "C"])
+def test_param_of_any_layout_changed_in_place_after_forward(backend: str, cell_name: str, order: str) -> None:
+    """Parameters in Fortran order, whose column blocks transposed are
+    C-contiguous views of the caller's arrays: still copied, not aliased."""
+    kernel, params, xs, dys, _, _ = _run(cell_name, backend)
+    params = {k: np.asarray(v, order=order) for k, v in params.items()}
+    want = _reference(kernel, params, xs, dys)
+    _, cache = kernel.forward(params, xs)
+    for v in params.values():
+        v *= -2.0
+    _assert_same(kernel.backward(cache, dys), want, f"{order}-ordered params updated in place")
+
+
 def test_param_rebound_after_forward(backend: str, cell_name: str) -> None:
     kernel, params, xs, dys, _, cache = _run(cell_name, backend)
     want = _reference(kernel, params, xs, dys)

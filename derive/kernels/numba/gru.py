@@ -29,7 +29,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform
+from derive.runtime import as_arrays, check_params, check_sequence, check_states, init_uniform
 from derive.runtime_numba import all_finite, block_sums, dot, dot_add, flat, input_gradient, project, sigmoid, tanh, weight_gradient
 
 CELL = 'gru'
@@ -119,9 +119,10 @@ def forward(
     if state0 is not None:  # None: zeros, written into the first step's states below
         state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
-    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in);
+    # the weights: in the layouts of the products, below
     xs = np.array(xs, order='C')
+    params = as_arrays(params, PARAM_SHAPES)  # the caller's arrays, read once below
     W_r, b_r, W_u, b_u, W_h, b_h = params['W_r'], params['b_r'], params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
@@ -144,12 +145,13 @@ def forward(
     project(xs.reshape(T * B, n_x), W_x, biases, Z.reshape(3, T * B, n_h))
     # the blocks acting on c(t-1), stacked: one GEMM per block and step, added into its block of Z
     W_c_prev = np.array([W_rc.T, W_uc.T])
-    W_hcT = np.ascontiguousarray(W_hc.T)
+    W_hcT = np.array(W_hc.T, order='C')
     _forward_steps(Z, r_c_seq, c_seq, mix_c_seq, W_c_prev, W_hcT)
 
     ys = c_seq[1:]
     ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
-    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gr': Gr_seq, 'Gu': Gu_seq, 'r_c': r_c_seq, 'h': h_seq, 'c': c_seq, 'mix_c': mix_c_seq}
+    # the parameters as forward used them, in the layouts above (copies): what backward reads of them
+    cache = {'cell': CELL, 'params': {'W_x': W_x, 'W_c_prev': W_c_prev, 'W_hcT': W_hcT}, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gr': Gr_seq, 'Gu': Gu_seq, 'r_c': r_c_seq, 'h': h_seq, 'c': c_seq, 'mix_c': mix_c_seq}
     return ys, cache
 
 
@@ -251,11 +253,8 @@ def backward(
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     if dstate is not None:  # None: zeros, the carried gradients' first values below
         dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_r, b_r, W_u, b_u, W_h, b_h = params['W_r'], params['b_r'], params['W_u'], params['b_u'], params['W_h'], params['b_h']
-    # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
-    W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
-    W_uc, W_ux = W_u[:, :n_h], W_u[:, n_h:]
-    W_hc, W_hx = W_h[:, :n_h], W_h[:, n_h:]
+    # the weights as forward laid them out for its products (see forward): W_x, W_c_prev, W_hcT
+    W_x, W_c_prev, W_hcT = params['W_x'], params['W_c_prev'], params['W_hcT']
     Gr_seq = cache['Gr']
     Gu_seq = cache['Gu']
     r_c_seq = cache['r_c']
@@ -263,8 +262,9 @@ def backward(
     c_seq = cache['c']
     mix_c_seq = cache['mix_c']
 
-    W_c_prevT = np.concatenate([W_rc, W_uc])
-    W_hc = np.ascontiguousarray(W_hc)  # BLAS reads a column slice of W markedly slower
+    W_hc = W_hcT.T.copy()
+    # W_rc, W_uc: the blocks acting on c(t-1)
+    W_c_prevT = np.ascontiguousarray(W_c_prev.transpose(0, 2, 1)).reshape(2 * n_h, -1)
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_r(t), δz_u(t)
     dZ = np.empty((3, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
@@ -279,7 +279,7 @@ def backward(
     d_b_u = d_B[2]
     d_b_h = d_B[0]
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_uxᵀ δz_u(t), for all steps at once
-    W_x = np.array([W_hx, W_rx, W_ux])  # stacked
+    W_x = np.ascontiguousarray(W_x.transpose(0, 2, 1))  # W_hx, W_rx, W_ux stacked
     d_xs = np.empty((T, B, n_x), dtype)
     input_gradient(dZ2, W_x, d_xs.reshape(T * B, n_x))  # the blocks reading x(t): the first ones
     # each part vector at every step, stacked: (T·B, n) views
@@ -287,15 +287,15 @@ def backward(
     x_steps = xs.reshape(T * B, n_x)
     r_c_steps = r_c_seq.reshape(T * B, n_h)
     # δW_r = Σ_t δz_r(t) [c(t-1), x(t)]ᵀ
-    d_W_r = np.empty(W_r.shape, dtype)
+    d_W_r = np.empty((n_h, n_h + n_x), dtype)
     weight_gradient(dZ2, 1, c_prev_steps, d_W_r, 0)
     weight_gradient(dZ2, 1, x_steps, d_W_r, n_h)
     # δW_u = Σ_t δz_u(t) [c(t-1), x(t)]ᵀ
-    d_W_u = np.empty(W_u.shape, dtype)
+    d_W_u = np.empty((n_h, n_h + n_x), dtype)
     weight_gradient(dZ2, 2, c_prev_steps, d_W_u, 0)
     weight_gradient(dZ2, 2, x_steps, d_W_u, n_h)
     # δW_h = Σ_t δz_h(t) [r_c(t), x(t)]ᵀ
-    d_W_h = np.empty(W_h.shape, dtype)
+    d_W_h = np.empty((n_h, n_h + n_x), dtype)
     weight_gradient(dZ2, 0, r_c_steps, d_W_h, 0)
     weight_gradient(dZ2, 0, x_steps, d_W_h, n_h)
     if not (finite and all_finite(d_c_next)):

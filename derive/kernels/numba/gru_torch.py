@@ -30,7 +30,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform
+from derive.runtime import as_arrays, check_params, check_sequence, check_states, init_uniform
 from derive.runtime_numba import all_finite, block_sums, dot, dot_add, flat, input_gradient, project, sigmoid, tanh, weight_gradient
 
 CELL = 'gru_torch'
@@ -120,9 +120,10 @@ def forward(
     if state0 is not None:  # None: zeros, written into the first step's states below
         state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
-    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in);
+    # the weights: in the layouts of the products, below
     xs = np.array(xs, order='C')
+    params = as_arrays(params, PARAM_SHAPES)  # the caller's arrays, read once below
     W_r, b_r, W_z, b_z, W_hx, b_hx, W_hc, b_hc = params['W_r'], params['b_r'], params['W_z'], params['b_z'], params['W_hx'], params['b_hx'], params['W_hc'], params['b_hc']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
@@ -148,7 +149,8 @@ def forward(
 
     ys = c_seq[1:]
     ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
-    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gr': Gr_seq, 'Gz': Gz_seq, 'h': h_seq, 'c': c_seq, 'Gr_z_hc': Gr_z_hc_seq, 'mix_c': mix_c_seq}
+    # the parameters as forward used them, in the layouts above (copies): what backward reads of them
+    cache = {'cell': CELL, 'params': {'W_x': W_x, 'W_c_prev': W_c_prev}, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gr': Gr_seq, 'Gz': Gz_seq, 'h': h_seq, 'c': c_seq, 'Gr_z_hc': Gr_z_hc_seq, 'mix_c': mix_c_seq}
     return ys, cache
 
 
@@ -239,10 +241,8 @@ def backward(
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     if dstate is not None:  # None: zeros, the carried gradients' first values below
         dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_r, b_r, W_z, b_z, W_hx, b_hx, W_hc, b_hc = params['W_r'], params['b_r'], params['W_z'], params['b_z'], params['W_hx'], params['b_hx'], params['W_hc'], params['b_hc']
-    # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
-    W_rc, W_rx = W_r[:, :n_h], W_r[:, n_h:]
-    W_zc, W_zx = W_z[:, :n_h], W_z[:, n_h:]
+    # the weights as forward laid them out for its products (see forward): W_x, W_c_prev
+    W_x, W_c_prev = params['W_x'], params['W_c_prev']
     Gr_seq = cache['Gr']
     Gz_seq = cache['Gz']
     h_seq = cache['h']
@@ -250,7 +250,8 @@ def backward(
     Gr_z_hc_seq = cache['Gr_z_hc']
     mix_c_seq = cache['mix_c']
 
-    W_c_prevT = np.concatenate([W_rc, W_zc, W_hc])
+    # W_rc, W_zc, W_hc: the blocks acting on c(t-1)
+    W_c_prevT = np.ascontiguousarray(W_c_prev.transpose(0, 2, 1)).reshape(3 * n_h, -1)
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_hx(t), δz_r(t), δz_z(t), δz_hc(t)
     dZ = np.empty((4, T, B, n_h), dtype)
     # δc(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
@@ -266,25 +267,25 @@ def backward(
     d_b_hx = d_B[0]
     d_b_hc = d_B[3]
     # δx(t) = W_hxᵀ δz_h(t) + W_rxᵀ δz_r(t) + W_zxᵀ δz_z(t), for all steps at once
-    W_x = np.array([W_hx, W_rx, W_zx])  # stacked
+    W_x = np.ascontiguousarray(W_x.transpose(0, 2, 1))  # W_hx, W_rx, W_zx stacked
     d_xs = np.empty((T, B, n_x), dtype)
     input_gradient(dZ2, W_x, d_xs.reshape(T * B, n_x))  # the blocks reading x(t): the first ones
     # each part vector at every step, stacked: (T·B, n) views
     c_prev_steps = c_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
     # δW_r = Σ_t δz_r(t) [c(t-1), x(t)]ᵀ
-    d_W_r = np.empty(W_r.shape, dtype)
+    d_W_r = np.empty((n_h, n_h + n_x), dtype)
     weight_gradient(dZ2, 1, c_prev_steps, d_W_r, 0)
     weight_gradient(dZ2, 1, x_steps, d_W_r, n_h)
     # δW_z = Σ_t δz_z(t) [c(t-1), x(t)]ᵀ
-    d_W_z = np.empty(W_z.shape, dtype)
+    d_W_z = np.empty((n_h, n_h + n_x), dtype)
     weight_gradient(dZ2, 2, c_prev_steps, d_W_z, 0)
     weight_gradient(dZ2, 2, x_steps, d_W_z, n_h)
     # δW_hx = Σ_t δz_h(t) [x(t)]ᵀ
-    d_W_hx = np.empty(W_hx.shape, dtype)
+    d_W_hx = np.empty((n_h, n_x), dtype)
     weight_gradient(dZ2, 0, x_steps, d_W_hx, 0)
     # δW_hc = Σ_t δz_hc(t) [c(t-1)]ᵀ
-    d_W_hc = np.empty(W_hc.shape, dtype)
+    d_W_hc = np.empty((n_h, n_h), dtype)
     weight_gradient(dZ2, 3, c_prev_steps, d_W_hc, 0)
     if not (finite and all_finite(d_c_next)):
         check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')  # raises if dys is the cause

@@ -23,7 +23,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform
+from derive.runtime import as_arrays, check_params, check_sequence, check_states, init_uniform
 from derive.runtime_numba import all_finite, block_sums, flat, input_gradient, project, relu, step, sum_rows, tile_rows, weight_gradient
 
 CELL = 'indrnn'
@@ -82,11 +82,13 @@ def forward(
     if state0 is not None:  # None: zeros, written into the first step's states below
         state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
-    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in);
+    # the weights: in the layouts of the products, below
     xs = np.array(xs, order='C')
+    params = as_arrays(params, PARAM_SHAPES)  # the caller's arrays, read once below
     u, W, b = params['u'], params['W'], params['b']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
+    u = np.array(u, order='C')
 
     # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z(t).
     Z = np.empty((1, T, B, n_h), dtype)
@@ -100,7 +102,8 @@ def forward(
 
     ys = c_seq[1:]
     ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
-    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'c': c_seq}
+    # the parameters as forward used them, in the layouts above (copies): what backward reads of them
+    cache = {'cell': CELL, 'params': {'W_x': W_x, 'u': u}, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'c': c_seq}
     return ys, cache
 
 
@@ -155,8 +158,8 @@ def backward(
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     if dstate is not None:  # None: zeros, the carried gradients' first values below
         dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    u, W, b = params['u'], params['W'], params['b']
-    # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
+    # the weights as forward laid them out for its products (see forward): W_x, u
+    W_x, u = params['W_x'], params['u']
     c_seq = cache['c']
 
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz(t)
@@ -172,13 +175,13 @@ def backward(
     finite = block_sums(dZ2, d_B)
     d_b = d_B[0]
     # δx(t) = Wᵀ δz(t), for all steps at once
-    W_x = np.array([W])  # stacked
+    W_x = np.ascontiguousarray(W_x.transpose(0, 2, 1))  # W stacked
     d_xs = np.empty((T, B, n_x), dtype)
     input_gradient(dZ2, W_x, d_xs.reshape(T * B, n_x))  # the blocks reading x(t): the first ones
     # each part vector at every step, stacked: (T·B, n) views
     x_steps = xs.reshape(T * B, n_x)
     # δW = Σ_t δz(t) [x(t)]ᵀ
-    d_W = np.empty(W.shape, dtype)
+    d_W = np.empty((n_h, n_x), dtype)
     weight_gradient(dZ2, 0, x_steps, d_W, 0)
     if not (finite and all_finite(d_c_next)):
         check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')  # raises if dys is the cause

@@ -32,7 +32,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform
+from derive.runtime import as_arrays, check_params, check_sequence, check_states, init_uniform
 from derive.runtime_numba import all_finite, block_sums, dot, dot_add, flat, input_gradient, project, sigmoid, sum_rows, tanh, tile_rows, weight_gradient
 
 CELL = 'lstm_peephole'
@@ -130,15 +130,19 @@ def forward(
     if state0 is not None:  # None: zeros, written into the first step's states below
         state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
-    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in);
+    # the weights: in the layouts of the products, below
     xs = np.array(xs, order='C')
+    params = as_arrays(params, PARAM_SHAPES)  # the caller's arrays, read once below
     p_i, p_f, p_o, W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = params['p_i'], params['p_f'], params['p_o'], params['W_i'], params['b_i'], params['W_f'], params['b_f'], params['W_h'], params['b_h'], params['W_o'], params['b_o']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
     W_fa, W_fx = W_f[:, :n_h], W_f[:, n_h:]
     W_ha, W_hx = W_h[:, :n_h], W_h[:, n_h:]
     W_oa, W_ox = W_o[:, :n_h], W_o[:, n_h:]
+    p_i = np.array(p_i, order='C')
+    p_f = np.array(p_f, order='C')
+    p_o = np.array(p_o, order='C')
 
     # Z: the pre-activation of every affine node, one (T, B, n_h) block each: z_h(t), z_i(t), z_f(t), z_o(t).
     # A σ or tanh whose argument feeds nothing else overwrites that block in place: Z is then its gate's cache.
@@ -162,7 +166,8 @@ def forward(
 
     ys = a_seq[1:]
     ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
-    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'a': a_seq[T].copy(), 'c': c_seq[T].copy()}, 'Gi': Gi_seq, 'Gf': Gf_seq, 'h': h_seq, 'c': c_seq, 'Go': Go_seq, 'tanh_c': tanh_c_seq, 'a': a_seq}
+    # the parameters as forward used them, in the layouts above (copies): what backward reads of them
+    cache = {'cell': CELL, 'params': {'W_x': W_x, 'W_a_prev': W_a_prev, 'p_i': p_i, 'p_f': p_f, 'p_o': p_o}, 'xs': xs, 'final': {'a': a_seq[T].copy(), 'c': c_seq[T].copy()}, 'Gi': Gi_seq, 'Gf': Gf_seq, 'h': h_seq, 'c': c_seq, 'Go': Go_seq, 'tanh_c': tanh_c_seq, 'a': a_seq}
     return ys, cache
 
 
@@ -269,12 +274,8 @@ def backward(
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     if dstate is not None:  # None: zeros, the carried gradients' first values below
         dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    p_i, p_f, p_o, W_i, b_i, W_f, b_f, W_h, b_h, W_o, b_o = params['p_i'], params['p_f'], params['p_o'], params['W_i'], params['b_i'], params['W_f'], params['b_f'], params['W_h'], params['b_h'], params['W_o'], params['b_o']
-    # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
-    W_ia, W_ix = W_i[:, :n_h], W_i[:, n_h:]
-    W_fa, W_fx = W_f[:, :n_h], W_f[:, n_h:]
-    W_ha, W_hx = W_h[:, :n_h], W_h[:, n_h:]
-    W_oa, W_ox = W_o[:, :n_h], W_o[:, n_h:]
+    # the weights as forward laid them out for its products (see forward): W_x, W_a_prev, p_i, p_f, p_o
+    W_x, W_a_prev, p_i, p_f, p_o = params['W_x'], params['W_a_prev'], params['p_i'], params['p_f'], params['p_o']
     Gi_seq = cache['Gi']
     Gf_seq = cache['Gf']
     h_seq = cache['h']
@@ -283,7 +284,8 @@ def backward(
     tanh_c_seq = cache['tanh_c']
     a_seq = cache['a']
 
-    W_a_prevT = np.concatenate([W_ha, W_ia, W_fa, W_oa])
+    # W_ha, W_ia, W_fa, W_oa: the blocks acting on a(t-1)
+    W_a_prevT = np.ascontiguousarray(W_a_prev.transpose(0, 2, 1)).reshape(4 * n_h, -1)
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_h(t), δz_i(t), δz_f(t), δz_o(t)
     dZ = np.empty((4, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
@@ -304,26 +306,26 @@ def backward(
     d_b_h = d_B[0]
     d_b_o = d_B[3]
     # δx(t) = W_fxᵀ δz_f(t) + W_hxᵀ δz_h(t) + W_ixᵀ δz_i(t) + W_oxᵀ δz_o(t), for all steps at once
-    W_x = np.array([W_hx, W_ix, W_fx, W_ox])  # stacked
+    W_x = np.ascontiguousarray(W_x.transpose(0, 2, 1))  # W_hx, W_ix, W_fx, W_ox stacked
     d_xs = np.empty((T, B, n_x), dtype)
     input_gradient(dZ2, W_x, d_xs.reshape(T * B, n_x))  # the blocks reading x(t): the first ones
     # each part vector at every step, stacked: (T·B, n) views
     a_prev_steps = a_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
     # δW_i = Σ_t δz_i(t) [a(t-1), x(t)]ᵀ
-    d_W_i = np.empty(W_i.shape, dtype)
+    d_W_i = np.empty((n_h, n_h + n_x), dtype)
     weight_gradient(dZ2, 1, a_prev_steps, d_W_i, 0)
     weight_gradient(dZ2, 1, x_steps, d_W_i, n_h)
     # δW_f = Σ_t δz_f(t) [a(t-1), x(t)]ᵀ
-    d_W_f = np.empty(W_f.shape, dtype)
+    d_W_f = np.empty((n_h, n_h + n_x), dtype)
     weight_gradient(dZ2, 2, a_prev_steps, d_W_f, 0)
     weight_gradient(dZ2, 2, x_steps, d_W_f, n_h)
     # δW_h = Σ_t δz_h(t) [a(t-1), x(t)]ᵀ
-    d_W_h = np.empty(W_h.shape, dtype)
+    d_W_h = np.empty((n_h, n_h + n_x), dtype)
     weight_gradient(dZ2, 0, a_prev_steps, d_W_h, 0)
     weight_gradient(dZ2, 0, x_steps, d_W_h, n_h)
     # δW_o = Σ_t δz_o(t) [a(t-1), x(t)]ᵀ
-    d_W_o = np.empty(W_o.shape, dtype)
+    d_W_o = np.empty((n_h, n_h + n_x), dtype)
     weight_gradient(dZ2, 3, a_prev_steps, d_W_o, 0)
     weight_gradient(dZ2, 3, x_steps, d_W_o, n_h)
     if not (finite and all_finite(d_a_next) and all_finite(d_c_next)):

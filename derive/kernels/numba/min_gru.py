@@ -25,7 +25,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform
+from derive.runtime import as_arrays, check_params, check_sequence, check_states, init_uniform
 from derive.runtime_numba import all_finite, block_sums, flat, input_gradient, project, sigmoid, weight_gradient
 
 CELL = 'min_gru'
@@ -92,9 +92,10 @@ def forward(
     if state0 is not None:  # None: zeros, written into the first step's states below
         state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
-    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in);
+    # the weights: in the layouts of the products, below
     xs = np.array(xs, order='C')
+    params = as_arrays(params, PARAM_SHAPES)  # the caller's arrays, read once below
     W_u, b_u, W_h, b_h = params['W_u'], params['b_u'], params['W_h'], params['b_h']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
 
@@ -113,7 +114,8 @@ def forward(
 
     ys = c_seq[1:]
     ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
-    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gu': Gu_seq, 'c': c_seq, 'mix_c': mix_c_seq}
+    # the parameters as forward used them, in the layouts above (copies): what backward reads of them
+    cache = {'cell': CELL, 'params': {'W_x': W_x}, 'xs': xs, 'final': {'c': c_seq[T].copy()}, 'Gu': Gu_seq, 'c': c_seq, 'mix_c': mix_c_seq}
     return ys, cache
 
 
@@ -170,8 +172,8 @@ def backward(
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     if dstate is not None:  # None: zeros, the carried gradients' first values below
         dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_u, b_u, W_h, b_h = params['W_u'], params['b_u'], params['W_h'], params['b_h']
-    # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
+    # the weights as forward laid them out for its products (see forward): W_x
+    W_x = params['W_x']
     Gu_seq = cache['Gu']
     c_seq = cache['c']
     mix_c_seq = cache['mix_c']
@@ -189,16 +191,16 @@ def backward(
     d_b_u = d_B[0]
     d_b_h = d_B[1]
     # δx(t) = W_hᵀ δh(t) + W_uᵀ δz_u(t), for all steps at once
-    W_x = np.array([W_u, W_h])  # stacked
+    W_x = np.ascontiguousarray(W_x.transpose(0, 2, 1))  # W_u, W_h stacked
     d_xs = np.empty((T, B, n_x), dtype)
     input_gradient(dZ2, W_x, d_xs.reshape(T * B, n_x))  # the blocks reading x(t): the first ones
     # each part vector at every step, stacked: (T·B, n) views
     x_steps = xs.reshape(T * B, n_x)
     # δW_u = Σ_t δz_u(t) [x(t)]ᵀ
-    d_W_u = np.empty(W_u.shape, dtype)
+    d_W_u = np.empty((n_h, n_x), dtype)
     weight_gradient(dZ2, 0, x_steps, d_W_u, 0)
     # δW_h = Σ_t δh(t) [x(t)]ᵀ
-    d_W_h = np.empty(W_h.shape, dtype)
+    d_W_h = np.empty((n_h, n_x), dtype)
     weight_gradient(dZ2, 1, x_steps, d_W_h, 0)
     if not (finite and all_finite(d_c_next)):
         check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys')  # raises if dys is the cause

@@ -23,7 +23,7 @@ from typing import Any
 import numba
 import numpy as np
 
-from derive.runtime import check_params, check_sequence, check_states, init_uniform
+from derive.runtime import as_arrays, check_params, check_sequence, check_states, init_uniform
 from derive.runtime_numba import all_finite, block_sums, dot, dot_add, flat, input_gradient, project, relu, step, weight_gradient
 
 CELL = 'rnn_relu'
@@ -81,9 +81,10 @@ def forward(
     if state0 is not None:  # None: zeros, written into the first step's states below
         state0 = check_states('state0', state0, STATES, (B, n_h), dtype)
     # copies: backward reads these, and the caller may change their arrays or dict meanwhile
-    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in)
-    params = {k: np.array(params[k], order='C') for k in PARAM_SHAPES}  # of dtype already (check_params)
+    # (in C order: the products and the loops read them so, whatever order the caller's arrays are in);
+    # the weights: in the layouts of the products, below
     xs = np.array(xs, order='C')
+    params = as_arrays(params, PARAM_SHAPES)  # the caller's arrays, read once below
     W_a, b_a = params['W_a'], params['b_a']
     # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
     W_aa, W_ax = W_a[:, :n_h], W_a[:, n_h:]
@@ -102,7 +103,8 @@ def forward(
 
     ys = a_seq[1:]
     ys.setflags(write=False)  # a view of the cache: writing into it would corrupt backward
-    cache = {'cell': CELL, 'params': params, 'xs': xs, 'final': {'a': a_seq[T].copy()}, 'a': a_seq}
+    # the parameters as forward used them, in the layouts above (copies): what backward reads of them
+    cache = {'cell': CELL, 'params': {'W_x': W_x, 'W_a_prev': W_a_prev}, 'xs': xs, 'final': {'a': a_seq[T].copy()}, 'a': a_seq}
     return ys, cache
 
 
@@ -149,12 +151,12 @@ def backward(
     dys = np.ascontiguousarray(check_sequence('dys', dys, (T, B, n_h), dtype, why=' like ys', finite=False))
     if dstate is not None:  # None: zeros, the carried gradients' first values below
         dstate = check_states('dstate', dstate, STATES, (B, n_h), dtype)
-    W_a, b_a = params['W_a'], params['b_a']
-    # column blocks: a weight on a concatenation is [W_c, W_x] on [c(t-1), x(t)]
-    W_aa, W_ax = W_a[:, :n_h], W_a[:, n_h:]
+    # the weights as forward laid them out for its products (see forward): W_x, W_a_prev
+    W_x, W_a_prev = params['W_x'], params['W_a_prev']
     a_seq = cache['a']
 
-    W_a_prevT = W_aa.copy()
+    # W_aa: the blocks acting on a(t-1)
+    W_a_prevT = W_a_prev.T.copy()
     # dZ: δz of every affine node at every step, one (T, B, n_h) block each: δz_a(t)
     dZ = np.empty((1, T, B, n_h), dtype)
     # δa(t)[via t+1]: from dstate at the last step (a copy: the loop writes into it)
@@ -167,14 +169,14 @@ def backward(
     finite = block_sums(dZ2, d_B)
     d_b_a = d_B[0]
     # δx(t) = W_axᵀ δz_a(t), for all steps at once
-    W_x = np.array([W_ax])  # stacked
+    W_x = np.ascontiguousarray(W_x.transpose(0, 2, 1))  # W_ax stacked
     d_xs = np.empty((T, B, n_x), dtype)
     input_gradient(dZ2, W_x, d_xs.reshape(T * B, n_x))  # the blocks reading x(t): the first ones
     # each part vector at every step, stacked: (T·B, n) views
     a_prev_steps = a_seq[:-1].reshape(T * B, n_h)
     x_steps = xs.reshape(T * B, n_x)
     # δW_a = Σ_t δz_a(t) [a(t-1), x(t)]ᵀ
-    d_W_a = np.empty(W_a.shape, dtype)
+    d_W_a = np.empty((n_h, n_h + n_x), dtype)
     weight_gradient(dZ2, 0, a_prev_steps, d_W_a, 0)
     weight_gradient(dZ2, 0, x_steps, d_W_a, n_h)
     if not (finite and all_finite(d_a_next)):
