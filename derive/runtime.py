@@ -212,7 +212,7 @@ def _known_params(
     the same layout each time: this skips re-deriving the sizes (most of
     the check's cost for a small model) and keeps only the value check. It
     runs at every kernel call, where each Python operation counts (in a
-    training loop, the checks took about a sixth of a small RNN's time): the
+    training loop, this check took about a sixth of a small RNN's time): the
     latest layout is tried first, the shapes and dtypes compared as they
     are (a dtype first by identity: NumPy gives every native float32 array
     the same one).
