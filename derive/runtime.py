@@ -284,7 +284,7 @@ def as_arrays(params: Mapping[str, object], names: Sequence[str]) -> Mapping[str
     lists, say, which :func:`check_params` accepts)."""
     for name in names:
         if type(params[name]) is not np.ndarray:
-            return {k: np.asarray(params[k]) for k in names}
+            return {k: _as_array(params[k]) for k in names}
     return params
 
 
