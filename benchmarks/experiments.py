@@ -12,10 +12,16 @@ copies, the input projection and the weight gradients).
 
 Columns: ``step`` and ``kernel`` in µs per step (median of ``--repeat``
 training runs of ``--steps`` steps), ``out`` the share of the step outside the kernels, ``loops`` the
-share of the Numba kernel in its compiled loops; the last line sums every row
-(the experiments train every cell at every length for the same number of
-steps, so the sums weigh the rows as a run of ``derive experiment memory``
-does) and gives the NumPy/Numba ratio of the steps and of the kernels.
+share of the Numba kernel in its compiled loops, ``floor`` the Numba
+kernel's own GEMM floor in µs per step: exactly the matrix products the
+kernel does at this shape (read from its kernel plan), timed alone inside
+compiled code, as ``benchmarks/kernels.py`` measures its ``nbfl`` column
+(whose functions this column calls). The last lines sum every row (the
+experiments train every cell at every length for the same number of steps,
+so the sums weigh the rows as a run of ``derive experiment memory`` does),
+give the NumPy/Numba ratio of the steps and of the kernels and, with the
+floor, the ratio of the steps if the Numba kernels spent no time beyond
+their products: a bound on what any kernel doing those products can reach.
 
 Runs on one BLAS thread, as ``derive experiment`` does (threadpoolctl; SciPy's
 BLAS, which Numba's ``np.dot`` calls, loaded first). Usage::
@@ -34,9 +40,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
+from pathlib import Path
 from types import ModuleType
 
+import numpy as np
+
+import derive
 from derive.experiments import CELLS, load_kernel
+from derive.experiments.tasks import N_INPUTS
 from derive.experiments.train import FULL_TRAINING, hidden_size, train
 from derive.kernels import BACKENDS
 
@@ -111,6 +122,30 @@ def measure(cell: str, length: int, backend: str, steps: int, repeat: int) -> di
     return {"step": step, "kernel": kernel_time, "loops": statistics.median(rounds["loops"]) if loops else None}
 
 
+def gemm_floor(cell: str, length: int, repeat: int) -> float:
+    """Seconds per step of the Numba kernel's own matrix products for
+    ``cell`` at ``length`` and the experiments' shapes (float64, as the
+    models' parameters): the median of ``repeat`` calibrated timings of
+    ``benchmarks/kernels.py``'s compiled floor on its plan's products."""
+    bench = _kernels_benchmark()
+    n_h = hidden_size(cell, FULL_TRAINING.param_target)
+    forward, backward = bench.plan_gemms(derive.cell(cell), length, FULL_TRAINING.batch, N_INPUTS, n_h)
+    sample = bench.calibrated(bench.numba_gemm_runner(forward, backward, np.float64, np.random.default_rng(0)), 0.05)
+    return statistics.median(sample() for _ in range(repeat))
+
+
+def _kernels_benchmark() -> ModuleType:
+    """``benchmarks/kernels.py``, loaded once by its path (the benchmarks are
+    scripts, not a package)."""
+    name = "derive_benchmark_kernels"
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("kernels.py"))
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module  # before running it: its dataclasses look their module up
+        spec.loader.exec_module(module)
+    return sys.modules[name]
+
+
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cells", type=lambda text: tuple(text.split(",")), default=CELLS,
@@ -136,9 +171,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     _one_blas_thread()
     header = f"{'cell':14} {'T':>4} {'n_h':>4}"
     for backend in args.backends:
-        header += f" | {backend + ' step':>11} {'kernel':>7} {'out':>4}" + (f" {'loops':>5}" if backend == "numba" else "")
+        header += f" | {backend + ' step':>11} {'kernel':>7} {'out':>4}" + (f" {'loops':>5} {'floor':>6}" if backend == "numba" else "")
     print(header)
-    sums = {backend: {"step": 0.0, "kernel": 0.0} for backend in args.backends}
+    sums = {backend: {"step": 0.0, "kernel": 0.0, "floor": 0.0} for backend in args.backends}
     for length in args.lengths:
         for cell in args.cells:
             row = f"{cell:14} {length:4d} {hidden_size(cell, FULL_TRAINING.param_target):4d}"
@@ -151,6 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if backend == "numba":
                     loops = times["loops"]
                     row += f" {loops:5.0%}" if loops is not None else f" {'-':>5}"
+                    floor = gemm_floor(cell, length, args.repeat)
+                    sums[backend]["floor"] += floor
+                    row += f" {floor * 1e6:6.0f}"
             print(row, flush=True)
     total = "sum: " + "; ".join(
         f"{backend} step {s['step'] * 1e3:.1f} ms, kernels {s['kernel'] * 1e3:.1f} ms, "
@@ -160,6 +198,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     if set(args.backends) == {"numpy", "numba"}:
         np_, nb = sums["numpy"], sums["numba"]
         print(f"numpy/numba: steps {np_['step'] / nb['step']:.2f}x, kernels alone {np_['kernel'] / nb['kernel']:.2f}x")
+    if "numba" in sums:
+        nb = sums["numba"]
+        line = (f"numba kernels' GEMM floor {nb['floor'] * 1e3:.1f} ms: {nb['kernel'] * 1e3 - nb['floor'] * 1e3:.1f} ms "
+                f"of the kernels' {nb['kernel'] * 1e3:.1f} ms beyond their products")
+        if "numpy" in sums:
+            # the Numba steps with kernels that did their products and nothing else
+            at_floor = nb["step"] - nb["kernel"] + nb["floor"]
+            line += f"; numpy/numba steps at that floor: {sums['numpy']['step'] / at_floor:.2f}x"
+        print(line)
     return 0
 
 

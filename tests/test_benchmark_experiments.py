@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from types import ModuleType
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,22 +26,53 @@ def bench() -> ModuleType:
 
 
 def test_table_has_a_row_per_cell_and_length_and_sums_them(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
-    backends = "numpy,numba" if importlib.util.find_spec("numba") else "numpy"
+    with_numba = importlib.util.find_spec("numba") is not None
+    backends = "numpy,numba" if with_numba else "numpy"
     assert bench.main(["--cells", "gru,rnn", "--lengths", "3,4", "--steps", "2", "--repeat", "1", "--backends", backends]) == 0
     lines = capsys.readouterr().out.splitlines()
     rows = [line for line in lines if re.match(r"(gru|rnn) +[34] ", line)]
     assert [row.split()[:2] for row in rows] == [["gru", "3"], ["rnn", "3"], ["gru", "4"], ["rnn", "4"]]
+    sums = next(line for line in lines if line.startswith("sum: "))
     for index, backend in enumerate(backends.split(",")):
         columns = [row.split("|")[1 + index].split() for row in rows]
         steps = sum(float(c[0]) for c in columns) / 1e3  # µs per row, ms in the sum
         kernels = sum(float(c[1]) for c in columns) / 1e3
-        total = re.search(rf"{backend} step ([\d.]+) ms, kernels ([\d.]+) ms", lines[-2 if "," in backends else -1])
+        total = re.search(rf"{backend} step ([\d.]+) ms, kernels ([\d.]+) ms", sums)
         assert total is not None, lines
         assert float(total[1]) == pytest.approx(steps, abs=0.1) and float(total[2]) == pytest.approx(kernels, abs=0.1)
         if backend == "numba":
             assert all(0 < float(c[3].rstrip("%")) <= 100 for c in columns), columns  # the compiled loops' share
-    if "," in backends:
-        assert lines[-1].startswith("numpy/numba: steps ")
+            floors = [float(c[4]) for c in columns]  # the GEMM floor, µs per step: grows with T at one n_h
+            assert all(f > 0 for f in floors) and floors[2] > floors[0] and floors[3] > floors[1], columns
+            floor = re.fullmatch(r"numba kernels' GEMM floor ([\d.]+) ms: ([\d.]+) ms of the kernels' ([\d.]+) ms "
+                                 r"beyond their products; numpy/numba steps at that floor: ([\d.]+)x", lines[-1])
+            assert floor is not None, lines[-1]
+            assert float(floor[1]) == pytest.approx(sum(floors) / 1e3, abs=0.1)
+            assert float(floor[1]) + float(floor[2]) == pytest.approx(kernels, abs=0.1)
+            numpy_steps = float(re.search(r"numpy step ([\d.]+) ms", sums)[1])
+            at_floor = steps - kernels + sum(floors) / 1e3  # the Numba steps with kernels doing only their products
+            assert float(floor[4]) == pytest.approx(numpy_steps / at_floor, rel=0.05)
+    if with_numba:
+        assert lines[-2].startswith("numpy/numba: steps ")
+
+
+def test_gemm_floor_times_the_plans_products(bench: ModuleType, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The floor of a row is the compiled floor of the kernel plan's products
+    at the experiments' shapes: B = 64, n_x = 2, the model's n_h, float64."""
+    pytest.importorskip("numba")
+    kernels = bench._kernels_benchmark()
+    seen = {}
+
+    def runner(forward: list, backward: list, dtype: type, rng: object) -> object:
+        seen.update(forward=forward, backward=backward, dtype=dtype)
+        return lambda: None
+
+    monkeypatch.setattr(kernels, "numba_gemm_runner", runner)
+    monkeypatch.setattr(kernels, "calibrated", lambda fn, seconds: iter([3.0, 1.0, 2.0]).__next__)
+    assert bench.gemm_floor("lstm", 7, repeat=3) == 2.0  # the median
+    n_h = bench.hidden_size("lstm", bench.FULL_TRAINING.param_target)
+    assert (seen["forward"], seen["backward"]) == kernels.plan_gemms(bench.derive.cell("lstm"), 7, 64, 2, n_h)
+    assert seen["dtype"] is np.float64
 
 
 def test_bad_backend_is_refused(bench: ModuleType, capsys: pytest.CaptureFixture[str]) -> None:
