@@ -171,7 +171,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     _one_blas_thread()
     header = f"{'cell':14} {'T':>4} {'n_h':>4}"
     for backend in args.backends:
-        header += f" | {backend + ' step':>11} {'kernel':>7} {'out':>4}" + (f" {'loops':>5} {'floor':>6}" if backend == "numba" else "")
+        header += f" | {backend + ' step':>11} {'kernel':>7} {'out':>4}"
+        header += f" {'loops':>5} {'floor':>6}" if backend == "numba" else ""
     print(header)
     sums = {backend: {"step": 0.0, "kernel": 0.0, "floor": 0.0} for backend in args.backends}
     for length in args.lengths:
