@@ -142,8 +142,23 @@ def _kernels_benchmark() -> ModuleType:
         spec = importlib.util.spec_from_file_location(name, Path(__file__).with_name("kernels.py"))
         module = importlib.util.module_from_spec(spec)
         sys.modules[name] = module  # before running it: its dataclasses look their module up
-        spec.loader.exec_module(module)
+        try:
+            spec.loader.exec_module(module)
+        except ImportError:
+            del sys.modules[name]
+            raise
     return sys.modules[name]
+
+
+def _floor_available() -> bool:
+    """Whether the floor column can be measured: ``benchmarks/kernels.py``
+    imports torch (the test extra); if it cannot, say so on stderr."""
+    try:
+        _kernels_benchmark()
+    except ImportError as error:
+        print(f"no floor column: benchmarks/kernels.py needs {error.name} (pip install -e '.[test]')", file=sys.stderr)
+        return False
+    return True
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -169,10 +184,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Print the table; return the exit status."""
     args = _parse(argv)
     _one_blas_thread()
+    with_floor = "numba" in args.backends and _floor_available()
     header = f"{'cell':14} {'T':>4} {'n_h':>4}"
     for backend in args.backends:
         header += f" | {backend + ' step':>11} {'kernel':>7} {'out':>4}"
-        header += f" {'loops':>5} {'floor':>6}" if backend == "numba" else ""
+        header += (f" {'loops':>5}" + (f" {'floor':>6}" if with_floor else "")) if backend == "numba" else ""
     print(header)
     sums = {backend: {"step": 0.0, "kernel": 0.0, "floor": 0.0} for backend in args.backends}
     for length in args.lengths:
@@ -187,9 +203,10 @@ def main(argv: Sequence[str] | None = None) -> int:
                 if backend == "numba":
                     loops = times["loops"]
                     row += f" {loops:5.0%}" if loops is not None else f" {'-':>5}"
-                    floor = gemm_floor(cell, length, args.repeat)
-                    sums[backend]["floor"] += floor
-                    row += f" {floor * 1e6:6.0f}"
+                    if with_floor:
+                        floor = gemm_floor(cell, length, args.repeat)
+                        sums[backend]["floor"] += floor
+                        row += f" {floor * 1e6:6.0f}"
             print(row, flush=True)
     total = "sum: " + "; ".join(
         f"{backend} step {s['step'] * 1e3:.1f} ms, kernels {s['kernel'] * 1e3:.1f} ms, "
@@ -199,7 +216,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if set(args.backends) == {"numpy", "numba"}:
         np_, nb = sums["numpy"], sums["numba"]
         print(f"numpy/numba: steps {np_['step'] / nb['step']:.2f}x, kernels alone {np_['kernel'] / nb['kernel']:.2f}x")
-    if "numba" in sums:
+    if with_floor:
         nb = sums["numba"]
         line = (f"numba kernels' GEMM floor {nb['floor'] * 1e3:.1f} ms: {nb['kernel'] * 1e3 - nb['floor'] * 1e3:.1f} ms "
                 f"of the kernels' {nb['kernel'] * 1e3:.1f} ms beyond their products")

@@ -110,3 +110,22 @@ def test_measure_splits_a_step_into_kernel_loops_and_the_rest(bench: ModuleType,
     assert bench.measure("gru", 3, "numba", steps=4, repeat=2) == {"step": 15.0, "kernel": 10.0, "loops": 0.6}
     assert bench.measure("gru", 3, "numpy", steps=4, repeat=2) == {"step": 15.0, "kernel": 10.0, "loops": None}
     assert all(getattr(kernel, name) is function for name, function in functions.items())  # put back
+
+
+def test_without_torch_the_table_has_no_floor_column_and_says_why(
+    bench: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """benchmarks/kernels.py, whose floor the column times, imports torch:
+    without it the rest of the table is printed and stderr says what is missing."""
+    pytest.importorskip("numba")
+
+    def missing() -> ModuleType:
+        raise ImportError("No module named 'torch'", name="torch")
+
+    monkeypatch.setattr(bench, "_kernels_benchmark", missing)
+    assert bench.main(["--cells", "rnn", "--lengths", "3", "--steps", "2", "--repeat", "1"]) == 0
+    captured = capsys.readouterr()
+    lines = captured.out.splitlines()
+    assert lines[0].split()[-1] == "loops" and len(lines[1].split("|")[2].split()) == 4, lines
+    assert not any("GEMM floor" in line for line in lines)
+    assert "no floor column: benchmarks/kernels.py needs torch (pip install -e '.[test]')" in captured.err
