@@ -188,7 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     header = f"{'cell':14} {'T':>4} {'n_h':>4}"
     for backend in args.backends:
         header += f" | {backend + ' step':>11} {'kernel':>7} {'out':>4}"
-        header += (f" {'loops':>5}" + (f" {'floor':>6}" if with_floor else "")) if backend == "numba" else ""
+        if backend == "numba":
+            header += f" {'loops':>5}" + (f" {'floor':>6}" if with_floor else "")
     print(header)
     sums = {backend: {"step": 0.0, "kernel": 0.0, "floor": 0.0} for backend in args.backends}
     for length in args.lengths:
@@ -218,7 +219,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"numpy/numba: steps {np_['step'] / nb['step']:.2f}x, kernels alone {np_['kernel'] / nb['kernel']:.2f}x")
     if with_floor:
         nb = sums["numba"]
-        line = (f"numba kernels' GEMM floor {nb['floor'] * 1e3:.1f} ms: {nb['kernel'] * 1e3 - nb['floor'] * 1e3:.1f} ms "
+        line = (f"numba kernels' GEMM floor {nb['floor'] * 1e3:.1f} ms: {(nb['kernel'] - nb['floor']) * 1e3:.1f} ms "
                 f"of the kernels' {nb['kernel'] * 1e3:.1f} ms beyond their products")
         if "numpy" in sums:
             # the Numba steps with kernels that did their products and nothing else
