@@ -42,9 +42,11 @@ Two tables, forward+backward first, then forward alone. Their columns:
   gradients (one per column block, the δz operand a transposed view as in
   the kernel); the kernel sums the bias gradients after its backward loop
   (a pass over δz, not a product; nor is the bias row of its input
-  projection counted). All through ``np.dot`` on 2-D contiguous arrays of
-  the row's dtype, into preallocated outputs: SciPy's OpenBLAS, which the
-  kernel calls too (through the runtime's ``gemm``). At start the script
+  projection counted). Into preallocated outputs, on 2-D contiguous arrays
+  of the row's dtype: the products of a step through ``np.dot``, the ones
+  over all steps cut into pieces as the kernel cuts them (the runtime's
+  ``gemm_in_pieces``); SciPy's OpenBLAS, which the kernel calls too
+  (through the runtime's ``gemm``). At start the script
   checks this list against :func:`gemm_floor`'s (the same multiply-adds)
   and prints what differs.
 
@@ -234,16 +236,19 @@ def gemm_runner(gemms: list[Gemm], dtype: type, rng: np.random.Generator) -> Cal
 def _numba_floor() -> Callable[..., None]:
     """The compiled floor (compiled once per dtype and process, not cached on
     disk: a cache entry names the module that wrote it, and the tests load
-    this file under another name than ``__main__``):
-    ``np.dot(a, b, out)`` over five typed lists of (a, b, out): before the
-    loop, each forward step, each backward step, after it, and after it with
-    a transposed (Fortran-ordered) first operand."""
+    this file under another name than ``__main__``), over five typed lists
+    of (a, b, out): before the loop, each forward step, each backward step,
+    after it, and after it with a transposed (Fortran-ordered) first operand.
+    The products of a step: ``np.dot(a, b, out)``; the ones over all steps:
+    ``gemm_in_pieces``, in the pieces the kernels cut them into."""
     import numba
+
+    from derive.runtime_numba import gemm_in_pieces
 
     @numba.njit(error_model="numpy")
     def floor(T, before, forward, backward, after, after_t):  # noqa: ANN001, ANN202 - compiled by Numba
         for a, b, o in before:
-            np.dot(a, b, o)
+            gemm_in_pieces(a, b, o, 0, False, 0.0)
         for _ in range(T):
             for a, b, o in forward:
                 np.dot(a, b, o)
@@ -251,9 +256,9 @@ def _numba_floor() -> Callable[..., None]:
             for a, b, o in backward:
                 np.dot(a, b, o)
         for a, b, o in after:
-            np.dot(a, b, o)
+            gemm_in_pieces(a, b, o, 0, False, 0.0)
         for a, b, o in after_t:
-            np.dot(a, b, o)
+            gemm_in_pieces(a.T, b, o, 0, True, 0.0)
 
     return floor
 
@@ -264,7 +269,7 @@ _FLOOR: list[Callable[..., None]] = []
 def numba_gemm_runner(forward: list[Gemm], backward: list[Gemm], dtype: type,
                       rng: np.random.Generator) -> Callable[[], None]:
     """A callable doing exactly ``forward`` then ``backward`` inside one
-    compiled function (``np.dot`` into preallocated outputs): the products
+    compiled function (into preallocated outputs, see :func:`_numba_floor`): the products
     of count T (per step) in a loop over t, forward and backward, in order;
     the others before (forward) or after (backward) it."""
     from numba import typed, types

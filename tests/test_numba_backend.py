@@ -350,6 +350,41 @@ def test_the_runtime_products_around_the_loops(dtype: type) -> None:
             rt.gemm(*bad, False, 0.0)
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_products_over_all_steps_cut_into_pieces(dtype: type) -> None:
+    """Products long in T·B (5000 rows, 16 × 16 per row: pieces of 3906 and
+    1094 rows) give the whole product: δW adds its pieces (into a column
+    block, β = 0 on the first only, or β = 1 on all), δx and Z keep each
+    piece's rows; a product too wide for pieces of 32 rows runs whole."""
+    _numba_or_skip()
+    from derive import runtime_numba as rt
+
+    rng = np.random.default_rng(2)
+    rows = 5000
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    dZ = rng.normal(size=(2, rows, 16)).astype(dtype)
+    part = rng.normal(size=(rows, 16)).astype(dtype)
+    d_W = np.full((16, 20), 7.0, dtype)
+    rt.weight_gradient(dZ, 1, part, d_W, 2)
+    assert rel_error(d_W[:, 2:18], dZ[1].T @ part) < tol
+    assert (d_W[:, :2] == 7).all() and (d_W[:, 18:] == 7).all()
+    added = np.ones((16, 16), dtype)
+    rt.gemm_in_pieces(dZ[0], part, added, 0, True, 1.0)
+    assert rel_error(added, 1 + dZ[0].T @ part) < tol
+    W = rng.normal(size=(2, 16, 16)).astype(dtype)
+    d_xs = np.full((rows, 16), np.nan, dtype)
+    rt.input_gradient(dZ, W, d_xs)
+    assert rel_error(d_xs, dZ[0] @ W[0] + dZ[1] @ W[1]) < tol
+    xs, b = rng.normal(size=(rows, 16)).astype(dtype), rng.normal(size=(1, 16)).astype(dtype)
+    Z = np.full((1, rows, 16), np.nan, dtype)
+    rt.project(xs, W[:1], b, Z)
+    assert rel_error(Z[0], xs @ W[0] + b[0]) < tol
+    wide_a, wide_b = rng.normal(size=(64, 200)).astype(dtype), rng.normal(size=(64, 200)).astype(dtype)
+    whole = np.empty((200, 200), dtype)
+    rt.gemm_in_pieces(wide_a, wide_b, whole, 0, True, 0.0)
+    assert rel_error(whole, wide_a.T @ wide_b) < tol
+
+
 def test_a_numba_kernel_loads_scipys_blas_without_scipy_linalg(tmp_path: Path) -> None:
     """A Numba kernel's products run on SciPy's ``cython_blas`` loaded alone
     (``derive.scipy_blas``), not after all of ``scipy.linalg``; a later
