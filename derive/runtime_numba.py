@@ -332,7 +332,7 @@ def gemm(a, b, out, column, transpose_a, beta):  # noqa: ANN001, ANN201
 
 # OpenBLAS (SciPy's, on this project's AVX-512 machine) runs a product whose m·n·k is at most 100³ through its
 # small-matrix kernels, without packing the operands: the products over all steps, long in one dimension
-# (T·B), ran 25–45 % faster at the medium shape cut into pieces under that size than whole (weight gradients,
+# (T·B), ran 24–47 % faster at the medium shape cut into pieces under that size than whole (weight gradients,
 # projections and δx, float32 and float64; the large shape 2–32 %). Pieces shorter than 32 rows ran slower
 # than one call (n_h ≥ 256): such a product stays whole.
 _SMALL_GEMM = 100**3
